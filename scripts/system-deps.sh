@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages the tests and the demo use: git (with git-http-backend) and OpenSSH's sshd.
+set -euo pipefail
+need=()
+command -v git >/dev/null || need+=(git)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing system packages: ${need[*]} (install them as root: apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing ${need[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

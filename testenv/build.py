@@ -1,0 +1,137 @@
+"""Build the control-plane binaries from pinned Go modules, once, into a cache.
+
+No package registry ships kube-apiserver, so the test environment compiles it
+(and etcd, and kwok) from the Go module proxy. The result is cached outside the
+repository, keyed by the pinned versions, and reused while present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testenv import versions
+
+GO_DIR = Path(__file__).resolve().parent / "go"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One binary: where its Go module lives and which package is the command."""
+
+    binary: str
+    module_dir: str
+    package: str
+
+
+COMPONENTS = (
+    Component("etcd", "etcd", "go.etcd.io/etcd/server/v3"),
+    Component("kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver"),
+    Component("kube-controller-manager", "kube", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+    Component("kube-scheduler", "kube", "k8s.io/kubernetes/cmd/kube-scheduler"),
+    Component("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
+)
+
+
+class BuildError(RuntimeError):
+    """A binary could not be built (no Go toolchain, a module that does not compile, ...)."""
+
+
+def cache_root() -> Path:
+    root = os.environ.get("FLUXD_TESTENV_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "fluxd-testenv"
+
+
+def bin_dir() -> Path:
+    """Where the binaries are (or will be): ``FLUXD_TESTENV_BIN`` or the versioned cache."""
+    override = os.environ.get("FLUXD_TESTENV_BIN")
+    if override:
+        return Path(override)
+    return cache_root() / versions.cache_key() / "bin"
+
+
+def missing() -> list[Component]:
+    directory = bin_dir()
+    return [c for c in COMPONENTS if not (directory / c.binary).is_file()]
+
+
+def _say(message: str) -> None:
+    print(f"[testenv] {message}", file=sys.stderr, flush=True)
+
+
+def _build_one(component: Component, directory: Path, go: str) -> float:
+    target = directory / component.binary
+    partial = directory / f".{component.binary}.partial"
+    env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=readonly")
+    command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), component.package]
+    started = time.monotonic()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(30):
+            _say(f"  still building {component.binary} ({time.monotonic() - started:.0f}s)")
+
+    ticker = threading.Thread(target=heartbeat, name=f"build-{component.binary}", daemon=True)
+    ticker.start()
+    try:
+        result = subprocess.run(
+            command,
+            cwd=GO_DIR / component.module_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        done.set()
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise BuildError(
+            f"building {component.binary} failed: {' '.join(command)} "
+            f"(in {GO_DIR / component.module_dir})\n{tail}"
+        )
+    partial.replace(target)
+    return time.monotonic() - started
+
+
+def ensure_binaries() -> Path:
+    """Return the directory holding every binary, building the missing ones first."""
+    directory = bin_dir()
+    todo = missing()
+    if not todo:
+        return directory
+    if os.environ.get("FLUXD_TESTENV_BIN"):
+        names = ", ".join(c.binary for c in todo)
+        raise BuildError(f"FLUXD_TESTENV_BIN={directory} lacks {names}")
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError(
+            "the Go toolchain ('go') is not on PATH: it is needed once to build etcd, "
+            "kube-apiserver, kube-controller-manager, kube-scheduler and kwok for the tests"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    total = time.monotonic()
+    _say(f"building {len(todo)} control-plane binaries into {directory} (cold builds take a while)")
+    for index, component in enumerate(todo, start=1):
+        _say(f"[{index}/{len(todo)}] {component.binary} from {component.package}")
+        seconds = _build_one(component, directory, go)
+        _say(f"[{index}/{len(todo)}] {component.binary} built in {seconds:.0f}s")
+    _say(f"all binaries built in {time.monotonic() - total:.0f}s")
+    return directory
+
+
+def main() -> int:
+    started = time.monotonic()
+    try:
+        directory = ensure_binaries()
+    except BuildError as error:
+        _say(str(error))
+        return 1
+    _say(f"binaries ready in {directory} ({time.monotonic() - started:.1f}s)")
+    return 0

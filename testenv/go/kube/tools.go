@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package testenv pins the Kubernetes control-plane commands that the test
+// environment builds from the Go module proxy.
+package testenv
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
