@@ -1,0 +1,1 @@
+"""One reconciler per kind, and the manager that wires them to the cluster."""

@@ -1,0 +1,165 @@
+"""The daemon: connect, serve HTTP, win the lease, run every controller; stop in order.
+
+Everything long-lived runs in one anyio task group under a name and a guard.
+Controllers and other leader-only services (pollers, the restarter) run only
+while this replica holds the lease; the HTTP servers run on every replica.
+On SIGTERM/SIGINT the work queues stop taking keys, in-flight reconciles get
+``shutdown-grace`` seconds to finish, the lease is released, and the process
+exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from fluxd.aio import Backoff, LeaderElector, supervise, wait_for_stop_signal
+from fluxd.controllers.runtime import Controller
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.leases import KubeLeaseStore
+from fluxd.metrics import LEADER
+from fluxd.server.app import ArtifactResolver, Health, HttpServer, WebhookHandler
+from fluxd.settings import Settings
+
+log = structlog.get_logger("fluxd.manager")
+
+Service = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Components:
+    """What runs on the leader, and what the HTTP server needs; filled by ``assemble``."""
+
+    controllers: list[Controller] = field(default_factory=list)
+    services: dict[str, Service] = field(default_factory=dict)
+    webhook: WebhookHandler | None = None
+    artifacts: ArtifactResolver | None = None
+
+
+Assembler = Callable[[Kube, EventRecorder, Settings], Awaitable[Components]]
+
+
+def identity() -> str:
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, assemble: Assembler) -> None:
+        self.settings = settings
+        self.assemble = assemble
+        self.health = Health()
+        self.identity = identity()
+        self.components = Components()
+        self.server: HttpServer | None = None
+        self.elector: LeaderElector | None = None
+        self._leading = anyio.Event()
+
+    async def run(self) -> int:
+        settings = self.settings
+        kube = await Kube.connect(
+            kubeconfig=settings.kubeconfig or None, context=settings.kube_context or None
+        )
+        try:
+            await self._wait_for_api(kube)
+            recorder = EventRecorder(kube, controller="fluxd", instance=self.identity)
+            self.components = await self.assemble(kube, recorder, settings)
+            self.server = HttpServer(
+                settings=settings,
+                health=self.health,
+                webhook=self.components.webhook,
+                artifacts=self.components.artifacts,
+            )
+            async with anyio.create_task_group() as group:
+                await group.start(self.server.run)
+                self.health.ready = True
+                if settings.leader_election:
+                    store = KubeLeaseStore(
+                        kube,
+                        name=settings.lease_name,
+                        namespace=settings.effective_lease_namespace,
+                    )
+                    self.elector = LeaderElector(
+                        self.identity,
+                        store,
+                        lease_duration=settings.lease_duration,
+                        renew_deadline=settings.renew_deadline,
+                        retry_period=settings.retry_period,
+                    )
+                    group.start_soon(self.elector.run, self._lead, name="leader-election")
+                else:
+                    group.start_soon(self._lead, name="controllers")
+                signal = await wait_for_stop_signal()
+                log.info("stopping", signal=signal.name, grace_seconds=settings.shutdown_grace)
+                self.health.ready = False
+                await self._drain()
+                if self.elector is not None:
+                    await self.elector.release()
+                group.cancel_scope.cancel()
+        finally:
+            LEADER.set(0)
+            with anyio.CancelScope(shield=True):
+                await kube.close()
+        log.info("stopped")
+        return 0
+
+    async def _wait_for_api(self, kube: Kube) -> None:
+        backoff = Backoff(base=0.5, cap=10.0)
+        while True:
+            try:
+                version = await kube.server_version()
+                log.info("connected", server=kube.host, version=version.get("gitVersion"))
+                return
+            except kube_errors.KubeError as error:
+                delay = backoff.next("api")
+                self.health.not_ready("api", str(error))
+                log.warning("API server not reachable yet", error=str(error), retry_in=delay)
+                await anyio.sleep(delay)
+
+    async def _lead(self) -> None:
+        """Everything that runs only on the leader; cancelled when leadership is lost."""
+        LEADER.set(1)
+        self.health.recovered("api")
+        log.info("running controllers", identity=self.identity)
+        try:
+            async with anyio.create_task_group() as group:
+                for controller in self.components.controllers:
+                    group.start_soon(
+                        supervise,
+                        f"informer {controller.kind}",
+                        controller.informer.run,
+                        name=f"informer {controller.kind}",
+                    )
+                    group.start_soon(
+                        supervise,
+                        f"queue {controller.kind}",
+                        self._queue_runner(controller),
+                        name=f"queue {controller.kind}",
+                    )
+                for name, service in self.components.services.items():
+                    group.start_soon(supervise, name, service, name=name)
+                self._leading.set()
+        finally:
+            LEADER.set(0)
+
+    @staticmethod
+    def _queue_runner(controller: Controller) -> Service:
+        async def run() -> None:
+            await controller.informer.synced.wait()
+            await controller.queue.run(controller.run_one)
+
+        return run
+
+    async def _drain(self) -> None:
+        grace = self.settings.shutdown_grace
+        with anyio.move_on_after(grace + 1):
+            async with anyio.create_task_group() as group:
+                for controller in self.components.controllers:
+                    group.start_soon(controller.queue.shutdown, grace)

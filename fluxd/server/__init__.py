@@ -1,0 +1,1 @@
+"""The HTTP side: receivers on the public port; metrics, probes, artifacts on the internal one."""
