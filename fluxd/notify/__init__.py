@@ -1,0 +1,65 @@
+"""Alerts, notification providers and webhook receivers, free of Kubernetes.
+
+Controllers hand this package plain dicts (Alert, Provider, Receiver objects,
+decoded Secret data) and events; it decides what to send where, sends it, and
+tells the HTTP server which incoming webhooks are genuine.
+"""
+
+from __future__ import annotations
+
+from fluxd.notify.config import ProviderConfig, parse_duration
+from fluxd.notify.delivery import (
+    DeliveryObserver,
+    DeliveryQueue,
+    DeliveryRecord,
+    Outcome,
+    RetryPolicy,
+)
+from fluxd.notify.errors import DeliveryError, NotifyError, ProviderConfigError
+from fluxd.notify.event import Event, EventBus, ObjectReference, Subscription, clean_metadata
+from fluxd.notify.matching import (
+    Dispatch,
+    alert_selects,
+    compose_notification,
+    provider_is_active,
+    route,
+)
+from fluxd.notify.providers import (
+    COMMIT_STATUS_TYPES,
+    PROVIDER_TYPES,
+    Provider,
+    RateLimit,
+    build_provider,
+)
+from fluxd.notify.receivers import ReceiverVerdict, verify_receiver_request, webhook_path
+
+__all__ = [
+    "COMMIT_STATUS_TYPES",
+    "PROVIDER_TYPES",
+    "DeliveryError",
+    "DeliveryObserver",
+    "DeliveryQueue",
+    "DeliveryRecord",
+    "Dispatch",
+    "Event",
+    "EventBus",
+    "NotifyError",
+    "ObjectReference",
+    "Outcome",
+    "Provider",
+    "ProviderConfig",
+    "ProviderConfigError",
+    "RateLimit",
+    "ReceiverVerdict",
+    "RetryPolicy",
+    "Subscription",
+    "alert_selects",
+    "build_provider",
+    "clean_metadata",
+    "compose_notification",
+    "parse_duration",
+    "provider_is_active",
+    "route",
+    "verify_receiver_request",
+    "webhook_path",
+]

@@ -1,0 +1,268 @@
+"""The event every controller step reports, and the in-process bus that carries it.
+
+Flux controllers POST events to notification-controller as JSON; fluxd runs
+every controller in one process, so events travel over an in-memory bus
+instead. The ``Event`` keeps Flux's JSON shape (``involvedObject``, ``severity``,
+``reason``, ``metadata``, ``reportingController`` …) so the generic webhook
+provider forwards exactly what Flux would, and events from external Flux
+controllers can be decoded with the same type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import structlog
+
+Severity = Literal["trace", "info", "error"]
+
+SEVERITY_TRACE: Final = "trace"
+SEVERITY_INFO: Final = "info"
+SEVERITY_ERROR: Final = "error"
+
+# Metadata keys Flux controllers use (fluxcd/pkg apis/event/v1).
+META_REVISION: Final = "revision"
+META_ORIGIN_REVISION: Final = "originRevision"
+META_COMMIT: Final = "commit"
+META_CHECKSUM: Final = "checksum"
+META_DIGEST: Final = "digest"
+META_TOKEN: Final = "token"
+META_COMMIT_STATUS: Final = "commit_status"
+META_COMMIT_STATUS_UPDATE: Final = "update"
+META_SUMMARY: Final = "summary"
+
+# The reason Flux uses for "still working on it" events (fluxcd/pkg apis/meta).
+REASON_PROGRESSING: Final = "Progressing"
+
+_log = structlog.get_logger("fluxd.notify.event")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReference:
+    """The object an event is about (Kubernetes ``ObjectReference`` subset)."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+    api_version: str = ""
+
+    @property
+    def group(self) -> str:
+        """API group of the object, ``""`` for the core group."""
+        return self.api_version.rpartition("/")[0]
+
+    def display_name(self) -> str:
+        """``kind/name.namespace`` in lower-case kind, as Flux's chat messages show it."""
+        return f"{self.kind.lower()}/{self.name}.{self.namespace}"
+
+    def to_json_dict(self) -> dict[str, str]:
+        out = {"kind": self.kind, "name": self.name}
+        if self.namespace:
+            out["namespace"] = self.namespace
+        if self.uid:
+            out["uid"] = self.uid
+        if self.api_version:
+            out["apiVersion"] = self.api_version
+        return out
+
+    @classmethod
+    def from_json_dict(cls, raw: Mapping[str, Any]) -> ObjectReference:
+        return cls(
+            kind=str(raw.get("kind", "")),
+            name=str(raw.get("name", "")),
+            namespace=str(raw.get("namespace", "")),
+            uid=str(raw.get("uid", "")),
+            api_version=str(raw.get("apiVersion", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A report about one object, as Flux's event API defines it.
+
+    ``metadata`` holds un-prefixed keys (``revision``, ``summary``…): the form
+    notification-controller forwards to providers. ``labels`` are the involved
+    object's labels, carried so that Alert ``matchLabels`` can be evaluated
+    without an API call; they are not part of the wire format.
+    """
+
+    involved_object: ObjectReference
+    severity: Severity
+    message: str
+    reason: str
+    reporting_controller: str
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    reporting_instance: str = ""
+    action: str = ""
+    labels: Mapping[str, str] | None = None
+
+    def revision(self) -> str | None:
+        """The source revision this event refers to, looked up as Flux does."""
+        for key in (META_COMMIT, META_ORIGIN_REVISION, META_REVISION):
+            value = self.metadata.get(key)
+            if value:
+                return value
+        return None
+
+    def is_commit_status_update(self) -> bool:
+        return self.metadata.get(META_COMMIT_STATUS) == META_COMMIT_STATUS_UPDATE
+
+    def with_metadata(self, metadata: Mapping[str, str]) -> Event:
+        return replace(self, metadata=dict(metadata))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Flux's event JSON (``fluxcd/pkg`` ``Event``), ready for ``json.dumps``."""
+        out: dict[str, Any] = {
+            "involvedObject": self.involved_object.to_json_dict(),
+            "severity": self.severity,
+            "timestamp": _format_timestamp(self.timestamp),
+            "message": self.message,
+            "reason": self.reason,
+            "reportingController": self.reporting_controller,
+        }
+        if self.action:
+            out["action"] = self.action
+        if self.metadata:
+            out["metadata"] = dict(sorted(self.metadata.items()))
+        if self.reporting_instance:
+            out["reportingInstance"] = self.reporting_instance
+        return out
+
+    @classmethod
+    def from_flux_json(cls, raw: Mapping[str, Any]) -> Event:
+        """Decode an event as a Flux controller sends it.
+
+        Flux controllers prefix metadata keys with their API group
+        (``kustomize.toolkit.fluxcd.io/revision``); notification-controller keeps
+        only the keys of the involved object's group, strips the prefix and drops
+        checksum/digest. The same cleanup happens here.
+        """
+        involved = ObjectReference.from_json_dict(raw.get("involvedObject") or {})
+        raw_metadata = raw.get("metadata") or {}
+        severity = str(raw.get("severity", SEVERITY_INFO))
+        if severity not in (SEVERITY_TRACE, SEVERITY_INFO, SEVERITY_ERROR):
+            severity = SEVERITY_INFO
+        return cls(
+            involved_object=involved,
+            severity=severity,  # type: ignore[arg-type]  # checked just above
+            message=str(raw.get("message", "")),
+            reason=str(raw.get("reason", "")),
+            reporting_controller=str(raw.get("reportingController", "")),
+            reporting_instance=str(raw.get("reportingInstance", "")),
+            action=str(raw.get("action", "")),
+            timestamp=_parse_timestamp(raw.get("timestamp")),
+            metadata=clean_metadata(
+                {str(k): str(v) for k, v in raw_metadata.items()}, group=involved.group
+            ),
+        )
+
+
+def clean_metadata(metadata: Mapping[str, str], *, group: str) -> dict[str, str]:
+    """Keep the ``<group>/`` keys without their prefix, minus checksum and digest."""
+    prefix = f"{group}/"
+    excluded = {f"{prefix}{META_CHECKSUM}".lower(), f"{prefix}{META_DIGEST}".lower()}
+    return {
+        key.removeprefix(prefix): value
+        for key, value in metadata.items()
+        if key.startswith(group) and key.lower() not in excluded
+    }
+
+
+def _format_timestamp(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_RFC3339_FRACTION = re.compile(r"\.\d+")
+
+
+def _parse_timestamp(raw: object) -> datetime:
+    if isinstance(raw, str) and raw:
+        text = _RFC3339_FRACTION.sub("", raw).replace("Z", "+00:00")
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text)
+    return datetime.now(UTC)
+
+
+class EventBus:
+    """Fan-out of events to any number of subscribers, in process.
+
+    ``publish`` never waits: every subscriber has a bounded buffer, and a
+    subscriber that falls behind loses its oldest events (counted in
+    ``dropped``) rather than slowing down the reconciler that published.
+    """
+
+    def __init__(self, *, buffer_size: int = 1024) -> None:
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be at least 1")
+        self._buffer_size = buffer_size
+        self._subscribers: set[Subscription] = set()
+        self.dropped = 0
+
+    def publish(self, event: Event) -> None:
+        for subscription in tuple(self._subscribers):
+            if not subscription.offer(event):
+                self.dropped += 1
+                _log.warning(
+                    "event dropped: subscriber is behind",
+                    subscriber=subscription.name,
+                    kind=event.involved_object.kind,
+                    name=event.involved_object.name,
+                    namespace=event.involved_object.namespace,
+                )
+
+    def subscribe(self, name: str) -> Subscription:
+        subscription = Subscription(name=name, bus=self, buffer_size=self._buffer_size)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+
+class Subscription:
+    """One subscriber's view of an ``EventBus``: iterate it, close it when done."""
+
+    def __init__(self, *, name: str, bus: EventBus, buffer_size: int) -> None:
+        self.name = name
+        self._bus = bus
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=buffer_size)
+
+    def offer(self, event: Event) -> bool:
+        """Buffer ``event``; returns False when an older event had to make room."""
+        lost = False
+        if self._queue.full():
+            self._queue.get_nowait()
+            lost = True
+        self._queue.put_nowait(event)
+        return not lost
+
+    async def get(self) -> Event:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        """Events as they come, forever; ``close`` (or ``with``) ends the subscription."""
+        while True:
+            yield await self._queue.get()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,72 @@
+"""Providers by Flux ``spec.type``, and the one way to build one from its config.
+
+``build_provider`` checks the config once (missing token, channel, bad
+repository address → ``ProviderConfigError``), so a broken Provider is
+reported when it is loaded rather than on every event.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiohttp
+
+from fluxd.notify.config import ProviderConfig
+from fluxd.notify.errors import ProviderConfigError
+from fluxd.notify.providers.base import HttpProvider, Provider, RateLimit
+from fluxd.notify.providers.dingtalk import DingTalkProvider
+from fluxd.notify.providers.discord import DiscordProvider
+from fluxd.notify.providers.feishu import FeishuProvider, LarkProvider
+from fluxd.notify.providers.generic import GenericProvider
+from fluxd.notify.providers.generic_hmac import GenericHmacProvider
+from fluxd.notify.providers.gitea import GiteaProvider
+from fluxd.notify.providers.github import GitHubProvider
+from fluxd.notify.providers.googlechat import GoogleChatProvider
+from fluxd.notify.providers.msteams import MSTeamsProvider
+from fluxd.notify.providers.slack import SlackProvider
+from fluxd.notify.providers.telegram import TelegramProvider
+from fluxd.notify.providers.wecom import WeComProvider
+
+PROVIDER_TYPES: Final[dict[str, type[HttpProvider]]] = {
+    provider.provider_type: provider
+    for provider in (
+        SlackProvider,
+        DiscordProvider,
+        MSTeamsProvider,
+        GoogleChatProvider,
+        TelegramProvider,
+        GenericProvider,
+        GenericHmacProvider,
+        GiteaProvider,
+        GitHubProvider,
+        DingTalkProvider,
+        WeComProvider,
+        FeishuProvider,
+        LarkProvider,
+    )
+}
+
+COMMIT_STATUS_TYPES: Final = frozenset({GiteaProvider.provider_type, GitHubProvider.provider_type})
+
+
+def build_provider(config: ProviderConfig, *, session: aiohttp.ClientSession) -> Provider:
+    """The provider for ``config.provider_type``, validated."""
+    factory = PROVIDER_TYPES.get(config.provider_type)
+    if factory is None:
+        raise ProviderConfigError(
+            provider_type=config.provider_type,
+            reason=f"unsupported type; supported: {', '.join(sorted(PROVIDER_TYPES))}",
+        )
+    provider = factory(config=config, session=session)
+    provider.validate()
+    config.ssl_context()  # a bad ca.crt is a config error, found now rather than per send
+    return provider
+
+
+__all__ = [
+    "COMMIT_STATUS_TYPES",
+    "PROVIDER_TYPES",
+    "Provider",
+    "RateLimit",
+    "build_provider",
+]

@@ -1,0 +1,145 @@
+"""Events: Flux's JSON shape, metadata cleanup, and the in-process bus."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fluxd.notify import Event, EventBus
+from fluxd.notify.providers.commit_status import extract_hash, parse_repository_address
+from tests.unit.notify.notify_services import make_event
+
+
+def test_flux_event_json_is_decoded_with_flux_metadata_cleanup() -> None:
+    event = Event.from_flux_json(
+        {
+            "involvedObject": {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "name": "webapp",
+                "namespace": "apps",
+                "uid": "7d0cdc51",
+            },
+            "metadata": {
+                "kustomize.toolkit.fluxcd.io/revision": "main@sha1:731f7ead",
+                "kustomize.toolkit.fluxcd.io/checksum": "dropped",
+                "kustomize.toolkit.fluxcd.io/digest": "dropped",
+                "source.toolkit.fluxcd.io/revision": "other group, dropped",
+            },
+            "severity": "error",
+            "reason": "ValidationFailed",
+            "message": "service/apps/webapp validation error",
+            "reportingController": "kustomize-controller",
+            "timestamp": "2022-10-28T07:26:19.123Z",
+        }
+    )
+    assert event.metadata == {"revision": "main@sha1:731f7ead"}
+    assert event.severity == "error"
+    assert event.timestamp.year == 2022
+    assert event.to_json_dict()["timestamp"] == "2022-10-28T07:26:19Z"
+    assert event.to_json_dict()["involvedObject"]["uid"] == "7d0cdc51"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "revision"),
+    [
+        pytest.param({"revision": "r", "commit": "c"}, "c", id="commit-first"),
+        pytest.param({"revision": "r", "originRevision": "o"}, "o", id="origin-before-revision"),
+        pytest.param({"revision": "r"}, "r", id="revision"),
+        pytest.param({}, None, id="none"),
+    ],
+)
+def test_revision_lookup_order(metadata: dict[str, str], revision: str | None) -> None:
+    assert make_event(metadata=metadata).revision() == revision
+
+
+@pytest.mark.parametrize(
+    ("revision", "sha"),
+    [
+        pytest.param("master@sha1:" + "A" * 40, "a" * 40, id="flux-v1"),
+        pytest.param("sha256:" + "b" * 64, "b" * 64, id="digest-only"),
+        pytest.param("main/" + "c" * 40, "c" * 40, id="legacy"),
+        pytest.param("d" * 40, "d" * 40, id="bare"),
+        pytest.param("v1.0.0@md5:" + "e" * 40, None, id="unknown-algorithm"),
+        pytest.param("main@sha1:short", None, id="not-a-hash"),
+    ],
+)
+def test_commit_hash_from_revision(revision: str, sha: str | None) -> None:
+    assert extract_hash(revision) == sha
+
+
+@pytest.mark.parametrize(
+    ("address", "base", "owner", "name"),
+    [
+        pytest.param(
+            "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git",
+            "http://gitea-svc.default.svc.cluster.local:3000",
+            "k3s",
+            "k3s-private",
+            id="seed-scenario-url",
+        ),
+        pytest.param(
+            "https://git.example/sub/org/repo/",
+            "https://git.example/sub",
+            "org",
+            "repo",
+            id="sub-path-install",
+        ),
+        pytest.param(
+            "ssh://git@git.example:2222/org/repo.git",
+            "https://git.example",
+            "org",
+            "repo",
+            id="ssh",
+        ),
+        pytest.param(
+            "git@github.com:org/repo.git", "https://github.com", "org", "repo", id="scp-like"
+        ),
+        pytest.param(
+            "https://user:pw@git.example/org/repo",
+            "https://git.example",
+            "org",
+            "repo",
+            id="credentials-dropped",
+        ),
+    ],
+)
+def test_repository_address(address: str, base: str, owner: str, name: str) -> None:
+    repository = parse_repository_address(address, provider_type="gitea")
+    assert (repository.base_url, repository.owner, repository.name) == (base, owner, name)
+
+
+async def test_bus_fans_out_to_every_subscriber() -> None:
+    bus = EventBus()
+    first, second = bus.subscribe("alerts"), bus.subscribe("kube-events")
+    event = make_event()
+    bus.publish(event)
+    assert await asyncio.wait_for(first.get(), 1) is event
+    assert await asyncio.wait_for(second.get(), 1) is event
+
+
+async def test_slow_subscriber_loses_oldest_events_and_publisher_never_waits() -> None:
+    bus = EventBus(buffer_size=2)
+    with bus.subscribe("slow") as slow:
+        for index in range(5):
+            bus.publish(make_event(message=f"m{index}"))
+        assert bus.dropped == 3
+        assert [(await slow.get()).message for _ in range(2)] == ["m3", "m4"]
+    assert bus.subscriber_count == 0
+
+
+async def test_subscription_iterates_until_closed() -> None:
+    bus = EventBus()
+    with bus.subscribe("alerts") as subscription:
+        bus.publish(make_event(message="one"))
+        bus.publish(make_event(message="two"))
+        seen: list[str] = []
+        async for event in subscription:
+            seen.append(event.message)
+            if len(seen) == 2:
+                break
+    assert seen == ["one", "two"]
+    assert bus.subscriber_count == 0
+    bus.publish(make_event(message="after"))  # nobody listens any more: nothing to drop
+    assert bus.dropped == 0
