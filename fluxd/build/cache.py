@@ -1,0 +1,125 @@
+"""A bounded cache of build results, keyed by a digest of everything that shapes them.
+
+Reconciling at every ``interval`` must not rerun kustomize when nothing changed.
+The key covers the artifact content (its digest), the path, the build-relevant
+spec options, the daemon's build settings and the substitution variables (hashed,
+so values are never kept in the key). Concurrent builds of one key share a
+single engine run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fluxd.build.options import BuildOptions, BuildSettings
+
+Objects = list[dict[str, Any]]
+
+
+def tree_digest(root: Path) -> str:
+    """A sha256 over every file's relative path and content (and symlink targets)."""
+    digest = hashlib.sha256()
+    for current, directories, files in os.walk(root):
+        directories.sort()
+        base = Path(current)
+        for name in sorted([*files, *(d for d in directories if (base / d).is_symlink())]):
+            entry = base / name
+            digest.update(entry.relative_to(root).as_posix().encode("utf-8") + b"\0")
+            if entry.is_symlink():
+                digest.update(b"link:" + os.readlink(entry).encode("utf-8") + b"\0")
+            else:
+                content = entry.read_bytes()
+                digest.update(f"{len(content)}:".encode() + content)
+    return "sha256:" + digest.hexdigest()
+
+
+def build_key(
+    *,
+    artifact_digest: str,
+    path: str,
+    options: BuildOptions,
+    settings: BuildSettings,
+    variables: Mapping[str, str] | None,
+) -> str:
+    """The cache key of one build: a sha256 over its inputs."""
+    material = {
+        "artifact": artifact_digest,
+        "path": path,
+        "options": options.fingerprint(),
+        "settings": repr(settings),
+        "variables": sorted((variables or {}).items()),
+    }
+    encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
+class BuildCache:
+    """Least-recently-used build results, at most ``max_entries`` of them."""
+
+    def __init__(self, *, max_entries: int = 64) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, Objects] = OrderedDict()
+        self._in_flight: dict[str, asyncio.Future[Objects]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Objects | None:
+        """A private copy of the cached objects, or ``None``."""
+        objects = self._entries.get(key)
+        if objects is None:
+            return None
+        self._entries.move_to_end(key)
+        return copy.deepcopy(objects)
+
+    def put(self, key: str, objects: Objects) -> None:
+        self._entries[key] = copy.deepcopy(objects)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def get_or_build(self, key: str, produce: Callable[[], Awaitable[Objects]]) -> Objects:
+        """Return the cached result for ``key``, running ``produce`` once if absent."""
+        cached = self.get(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            self.hits += 1
+            return copy.deepcopy(await asyncio.shield(pending))
+        self.misses += 1
+        future: asyncio.Future[Objects] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            objects = await produce()
+        except BaseException as error:
+            if isinstance(error, Exception):
+                future.set_exception(error)
+                # Waiters re-raise it; retrieving it here stops asyncio from
+                # logging "exception was never retrieved" when nobody waited.
+                future.exception()
+            else:
+                future.cancel()
+            raise
+        else:
+            self.put(key, objects)
+            future.set_result(objects)
+            return copy.deepcopy(objects)
+        finally:
+            self._in_flight.pop(key, None)
