@@ -1,0 +1,44 @@
+"""The two kinds of configuration object the restarter watches, and their keys.
+
+Reloader names the kind in two places users can see: the env var suffix
+(``STAKATER_<NAME>_SECRET``) and the ``type`` field of the
+``last-reloaded-from`` annotation. Both spellings live here, once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class ConfigKind(StrEnum):
+    """A watched configuration kind, valued by its Kubernetes ``kind``."""
+
+    SECRET = "Secret"
+    CONFIGMAP = "ConfigMap"
+
+    @property
+    def reloader_type(self) -> str:
+        """Reloader's upper-case spelling: env var suffix and annotation ``type``."""
+        return "SECRET" if self is ConfigKind.SECRET else "CONFIGMAP"
+
+    @classmethod
+    def parse(cls, text: str) -> ConfigKind | None:
+        """Any spelling seen in the wild (``Secret``, ``SECRET``, ``secrets``) or None."""
+        folded = text.strip().lower().removesuffix("s")
+        if folded == "secret":
+            return cls.SECRET
+        if folded == "configmap":
+            return cls.CONFIGMAP
+        return None
+
+
+class ConfigKey(NamedTuple):
+    """Identity of one Secret or ConfigMap."""
+
+    namespace: str
+    kind: ConfigKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"

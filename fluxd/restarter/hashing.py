@@ -1,0 +1,101 @@
+"""Reloader's digest of a Secret or ConfigMap, bit for bit.
+
+The digest is what gets recorded on a workload (env var value or annotation
+``hash``), so it must equal what Reloader writes: a workload Reloader already
+stamped must compare equal, or swapping Reloader for fluxd restarts everything.
+
+The formula, as Reloader implements it:
+
+* one entry per key, ``key + "=" + value``;
+* ConfigMap: ``data`` values as they are; ``binaryData`` values as standard,
+  padded base64 of the bytes;
+* Secret: ``data`` values as the decoded bytes (Go turns ``[]byte`` into a
+  string without re-encoding);
+* entries sorted bytewise, joined with ``";"``;
+* hashed, written as lower-case hex.
+
+The hash function changed across Reloader releases: SHA-1 (40 hex digits) up
+to and including the releases users pin today (v1.0.x), SHA-512/256 (64 hex
+digits) in the newest ones, which for a short while also wrote an empty string
+for an empty object. fluxd writes one algorithm (SHA-1 by default) and accepts
+all of them when comparing, so migrating from any of those releases is quiet.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from fluxd.restarter.configs import ConfigKind
+from fluxd.restarter.errors import InvalidConfigData
+
+
+class DigestAlgorithm(StrEnum):
+    """Hash functions Reloader releases have used for the config digest."""
+
+    SHA1 = "sha1"
+    SHA512_256 = "sha512_256"
+
+
+def digest_payload(kind: ConfigKind, obj: Mapping[str, Any]) -> bytes:
+    """The exact bytes Reloader hashes for ``obj`` (sorted ``key=value`` joined by ``;``)."""
+    entries = _secret_entries(obj) if kind is ConfigKind.SECRET else _configmap_entries(obj)
+    return b";".join(sorted(entries))
+
+
+def config_digest(
+    kind: ConfigKind,
+    obj: Mapping[str, Any],
+    *,
+    algorithm: DigestAlgorithm = DigestAlgorithm.SHA1,
+) -> str:
+    """Reloader's digest of a Secret or ConfigMap as lower-case hex."""
+    return hashlib.new(algorithm.value, digest_payload(kind, obj)).hexdigest()
+
+
+def equivalent_digests(kind: ConfigKind, obj: Mapping[str, Any]) -> frozenset[str]:
+    """Every value a Reloader release (or fluxd) could have recorded for this content."""
+    payload = digest_payload(kind, obj)
+    digests = {hashlib.new(algorithm.value, payload).hexdigest() for algorithm in DigestAlgorithm}
+    if not payload:
+        # One Reloader release recorded "" instead of hashing an empty object.
+        digests.add("")
+    return frozenset(digests)
+
+
+def _configmap_entries(obj: Mapping[str, Any]) -> list[bytes]:
+    entries = [f"{key}={value}".encode() for key, value in (obj.get("data") or {}).items()]
+    for key, value in (obj.get("binaryData") or {}).items():
+        # Decoding then re-encoding gives the canonical padded form Go produces.
+        raw = _decode(ConfigKind.CONFIGMAP, obj, key=key, value=value)
+        entries.append(f"{key}={base64.b64encode(raw).decode('ascii')}".encode())
+    return entries
+
+
+def _secret_entries(obj: Mapping[str, Any]) -> list[bytes]:
+    values: dict[str, bytes] = {}
+    for key, value in (obj.get("data") or {}).items():
+        values[key] = _decode(ConfigKind.SECRET, obj, key=key, value=value)
+    # The apiserver folds stringData into data on write; objects that have not
+    # been through it yet (a rendered manifest) hash as they will once stored.
+    for key, value in (obj.get("stringData") or {}).items():
+        values[key] = str(value).encode()
+    return [key.encode() + b"=" + value for key, value in values.items()]
+
+
+def _decode(kind: ConfigKind, obj: Mapping[str, Any], *, key: str, value: object) -> bytes:
+    try:
+        return base64.b64decode(str(value or ""), validate=True)
+    except (binascii.Error, ValueError):
+        metadata = obj.get("metadata") or {}
+        # "from None": the decoder's own message could quote the value.
+        raise InvalidConfigData(
+            kind=kind.value,
+            namespace=str(metadata.get("namespace", "")),
+            name=str(metadata.get("name", "")),
+            key=key,
+        ) from None
