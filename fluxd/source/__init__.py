@@ -1,0 +1,55 @@
+"""The source engine: fetch a GitRepository's ref and turn it into a stored artifact.
+
+No Kubernetes I/O happens here: the GitRepository controller reads the object
+and its Secrets, passes plain values in, and writes the status from what comes
+back. Typical use, one poll::
+
+    auth = GitAuth.from_secret(secret_data, url=url, secret_name=name)
+    resolved = await resolve(url, GitRef.from_spec(spec.get("ref")), auth, ...)
+    if resolved.revision != current_revision:
+        resolved = await checkout(url, resolved, auth, workdir, ...)
+        artifact = await storage.store(..., rules=IgnoreRules.load(workdir, ...))
+"""
+
+from __future__ import annotations
+
+from fluxd.source.artifact import PackedArchive, apply_include, pack, unpack
+from fluxd.source.auth import GitAuth, ProxySettings
+from fluxd.source.errors import (
+    ArtifactPathRefused,
+    AuthenticationFailed,
+    GitOperationFailed,
+    GitTimeout,
+    InvalidSource,
+    SourceError,
+    StorageOperationFailed,
+    redact_url,
+)
+from fluxd.source.git import GitRef, Resolved, checkout, resolve
+from fluxd.source.ignore import IgnoreRules
+from fluxd.source.storage import DEFAULT_RETENTION, Storage, resolve_safe
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "ArtifactPathRefused",
+    "AuthenticationFailed",
+    "GitAuth",
+    "GitOperationFailed",
+    "GitRef",
+    "GitTimeout",
+    "IgnoreRules",
+    "InvalidSource",
+    "PackedArchive",
+    "ProxySettings",
+    "Resolved",
+    "SourceError",
+    "Storage",
+    "StorageOperationFailed",
+    "apply_include",
+    "checkout",
+    "pack",
+    "redact_url",
+    "resolve",
+    "resolve_safe",
+    "unpack",
+]

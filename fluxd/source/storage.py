@@ -1,0 +1,214 @@
+"""Where artifacts live on disk, how they are named and served, and how they are collected.
+
+Layout and URLs follow Flux's source-controller, so ``status.artifact`` looks
+the same: ``<root>/gitrepository/<namespace>/<name>/<commit>.tar.gz``, served
+at ``<base_url>/gitrepository/<namespace>/<name>/<commit>.tar.gz``. A new
+artifact is written to a temporary file in the same directory and renamed into
+place, so a reader never sees half a tarball. After each new artifact the
+object's directory keeps the newest ``retention`` artifacts (by modification
+time, always including the current one) and the rest are deleted.
+
+:func:`resolve_safe` is the one way from a requested relative path to a file,
+used by the HTTP artifact server: it refuses anything that would leave the
+storage root (``..``, absolute paths, symlinks pointing out).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import anyio
+import anyio.to_thread
+
+from fluxd.api.source import Artifact
+from fluxd.source.artifact import pack
+from fluxd.source.errors import ArtifactPathRefused, StorageOperationFailed
+from fluxd.source.ignore import IgnoreRules
+
+__all__ = ["DEFAULT_RETENTION", "Storage", "resolve_safe"]
+
+DEFAULT_RETENTION = 2
+_ARCHIVE_SUFFIX = ".tar.gz"
+_TEMP_PREFIX = ".tmp-"
+
+
+def resolve_safe(root: Path, relpath: str) -> Path:
+    """The file ``relpath`` names under ``root``; raise ArtifactPathRefused if it is outside."""
+    if "\x00" in relpath:
+        raise ArtifactPathRefused("artifact path contains a NUL byte")
+    pure = PurePosixPath(relpath)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in relpath:
+        raise ArtifactPathRefused(f"artifact path '{relpath}' is outside the storage")
+    real_root = Path(os.path.realpath(root))
+    candidate = Path(os.path.realpath(real_root.joinpath(*pure.parts)))
+    if candidate == real_root or not candidate.is_relative_to(real_root):
+        raise ArtifactPathRefused(f"artifact path '{relpath}' is outside the storage")
+    return candidate
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Storage:
+    """The artifact store under ``root``, with URLs rooted at ``base_url``."""
+
+    def __init__(self, root: Path, *, base_url: str, retention: int = DEFAULT_RETENTION) -> None:
+        if retention < 1:
+            raise ValueError("artifact retention must keep at least one artifact")
+        self.root = root
+        self.base_url = base_url.rstrip("/")
+        self.retention = retention
+
+    # naming
+
+    @staticmethod
+    def artifact_path(*, kind: str, namespace: str, name: str, filename: str) -> str:
+        """Relative path of an artifact: ``gitrepository/<ns>/<name>/<file>``."""
+        for part in (namespace, name, filename):
+            if not part or "/" in part or part in (".", ".."):
+                raise StorageOperationFailed(f"invalid artifact path component '{part}'")
+        return f"{kind.lower()}/{namespace}/{name}/{filename}"
+
+    def url_for(self, relpath: str) -> str:
+        return f"{self.base_url}/{relpath.lstrip('/')}"
+
+    def local_path(self, relpath: str) -> Path:
+        return resolve_safe(self.root, relpath)
+
+    def exists(self, artifact: Artifact) -> bool:
+        """Whether the artifact's file is in the storage (e.g. after a restart)."""
+        try:
+            return self.local_path(artifact["path"]).is_file()
+        except ArtifactPathRefused:
+            return False
+
+    # writing
+
+    async def store(
+        self,
+        *,
+        kind: str = "GitRepository",
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        source_dir: Path,
+        rules: IgnoreRules,
+    ) -> Artifact:
+        """Pack ``source_dir`` as the artifact for ``revision``, then collect old ones."""
+        return await anyio.to_thread.run_sync(
+            lambda: self.store_sync(
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                revision=revision,
+                commit=commit,
+                source_dir=source_dir,
+                rules=rules,
+            )
+        )
+
+    def store_sync(
+        self,
+        *,
+        kind: str = "GitRepository",
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        source_dir: Path,
+        rules: IgnoreRules,
+    ) -> Artifact:
+        """Blocking form of :meth:`store`, for callers already in a worker thread."""
+        relpath = self.artifact_path(
+            kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
+        )
+        final = self.root.joinpath(*relpath.split("/"))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
+                prefix=_TEMP_PREFIX, dir=final.parent, delete=False
+            )
+            temp = Path(handle.name)
+            try:
+                with handle:
+                    packed = pack(source_dir, handle, rules=rules)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                temp.chmod(0o644)
+                os.replace(temp, final)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"unable to archive artifact {relpath}: {error.strerror or error}"
+            ) from None
+        artifact: Artifact = {
+            "path": relpath,
+            "url": self.url_for(relpath),
+            "revision": revision,
+            "digest": packed.digest,
+            "lastUpdateTime": _now_rfc3339(),
+            "size": packed.size,
+        }
+        self.collect_garbage_sync(current=relpath)
+        return artifact
+
+    # collecting
+
+    async def collect_garbage(self, *, current: str) -> list[Path]:
+        """Keep the newest ``retention`` artifacts next to ``current`` (always kept)."""
+        return await anyio.to_thread.run_sync(lambda: self.collect_garbage_sync(current=current))
+
+    def collect_garbage_sync(self, *, current: str) -> list[Path]:
+        """Blocking form of :meth:`collect_garbage`; returns the deleted files."""
+        keep = self.local_path(current)
+        directory = keep.parent
+        try:
+            candidates = [
+                entry
+                for entry in directory.iterdir()
+                if entry.name.endswith(_ARCHIVE_SUFFIX) and entry.is_file() and entry != keep
+            ]
+            candidates.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"unable to list artifacts of {current}: {error.strerror or error}"
+            ) from None
+        deleted: list[Path] = []
+        for stale in candidates[self.retention - 1 :]:
+            try:
+                stale.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise StorageOperationFailed(
+                    f"unable to delete artifact {stale.name}: {error.strerror or error}"
+                ) from None
+            deleted.append(stale)
+        return deleted
+
+    async def remove_all(self, *, kind: str = "GitRepository", namespace: str, name: str) -> bool:
+        """Delete every artifact of one object (it was deleted); True if there was any."""
+        directory = self.root / kind.lower() / namespace / name
+        resolve_safe(self.root, f"{kind.lower()}/{namespace}/{name}")
+
+        def remove() -> bool:
+            if not directory.exists():
+                return False
+            shutil.rmtree(directory)
+            return True
+
+        try:
+            return await anyio.to_thread.run_sync(remove)
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"unable to remove artifacts of {kind}/{namespace}/{name}: "
+                f"{error.strerror or error}"
+            ) from None
