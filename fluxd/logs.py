@@ -16,9 +16,7 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEYS = re.compile(
-    r"(password|passwd|token|secret|bearer|identity|private|credential)", re.I
-)
+_SECRET_KEYS = re.compile(r"(password|passwd|token|secret|bearer|private|credential)", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 

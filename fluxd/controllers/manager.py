@@ -43,6 +43,13 @@ class Components:
     webhook: WebhookHandler | None = None
     artifacts: ArtifactResolver | None = None
 
+    def controller(self, kind: str) -> Controller | None:
+        """The controller of ``kind`` (e.g. "GitRepository"), so other parts can hook into it."""
+        for candidate in self.controllers:
+            if candidate.kind == kind:
+                return candidate
+        return None
+
 
 Assembler = Callable[[Kube, EventRecorder, Settings], Awaitable[Components]]
 
@@ -146,6 +153,8 @@ class Daemon:
                 for name, service in self.components.services.items():
                     group.start_soon(supervise, name, service, name=name)
                 self._leading.set()
+                # Lead until cancelled (leadership lost or shutdown), even with nothing to run.
+                await anyio.sleep_forever()
         finally:
             LEADER.set(0)
 

@@ -214,18 +214,19 @@ def test_killing_the_owner_leaves_no_orphans(tmp_path: Path) -> None:
         text=True,
     )
     assert owner.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = owner.stdout.readline()
-        lines.append(line)
-        if "cluster up" in line or not line:
-            break
-    assert any("cluster up" in line for line in lines), "".join(lines)
-    children = _children(owner.pid)
-    assert len(children) >= 5
-    owner.send_signal(signal.SIGKILL)
-    owner.wait(10)
+    with owner.stdout:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = owner.stdout.readline()
+            lines.append(line)
+            if "cluster up" in line or not line:
+                break
+        assert any("cluster up" in line for line in lines), "".join(lines)
+        children = _children(owner.pid)
+        assert len(children) >= 5
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
     wait_for(lambda: not any(_alive(pid) for pid in children), timeout=30, what="children gone")
 
 
@@ -245,6 +246,7 @@ def test_port_in_use_names_the_process(tmp_path: Path) -> None:
             cluster.start(timeout=60)
     finally:
         sock.close()
+        cluster.stop()
     message = str(failure.value)
     assert "kube-apiserver" in message
     assert "address already in use" in message
@@ -253,10 +255,15 @@ def test_port_in_use_names_the_process(tmp_path: Path) -> None:
 
 def test_stale_etcd_data_dir_is_reported(tmp_path: Path) -> None:
     workdir = tmp_path / "c"
-    (workdir / "etcd" / "member").mkdir(parents=True)
-    (workdir / "etcd" / "member" / "wal").write_text("not a directory")
+    for part in ("snap/db", "wal/0000000000000000-0000000000000000.wal"):
+        path = workdir / "etcd" / "member" / part
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(4096))
     cluster = Cluster(workdir=workdir, keep_workdir=True)
-    with pytest.raises(ClusterError) as failure:
-        cluster.start(timeout=30)
-    assert "etcd" in str(failure.value)
+    try:
+        with pytest.raises(ClusterError) as failure:
+            cluster.start(timeout=30)
+    finally:
+        cluster.stop()
+    assert "etcd exited" in str(failure.value)
     assert all(not c.alive() for c in cluster.components.values())
