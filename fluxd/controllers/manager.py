@@ -76,7 +76,13 @@ class Daemon:
         )
         try:
             await self._wait_for_api(kube)
-            recorder = EventRecorder(kube, controller="fluxd", instance=self.identity)
+            recorder = EventRecorder(
+                kube,
+                controller="fluxd",
+                instance=self.identity,
+                # Flux writes event metadata as annotations prefixed with the object's API group.
+                annotation_prefix=lambda ref: str(ref.get("apiVersion", "")).split("/")[0],
+            )
             self.components = await self.assemble(kube, recorder, settings)
             self.server = HttpServer(
                 settings=settings,

@@ -234,13 +234,16 @@ class Controller:
         elapsed = time.monotonic() - started
         RECONCILE_DURATION.labels(self.kind, name, namespace).observe(elapsed)
         status = self._status_after(obj, outcome)
-        try:
-            await self.kube.patch_status(self.resource, name, status, namespace=namespace or None)
-        except kube_errors.NotFound:
-            return Result.stop()
-        except kube_errors.KubeError as error:
-            bound.warning("cannot write status", error=str(error))
-            return Result.retry()
+        if not _status_unchanged(obj.get("status") or {}, status):
+            try:
+                await self.kube.patch_status(
+                    self.resource, name, status, namespace=namespace or None
+                )
+            except kube_errors.NotFound:
+                return Result.stop()
+            except kube_errors.KubeError as error:
+                bound.warning("cannot write status", error=str(error))
+                return Result.retry()
         self._record_condition_metrics(key, status)
         await self._emit(obj, outcome, bound)
         new_obj = {**obj, "status": {**obj.get("status", {}), **status}}
@@ -265,7 +268,10 @@ class Controller:
         if isinstance(outcome, Waiting):
             return Result.done(outcome.requeue_after)
         fixed = self.reconciler.retry_interval(obj)
-        return Result.done(fixed) if fixed is not None else Result.retry()
+        if fixed is not None:
+            return Result.done(fixed)
+        # Back off, but never wait longer than the object's own interval.
+        return Result.retry(at_most=self.reconciler.interval(obj))
 
     # -- status -------------------------------------------------------------------
 
@@ -376,6 +382,17 @@ class Controller:
                 message=note.message,
                 metadata=note.metadata,
             )
+
+
+def _status_unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
+    """True when merge-patching ``update`` onto ``current`` would change nothing."""
+    for key, value in update.items():
+        if value is None:
+            if key in current:
+                return False
+        elif current.get(key) != value:
+            return False
+    return True
 
 
 def _has_suspend_series(kind: str, key: Key) -> bool:

@@ -1,0 +1,349 @@
+"""The GitRepository reconciler: poll a Git ref, publish new commits as artifacts.
+
+Each reconcile lists the remote's refs (cheap); only when the resolved commit,
+the ignore rules, the submodule setting or an included artifact differ from
+what is published does it check out, pack and store a new artifact. Newly
+published revisions are announced (Event ``NewArtifact``, after-reconcile
+hooks) so that Kustomizations using this source reconcile at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from fluxd.api import meta
+from fluxd.api.source import GIT_REPOSITORY, git_timeout_seconds
+from fluxd.controllers.manager import Components
+from fluxd.controllers.outcomes import (
+    ConditionUpdate,
+    EventNote,
+    Reconciled,
+    Stalled,
+    Transient,
+)
+from fluxd.controllers.runtime import Controller, Reconciler
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube, Object
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.informer import Key
+from fluxd.kube.resources import SECRET, Resource
+from fluxd.settings import Settings, split_addr
+from fluxd.source import (
+    ArtifactPathRefused,
+    GitAuth,
+    GitRef,
+    IgnoreRules,
+    InvalidSource,
+    ProxySettings,
+    SourceError,
+    Storage,
+    apply_include,
+    checkout,
+    redact_url,
+    resolve,
+)
+
+log = structlog.get_logger("fluxd.controllers.gitrepository")
+
+ARTIFACT_IN_STORAGE = meta.ConditionType.ARTIFACT_IN_STORAGE
+FETCH_FAILED = meta.ConditionType.FETCH_FAILED
+STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
+INCLUDE_UNAVAILABLE = meta.ConditionType.INCLUDE_UNAVAILABLE
+
+
+def decode_secret(secret: Object) -> dict[str, bytes]:
+    data: dict[str, bytes] = {
+        key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()
+    }
+    for key, value in (secret.get("stringData") or {}).items():
+        data[key] = str(value).encode()
+    return data
+
+
+class GitRepositoryReconciler(Reconciler):
+    resource = Resource.of(GIT_REPOSITORY)
+    owned_conditions = (ARTIFACT_IN_STORAGE, FETCH_FAILED, STORAGE_FAILED, INCLUDE_UNAVAILABLE)
+
+    def __init__(self, *, kube: Kube, storage: Storage, settings: Settings) -> None:
+        self.kube = kube
+        self.storage = storage
+        self.settings = settings
+        self.limiter = anyio.CapacityLimiter(settings.git_concurrency)
+        self.workdir = storage.root / ".work"
+        # (namespace, included name) -> repositories that include it
+        self.includers: dict[Key, set[Key]] = {}
+
+    # -- helpers ----------------------------------------------------------
+
+    async def _secret_data(self, namespace: str, name: str, *, purpose: str) -> dict[str, bytes]:
+        try:
+            secret = await self.kube.get(SECRET, name, namespace=namespace)
+        except kube_errors.NotFound as error:
+            raise Transient(
+                meta.Reason.AUTHENTICATION_FAILED,
+                f"failed to get {purpose} secret '{namespace}/{name}': not found",
+                conditions=[
+                    ConditionUpdate(
+                        FETCH_FAILED,
+                        "True",
+                        meta.Reason.AUTHENTICATION_FAILED,
+                        f"failed to get {purpose} secret '{namespace}/{name}': not found",
+                    )
+                ],
+            ) from error
+        return decode_secret(secret)
+
+    def _index_includes(self, key: Key, spec: Mapping[str, Any]) -> None:
+        for includers in self.includers.values():
+            includers.discard(key)
+        for include in spec.get("include") or []:
+            name = (include.get("repository") or {}).get("name")
+            if name:
+                self.includers.setdefault((key[0], name), set()).add(key)
+
+    def forget(self, key: Key) -> None:
+        for includers in self.includers.values():
+            includers.discard(key)
+
+    async def _included_artifacts(
+        self, namespace: str, spec: Mapping[str, Any]
+    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+        found: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        for include in spec.get("include") or []:
+            name = (include.get("repository") or {}).get("name", "")
+            other = await self.kube.get_or_none(self.resource, name, namespace=namespace)
+            artifact = (other or {}).get("status", {}).get("artifact")
+            if not artifact or not self.storage.exists(artifact):
+                message = f"could not get resource for include '{name}': artifact not available"
+                if other is None:
+                    message = f"could not get resource for include '{name}': not found"
+                raise Transient(
+                    meta.Reason.ARTIFACT_FAILED,
+                    message,
+                    conditions=[
+                        ConditionUpdate(INCLUDE_UNAVAILABLE, "True", "IncludeUnavailable", message)
+                    ],
+                )
+            found.append((include, artifact))
+        return found
+
+    # -- reconcile ----------------------------------------------------------------
+
+    async def finalize(self, obj: Object) -> None:
+        metadata = obj["metadata"]
+        await self.storage.remove_all(namespace=metadata["namespace"], name=metadata["name"])
+
+    async def reconcile(self, obj: Object) -> Reconciled:
+        metadata = obj["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        spec = obj.get("spec", {})
+        status = obj.get("status", {})
+        url = str(spec.get("url", ""))
+        self._index_includes((namespace, name), spec)
+        timeout = git_timeout_seconds(spec)
+        try:
+            auth = GitAuth.anonymous()
+            secret_ref = (spec.get("secretRef") or {}).get("name")
+            if secret_ref:
+                data = await self._secret_data(namespace, secret_ref, purpose="authentication")
+                auth = GitAuth.from_secret(data, url=url, secret_name=secret_ref)
+            proxy = None
+            proxy_ref = (spec.get("proxySecretRef") or {}).get("name")
+            if proxy_ref:
+                data = await self._secret_data(namespace, proxy_ref, purpose="proxy")
+                proxy = ProxySettings.from_secret(data, secret_name=proxy_ref)
+            ref = GitRef.from_spec(spec.get("ref"))
+            resolved = await resolve(
+                url, ref, auth, timeout=timeout, limiter=self.limiter, proxy=proxy
+            )
+            includes = await self._included_artifacts(namespace, spec)
+            included: list[dict[str, Any]] = [dict(artifact) for _, artifact in includes]
+            ignore = spec.get("ignore")
+            submodules = bool(spec.get("recurseSubmodules"))
+            current = status.get("artifact")
+            unchanged = (
+                current is not None
+                and current.get("revision") == resolved.revision
+                and self.storage.exists(current)
+                and status.get("observedIgnore") == ignore
+                and bool(status.get("observedRecurseSubmodules")) == submodules
+                and _digests(status.get("includedArtifacts") or []) == _digests(included)
+                and (status.get("observedInclude") or []) == (spec.get("include") or [])
+            )
+            if unchanged:
+                assert current is not None
+                return self._ready(current, spec, included, new=False)
+            artifact = await self._fetch_and_store(
+                url=url,
+                namespace=namespace,
+                name=name,
+                resolved=resolved,
+                auth=auth,
+                proxy=proxy,
+                timeout=timeout,
+                submodules=submodules,
+                includes=includes,
+                ignore=ignore,
+            )
+        except InvalidSource as error:
+            stalled = error.reason != meta.Reason.AUTHENTICATION_FAILED
+            raise self._failure(error, stalled=stalled) from error
+        except SourceError as error:
+            raise self._failure(error, stalled=False) from error
+        return self._ready(artifact, spec, included, new=True)
+
+    async def _fetch_and_store(
+        self,
+        *,
+        url: str,
+        namespace: str,
+        name: str,
+        resolved: Any,
+        auth: GitAuth,
+        proxy: ProxySettings | None,
+        timeout: float,
+        submodules: bool,
+        includes: list[tuple[Mapping[str, Any], dict[str, Any]]],
+        ignore: str | None,
+    ) -> dict[str, Any]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{namespace}-{name}-", dir=self.workdir))
+        try:
+            checkout_dir = scratch / "checkout"
+            resolved = await checkout(
+                url,
+                resolved,
+                auth,
+                checkout_dir,
+                timeout=timeout,
+                limiter=self.limiter,
+                recurse_submodules=submodules,
+                proxy=proxy,
+            )
+            for include, artifact in includes:
+                await anyio.to_thread.run_sync(
+                    functools.partial(
+                        apply_include,
+                        artifact_file=self.storage.local_path(artifact["path"]),
+                        from_path=str(include.get("fromPath") or "."),
+                        checkout_dir=checkout_dir,
+                        to_path=str(include.get("toPath") or include["repository"]["name"]),
+                    )
+                )
+            rules = IgnoreRules.load(checkout_dir, spec_ignore=ignore)
+            stored = await self.storage.store(
+                namespace=namespace,
+                name=name,
+                revision=resolved.revision,
+                commit=resolved.commit,
+                source_dir=checkout_dir,
+                rules=rules,
+            )
+            return dict(stored)
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
+
+    def _ready(
+        self,
+        artifact: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        included: list[dict[str, Any]],
+        *,
+        new: bool,
+    ) -> Reconciled:
+        revision = str(artifact.get("revision", ""))
+        message = f"stored artifact for revision '{revision}'"
+        status: dict[str, Any] = {
+            "artifact": dict(artifact),
+            "observedIgnore": spec.get("ignore"),
+            "observedRecurseSubmodules": bool(spec.get("recurseSubmodules")) or None,
+            "observedInclude": spec.get("include") or None,
+            "includedArtifacts": included or None,
+        }
+        events = []
+        source = redact_url(str(spec.get("url", "")))
+        if new:
+            events.append(
+                EventNote(
+                    "Normal",
+                    meta.Reason.NEW_ARTIFACT,
+                    f"stored artifact with revision '{revision}' from '{source}'",
+                    metadata={"revision": revision},
+                )
+            )
+        return Reconciled(
+            reason=meta.Reason.SUCCEEDED,
+            message=message,
+            status=status,
+            conditions=[
+                ConditionUpdate(ARTIFACT_IN_STORAGE, "True", meta.Reason.SUCCEEDED, message),
+                ConditionUpdate(FETCH_FAILED, None),
+                ConditionUpdate(STORAGE_FAILED, None),
+                ConditionUpdate(INCLUDE_UNAVAILABLE, None),
+            ],
+            events=events,
+        )
+
+    @staticmethod
+    def _failure(error: SourceError, *, stalled: bool) -> Transient | Stalled:
+        condition = STORAGE_FAILED if error.reason == "StorageOperationFailed" else FETCH_FAILED
+        conditions = [ConditionUpdate(condition, "True", error.reason, error.message)]
+        kind = Stalled if stalled else Transient
+        return kind(error.reason, error.message, conditions=conditions)
+
+
+def _digests(artifacts: list[dict[str, Any]]) -> list[str]:
+    return [str(artifact.get("digest", "")) for artifact in artifacts]
+
+
+def storage_base_url(settings: Settings) -> str:
+    if settings.storage_adv_addr:
+        address = settings.storage_adv_addr
+    else:
+        _, port = split_addr(settings.metrics_addr)
+        host = os.environ.get("POD_IP") or socket.gethostname()
+        address = f"{host}:{port}"
+    return address if "://" in address else f"http://{address}"
+
+
+async def wire(
+    *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
+) -> None:
+    storage = Storage(
+        Path(settings.storage_path),
+        base_url=storage_base_url(settings),
+        retention=settings.artifact_retention_records,
+    )
+    reconciler = GitRepositoryReconciler(kube=kube, storage=storage, settings=settings)
+    controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
+
+    def announce(old: Object, new: Object) -> None:
+        # A new artifact here is new input for the repositories that include this one.
+        before = (old.get("status", {}).get("artifact") or {}).get("digest")
+        after = (new.get("status", {}).get("artifact") or {}).get("digest")
+        if after and after != before:
+            metadata = new["metadata"]
+            for includer in reconciler.includers.get((metadata["namespace"], metadata["name"]), ()):
+                controller.request(*includer)
+
+    controller.after_reconcile.append(announce)
+    components.controllers.append(controller)
+
+    def resolve_artifact(relpath: str) -> Path | None:
+        with contextlib.suppress(ArtifactPathRefused):
+            return storage.local_path(relpath)
+        return None
+
+    components.artifacts = resolve_artifact
