@@ -87,6 +87,13 @@ NOTIFICATIONS = Counter(
     ["provider", "outcome"],
     registry=REGISTRY,
 )
+NOTIFICATION_DURATION = Histogram(
+    "fluxd_notification_delivery_duration_seconds",
+    "Time from the first attempt to a delivered alert, by provider type.",
+    ["provider"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60),
+    registry=REGISTRY,
+)
 WEBHOOKS = Counter(
     "fluxd_receiver_requests_total",
     "Webhook requests by outcome.",

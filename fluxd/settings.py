@@ -60,6 +60,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook-addr", "addr", ":9292", "address of the receivers (the only public port)"),
     Setting("metrics-addr", "addr", ":8080", "address of /metrics, /healthz, /readyz, artifacts"),
     Setting("webhook-body-limit", "int", 1048576, "largest webhook body accepted, in bytes"),
+    Setting(
+        "receiver-coalesce-window",
+        "duration",
+        2.0,
+        "webhook pushes to one object within this window cause one more reconcile, not one each",
+    ),
     # work queues
     Setting("gitrepository-concurrency", "int", 4, "GitRepositories reconciled at once"),
     Setting("kustomization-concurrency", "int", 4, "Kustomizations reconciled at once"),
@@ -86,6 +92,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no-remote-bases", "bool", False, "refuse kustomize remote bases (URLs in resources)"),
     Setting("no-cross-namespace-refs", "bool", False, "refuse references to other namespaces"),
     Setting("build-cache-size", "int", 256, "cached builds kept in memory"),
+    # notifications
+    Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
+    Setting(
+        "notification-dedup-window",
+        "duration",
+        300.0,
+        "identical alerts to one provider within this window are sent once",
+    ),
     # restarter
     Setting("restarter", "bool", True, "roll workloads when their Secrets/ConfigMaps change"),
     Setting(
@@ -126,6 +140,7 @@ class Settings:
     webhook_addr: str = ":9292"
     metrics_addr: str = ":8080"
     webhook_body_limit: int = 1048576
+    receiver_coalesce_window: float = 2.0
     gitrepository_concurrency: int = 4
     kustomization_concurrency: int = 4
     notification_concurrency: int = 4
@@ -142,6 +157,8 @@ class Settings:
     no_remote_bases: bool = False
     no_cross_namespace_refs: bool = False
     build_cache_size: int = 256
+    notification_max_attempts: int = 5
+    notification_dedup_window: float = 300.0
     restarter: bool = True
     reload_strategy: str = "env-vars"
     reload_on_create: bool = False
@@ -220,7 +237,12 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             f"invalid reload-strategy {settings.reload_strategy!r}: env-vars|annotations"
         )
-    for name in ("gitrepository_concurrency", "kustomization_concurrency", "git_concurrency"):
+    for name in (
+        "gitrepository_concurrency",
+        "kustomization_concurrency",
+        "git_concurrency",
+        "notification_max_attempts",
+    ):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{name.replace('_', '-')} must be at least 1")
     if settings.min_retry_delay > settings.max_retry_delay:

@@ -39,8 +39,7 @@ def test_status_codes_map_to_types(code: int, reason: str, kind: type[errors.Api
 
 def test_invalid_keeps_the_server_message() -> None:
     message = (
-        'Deployment.apps "web" is invalid: spec.template.spec.containers[0].image: '
-        "Required value"
+        'Deployment.apps "web" is invalid: spec.template.spec.containers[0].image: Required value'
     )
     error = errors.from_response(
         status=422, body=_status(422, "Invalid", message), method="PATCH", path="/apis/apps/v1"

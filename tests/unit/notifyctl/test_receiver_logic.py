@@ -1,0 +1,294 @@
+"""Receivers without a cluster: webhook path, the path index, reconcile requests and bursts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any, cast
+
+import pytest
+
+from fluxd.controllers.outcomes import Reconciled, Transient
+from fluxd.controllers.receiver import (
+    RECEIVER,
+    Admission,
+    Coalescer,
+    ReceiverIndex,
+    ReceiverReconciler,
+    ReconcileRequests,
+)
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube
+from fluxd.kube.resources import SECRET
+from fluxd.server.receivers import ReceiverEntry
+from tests.unit.notifyctl.notifyctl_fakes import (
+    GIT_REPOSITORY,
+    FakeClock,
+    FakeKube,
+    RecordedEvents,
+    secret,
+)
+
+NS = "flux-system"
+TOKEN = "t0ken"
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+
+
+def receiver_object(
+    name: str = "gitea", *, resources: list[dict[str, Any]] | None = None, ready: bool = True
+) -> dict[str, Any]:
+    path = "/hook/" + hashlib.sha256(f"{TOKEN}{name}{NS}".encode()).hexdigest()
+    return {
+        "apiVersion": RECEIVER.api_version,
+        "kind": "Receiver",
+        "metadata": {"name": name, "namespace": NS, "uid": "u-1", "generation": 1},
+        "spec": {
+            "type": "gitea",
+            "resources": resources
+            if resources is not None
+            else [{"kind": "GitRepository", "name": "repo"}],
+            "secretRef": {"name": "hook-token"},
+        },
+        "status": {
+            "webhookPath": path,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def git_repository(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NS, "labels": labels or {}}}
+
+
+# -- the reconciler -------------------------------------------------------------
+
+
+async def test_reconciler_publishes_flux_webhook_path(kube: FakeKube) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
+    obj = receiver_object()
+    # The API has the Receiver, but not yet the status this reconcile is about to write.
+    kube.add(RECEIVER, {**obj, "status": {}})
+
+    outcome = await reconciler.reconcile(obj)
+
+    path = obj["status"]["webhookPath"]
+    assert isinstance(outcome, Reconciled)
+    assert outcome.status == {"webhookPath": path}
+    assert outcome.message == f"Receiver initialized for path: {path}"
+    assert outcome.events[0].message == "Reconciliation finished, next run in 10m0s"
+    found = await index.find(path)
+    assert found is not None and found.token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            None, "unable to read token from secret 'flux-system/hook-token'", id="no-secret"
+        ),
+        pytest.param({"other": "x"}, "required field 'token'", id="no-token-key"),
+    ],
+)
+async def test_reconciler_without_token_fails_and_clears_the_path(
+    kube: FakeKube, data: dict[str, str] | None, expected: str
+) -> None:
+    if data is not None:
+        kube.add(SECRET, secret(NS, "hook-token", data))
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
+    index.put("/hook/old", ReceiverEntry(receiver=receiver_object(), token="old"))
+
+    with pytest.raises(Transient) as failure:
+        await reconciler.reconcile(receiver_object())
+
+    assert failure.value.reason == "TokenNotFound"
+    assert expected in failure.value.message
+    assert failure.value.status == {"webhookPath": None}
+    assert len(index) == 0
+
+
+# -- the index ------------------------------------------------------------------
+
+
+async def test_index_refreshes_from_the_api_on_a_miss_at_most_once_per_interval(
+    kube: FakeKube, clock: FakeClock
+) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
+    obj = receiver_object()
+    kube.add(RECEIVER, obj)
+    index = ReceiverIndex(kube=cast(Kube, kube), refresh_interval=5, max_age=30, clock=clock)
+
+    entry = await index.find(obj["status"]["webhookPath"])
+    assert entry is not None and entry.name == "gitea" and entry.ready
+
+    for _ in range(50):  # a flood of unknown paths
+        assert await index.find("/hook/" + "0" * 64) is None
+    assert kube.lists == 1
+    clock.advance(6)
+    await index.find("/hook/" + "0" * 64)
+    assert kube.lists == 2
+
+
+async def test_index_skips_a_path_whose_token_changed(kube: FakeKube) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": "rotated"}))
+    obj = receiver_object()
+    kube.add(RECEIVER, obj)
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    assert await index.find(obj["status"]["webhookPath"]) is None
+
+
+async def test_index_sees_a_receiver_being_suspended(kube: FakeKube, clock: FakeClock) -> None:
+    index = ReceiverIndex(kube=cast(Kube, kube), clock=clock)
+    obj = receiver_object()
+    kube.add(RECEIVER, obj)
+    index.put("/hook/p", ReceiverEntry(receiver=obj, token=TOKEN))
+    suspended = {**obj, "spec": {**obj["spec"], "suspend": True}}
+
+    index.observe(suspended)
+
+    entry = await index.find("/hook/p")
+    assert entry is not None and entry.suspended
+
+
+# -- reconcile requests ---------------------------------------------------------
+
+
+def requests_for(kube: FakeKube, recorded: RecordedEvents, clock: FakeClock) -> ReconcileRequests:
+    return ReconcileRequests(
+        kube=cast(Kube, kube),
+        recorder=recorded.recorder,
+        window=2.0,
+        no_cross_namespace_refs=True,
+        clock=clock,
+    )
+
+
+async def test_accepted_hook_annotates_the_target(
+    kube: FakeKube, recorded: RecordedEvents, clock: FakeClock
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    requests = requests_for(kube, recorded, clock)
+
+    assert await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
+
+    annotations = kube.objects[("gitrepositories", NS, "repo")]["metadata"]["annotations"]
+    assert annotations[REQUESTED_AT].endswith("Z")
+    assert recorded.events == []
+
+
+async def test_wildcard_annotates_every_labelled_target_in_the_namespace(
+    kube: FakeKube, recorded: RecordedEvents, clock: FakeClock
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("a", {"team": "edge"}))
+    kube.add(GIT_REPOSITORY, git_repository("b", {"team": "edge"}))
+    kube.add(GIT_REPOSITORY, git_repository("c", {"team": "core"}))
+    resources = [{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}]
+    requests = requests_for(kube, recorded, clock)
+
+    await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
+
+    assert sorted(name for _, _, name, _ in kube.patches) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        pytest.param([{"kind": "GitRepository", "name": "gone"}], "not found", id="missing-object"),
+        pytest.param(
+            [{"kind": "GitRepository", "name": "*"}],
+            "matchLabels field not set",
+            id="bare-wildcard",
+        ),
+        pytest.param(
+            [{"kind": "GitRepository", "name": "*", "matchLabels": {"x": "y"}}],
+            "no 'GitRepository' resources found",
+            id="no-match",
+        ),
+        pytest.param(
+            [{"kind": "Widget", "name": "w"}], "apiVersion must be specified", id="unknown-kind"
+        ),
+        pytest.param(
+            [{"kind": "GitRepository", "name": "repo", "namespace": "other"}],
+            "cross-namespace references are not allowed",
+            id="cross-namespace-refused",
+        ),
+    ],
+)
+async def test_target_problems_are_events_on_the_receiver_not_failures(
+    kube: FakeKube,
+    recorded: RecordedEvents,
+    clock: FakeClock,
+    resources: list[dict[str, Any]],
+    expected: str,
+) -> None:
+    requests = requests_for(kube, recorded, clock)
+
+    assert await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
+
+    events = recorded.of("Receiver", "gitea")
+    assert len(events) == 1
+    assert events[0].type == "Warning" and expected in events[0].message
+
+
+async def test_api_failure_is_reported_as_a_failed_request(
+    kube: FakeKube, recorded: RecordedEvents, clock: FakeClock
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    kube.fail_patch_with = kube_errors.Forbidden("forbidden", status=403)
+    requests = requests_for(kube, recorded, clock)
+
+    assert not await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
+    assert "cannot annotate" in recorded.of("Receiver", "gitea")[0].message
+
+
+async def test_a_burst_of_pushes_patches_once_now_and_once_after_the_window(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    requests = ReconcileRequests(kube=cast(Kube, kube), recorder=recorded.recorder, window=0.05)
+    entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
+
+    for _ in range(10):
+        await requests(entry)
+    assert len(kube.patches) == 1
+    await asyncio.sleep(0.15)
+    assert len(kube.patches) == 2
+    await requests.aclose()
+
+
+# -- coalescing as a rule ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gaps", "expected"),
+    [
+        pytest.param([0.0], ["now"], id="first"),
+        pytest.param([0.0, 0.5], ["now", "later"], id="second-within-window"),
+        pytest.param([0.0, 0.5, 0.5], ["now", "later", "already-pending"], id="third"),
+        pytest.param([0.0, 2.5], ["now", "now"], id="after-the-window"),
+    ],
+)
+def test_coalescer_admits_leading_and_one_trailing_request(
+    clock: FakeClock, gaps: list[float], expected: list[str]
+) -> None:
+    coalescer = Coalescer(window=2.0, clock=clock)
+    decisions = []
+    for gap in gaps:
+        clock.advance(gap)
+        decisions.append(coalescer.admit("repo").admission.value)
+    assert decisions == expected
+
+
+def test_coalescer_trailing_delay_ends_the_window_and_then_resets(clock: FakeClock) -> None:
+    coalescer = Coalescer(window=2.0, clock=clock)
+    coalescer.admit("repo")
+    clock.advance(0.5)
+    decision = coalescer.admit("repo")
+    assert decision.admission is Admission.LATER and decision.delay == pytest.approx(1.5)
+    clock.advance(1.5)
+    coalescer.fired("repo")
+    clock.advance(0.1)
+    assert coalescer.admit("repo").admission is Admission.LATER
+    assert coalescer.admit("other").admission is Admission.NOW
