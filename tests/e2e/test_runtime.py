@@ -141,3 +141,34 @@ def test_two_replicas_one_leader_and_failover(
         wait_for(lambda: follower.metric("fluxd_leader") == 1, timeout=20, what="failover")
     finally:
         stop_all(first, second)
+
+
+def test_watches_resume_after_an_api_server_restart(
+    cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    from testenv.gitserver import GitServer
+    from tests.support.flux import GIT_REPOSITORIES as REPOS
+    from tests.support.flux import git_repository, wait_condition
+
+    daemon = Fluxd(cluster, tmp_path, extra_args=["--lease-name=restart-test"]).start()
+    try:
+        with GitServer(default_branch="master") as git:
+            git.create_repo("a.git")
+            sha = git.commit("a.git", {"app/config.toml": "x = 1\n"})
+            git_repository(
+                cluster.api, namespace, "before", {"interval": "1h", "url": git.url("a.git")}
+            )
+            wait_condition(cluster.api, f"{REPOS.format(ns=namespace)}/before")
+
+            cluster.restart_apiserver(down_for=5)
+
+            # Created after the restart: only a resumed watch can see it.
+            git_repository(
+                cluster.api, namespace, "after", {"interval": "1h", "url": git.url("a.git")}
+            )
+            obj = wait_condition(cluster.api, f"{REPOS.format(ns=namespace)}/after", timeout=120)
+            assert obj["status"]["artifact"]["revision"] == f"master@sha1:{sha}"
+            daemon.check_alive()
+            assert daemon.get("/healthz")[0] == 200
+    finally:
+        assert daemon.stop() == 0, daemon.log_tail()
