@@ -30,7 +30,7 @@ from tests.support.flux import (
 
 USER, TOKEN = "k3s", "gitea-pat-0123456789abcdef"
 REALM_TOML = '[network]\nuse_udp = true\n\n[[endpoints]]\nlisten = "0.0.0.0:5000"\n'
-SEED_FILES = {
+SEED_FILES: dict[str, Any] = {
     "realm/ix/kustomization.yaml": (
         "apiVersion: kustomize.config.k8s.io/v1beta1\n"
         "kind: Kustomization\n"

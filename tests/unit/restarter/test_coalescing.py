@@ -12,10 +12,10 @@ async def test_changes_within_the_window_are_one_batch() -> None:
     clock = FakeClock()
     coalescer: Coalescer[str, str] = Coalescer(window=2.0, clock=clock)
     coalescer.add("deploy/realm", "a1", item_key="secret/a")
-    await clock.advance(1.5)
+    clock.advance(1.5)
     coalescer.add("deploy/realm", "b1", item_key="configmap/b")
     assert coalescer.due() == []
-    await clock.advance(0.5)
+    clock.advance(0.5)
     assert coalescer.due() == [Batch("deploy/realm", ("a1", "b1"))]
     assert coalescer.due() == []
     assert len(coalescer) == 0
@@ -26,7 +26,7 @@ async def test_later_change_of_the_same_object_replaces_the_earlier() -> None:
     coalescer: Coalescer[str, str] = Coalescer(window=2.0, clock=clock)
     coalescer.add("deploy/realm", "a1", item_key="secret/a")
     coalescer.add("deploy/realm", "a2", item_key="secret/a")
-    await clock.advance(2.0)
+    clock.advance(2.0)
     assert coalescer.due() == [Batch("deploy/realm", ("a2",))]
 
 
@@ -35,7 +35,7 @@ async def test_window_is_fixed_from_the_first_change() -> None:
     coalescer: Coalescer[str, int] = Coalescer(window=2.0, clock=clock)
     for step in range(4):
         coalescer.add("deploy/realm", step, item_key=step % 2)
-        await clock.advance(0.6)
+        clock.advance(0.6)
     # 2.4s after the first change: due despite changes every 0.6s.
     assert [batch.key for batch in coalescer.due()] == ["deploy/realm"]
 
@@ -44,13 +44,13 @@ async def test_workloads_are_independent_and_ordered_by_deadline() -> None:
     clock = FakeClock()
     coalescer: Coalescer[str, str] = Coalescer(window=2.0, clock=clock)
     coalescer.add("b", "1", item_key="x")
-    await clock.advance(1.0)
+    clock.advance(1.0)
     coalescer.add("a", "2", item_key="x")
     assert coalescer.next_deadline() == 2.0
-    await clock.advance(1.0)
+    clock.advance(1.0)
     assert [batch.key for batch in coalescer.due()] == ["b"]
     assert coalescer.next_deadline() == 3.0
-    await clock.advance(1.0)
+    clock.advance(1.0)
     assert [batch.key for batch in coalescer.due()] == ["a"]
     assert coalescer.next_deadline() is None
 
