@@ -15,12 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.config.config_exception import ConfigException
 
-from fluxd.kube import errors
+from fluxd.kube import _lean, errors
 from fluxd.kube.resources import BUILT_IN, Resource, split_api_version
+
+k8s_client, k8s_config = _lean.load()
+from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: E402
 
 Object = dict[str, Any]
 
@@ -48,7 +48,7 @@ async def load_configuration(*, kubeconfig: str | None = None, context: str | No
             )
         else:
             try:
-                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                k8s_config.load_incluster_config(
                     client_configuration=configuration
                 )
             except ConfigException:
