@@ -113,6 +113,7 @@ class Controller:
             kube,
             reconciler.resource,
             namespace=namespace,
+            namespaces=settings.watch_namespaces,
             label_selector=settings.watch_label_selector or None,
         )
         self.informer.add_handler(self._on_change)

@@ -2,20 +2,22 @@
 
 An ``Informer`` lists a kind, then watches from the list's resourceVersion,
 with bookmarks; on "410 Gone" it lists again, and when the API server goes
-away it reconnects with backoff. Objects pass through a ``transform`` before
-they are stored, so each cache keeps only what its reconciler needs (the
-restarter keeps digests, not Secret data). Handlers hear every change, and
-``synced`` is set once the first list is in.
+away it reconnects with backoff. With a set of namespaces it keeps one
+list/watch stream per namespace, all feeding one store. Objects pass through a
+``transform`` before they are stored, so each cache keeps only what its
+reconciler needs (the restarter keeps digests, not Secret data). Handlers hear
+every change, and ``synced`` is set once every stream has listed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import anyio
 import structlog
 
 from fluxd.kube import errors
@@ -51,7 +53,7 @@ class InformerStats:
 
 
 class Informer:
-    """A cache of one kind (optionally one namespace / label selector), kept current by a watch."""
+    """A cache of one kind (all namespaces, one, or a set), kept current by watches."""
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class Informer:
         resource: Resource,
         *,
         namespace: str | None = None,
+        namespaces: Sequence[str] = (),
         label_selector: str | None = None,
         transform: Callable[[Object], Object] | None = None,
         watch_timeout: int = 300,
@@ -66,7 +69,10 @@ class Informer:
     ) -> None:
         self.kube = kube
         self.resource = resource
-        self.namespace = namespace
+        scopes: list[str | None] = list(namespaces) or [namespace]
+        self.namespaces: tuple[str | None, ...] = tuple(dict.fromkeys(scopes))
+        if not resource.namespaced:
+            self.namespaces = (None,)
         self.label_selector = label_selector
         self.transform = transform
         self.watch_timeout = watch_timeout
@@ -75,7 +81,13 @@ class Informer:
         self.synced = asyncio.Event()
         self.stats = InformerStats()
         self._handlers: list[Handler] = []
-        self._resource_version = ""
+        self._listed: set[str | None] = set()
+        # Last resourceVersion seen per stream; None means "list first".
+        self._versions: dict[str | None, str | None] = {}
+
+    @property
+    def namespace(self) -> str | None:
+        return self.namespaces[0] if len(self.namespaces) == 1 else None
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -88,30 +100,37 @@ class Informer:
 
     @property
     def name(self) -> str:
-        scope = self.namespace or "*"
+        scope = ",".join(ns or "*" for ns in self.namespaces)
         return f"{self.resource.plural}.{self.resource.group or 'core'}@{scope}"
 
     async def run(self) -> None:
         """List and watch until cancelled; never returns otherwise."""
+        if len(self.namespaces) == 1:
+            await self._stream(self.namespaces[0])
+            return
+        async with anyio.create_task_group() as group:
+            for namespace in self.namespaces:
+                group.start_soon(self._stream, namespace)
+
+    async def _stream(self, namespace: str | None) -> None:
         failures = 0
-        needs_list = True
+        self._versions[namespace] = None
         while True:
             try:
-                if needs_list:
-                    await self._list()
-                    needs_list = False
-                await self._watch()
+                version = self._versions[namespace]
+                if version is None:
+                    self._versions[namespace] = await self._list(namespace)
+                await self._watch(namespace)
                 failures = 0
             except errors.Gone:
-                log.info("watch expired, listing again", informer=self.name)
+                log.info("watch expired, listing again", informer=self.name, namespace=namespace)
                 self.stats.relists += 1
-                needs_list = True
+                self._versions[namespace] = None
             except (errors.Unreachable, errors.ServerError, errors.Throttled) as error:
                 failures += 1
                 self.stats.reconnects += 1
-                delay = min(self.backoff_cap, 0.5 * 2 ** min(failures, 8)) * random.uniform(
-                    0.8, 1.2
-                )
+                delay = min(self.backoff_cap, 0.5 * 2 ** min(failures, 8))
+                delay *= random.uniform(0.8, 1.2)
                 log.warning(
                     "watch interrupted, reconnecting",
                     informer=self.name,
@@ -129,19 +148,21 @@ class Informer:
                     error=str(error),
                     retry_in=round(delay, 2),
                 )
-                needs_list = True
+                self._versions[namespace] = None
                 await asyncio.sleep(delay)
 
-    async def _list(self) -> None:
+    def _in_scope(self, key: Key, namespace: str | None) -> bool:
+        return namespace is None or key[0] == namespace
+
+    async def _list(self, namespace: str | None) -> str:
         items, version = await self.kube.list_all(
-            self.resource, namespace=self.namespace, label_selector=self.label_selector
+            self.resource, namespace=namespace, label_selector=self.label_selector
         )
-        fresh: dict[Key, Object] = {}
-        for item in items:
-            fresh[key_of(item)] = self._slim(item)
-        previous = self.store
-        self.store = fresh
-        self._resource_version = version
+        fresh: dict[Key, Object] = {key_of(item): self._slim(item) for item in items}
+        previous = {k: v for k, v in self.store.items() if self._in_scope(k, namespace)}
+        for key in previous:
+            del self.store[key]
+        self.store.update(fresh)
         # Tell handlers what changed while we were not watching: new, changed, and gone.
         for key, obj in fresh.items():
             old = previous.get(key)
@@ -152,22 +173,26 @@ class Informer:
         for key, old in previous.items():
             if key not in fresh:
                 await self._notify(Change.DELETED, old, old)
-        self.synced.set()
+        self._listed.add(namespace)
+        if len(self._listed) == len(self.namespaces):
+            self.synced.set()
+        return version
 
-    async def _watch(self) -> None:
+    async def _watch(self, namespace: str | None) -> None:
+        """Follow one watch until it ends, recording each resourceVersion seen as it goes."""
         async for event in self.kube.watch(
             self.resource,
-            namespace=self.namespace,
-            resource_version=self._resource_version,
+            namespace=namespace,
+            resource_version=self._versions[namespace] or "",
             label_selector=self.label_selector,
             timeout_seconds=self.watch_timeout,
         ):
             kind = str(event.get("type", ""))
             obj: Object = event.get("object", {})
-            version = _version(obj)
+            seen = _version(obj)
             if kind == "BOOKMARK":
-                if version:
-                    self._resource_version = version
+                if seen:
+                    self._versions[namespace] = seen
                 continue
             self.stats.events += 1
             obj.setdefault("apiVersion", self.resource.api_version)
@@ -180,9 +205,9 @@ class Informer:
                 await self._notify(Change.DELETED, slim, old)
             else:
                 self.store[key] = slim
-                await self._notify(Change(kind) if old is None else Change.MODIFIED, slim, old)
-            if version:
-                self._resource_version = version
+                await self._notify(Change.ADDED if old is None else Change.MODIFIED, slim, old)
+            if seen:
+                self._versions[namespace] = seen
 
     def _slim(self, obj: Object) -> Object:
         return self.transform(obj) if self.transform else obj
