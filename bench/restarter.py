@@ -1,0 +1,302 @@
+"""Benchmark of the restarter: memory of its caches, and Secret-update-to-patch latency.
+
+Fills a namespace of the test control plane (or any cluster given with
+``--kubeconfig``) with Secrets, ConfigMaps and Deployments annotated
+``reloader.stakater.com/auto`` (0 replicas: the patch is what is measured, not
+the pods), runs the restarter service in this process, and reports:
+
+* the resident memory the service adds once it has listed everything (its
+  informer caches, digest cache and workload index), and how long start-up took;
+* the time from a Secret update (request sent) to the Deployment's pod
+  template carrying the new digest (seen on a watch), for updates one at a time
+  and for a burst of simultaneous updates.
+
+Run: ``.venv/bin/python -m bench.restarter`` (``--help`` for sizes). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import hashlib
+import os
+import sys
+import time
+from contextlib import ExitStack, suppress
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from bench.common import machine, median, percentile, rss_mib, write_section
+from fluxd.controllers.restarter import Restarter
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.resources import CONFIG_MAP, DEPLOYMENT, NAMESPACE, SECRET
+from fluxd.settings import Settings
+from testenv.cluster import running
+
+NAMESPACE_NAME = "bench-restarter"
+AUTO = {"reloader.stakater.com/auto": "true"}
+
+
+def secret_payload(index: int, version: int, size: int) -> bytes:
+    seed = f"secret {index} version {version} ".encode()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def digest_of(key: str, value: bytes) -> str:
+    return hashlib.sha1(key.encode() + b"=" + value).hexdigest()
+
+
+def deployment(index: int, *, secrets: int, config_maps: int) -> dict[str, Any]:
+    labels = {"app": f"w-{index}"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"w-{index}", "namespace": NAMESPACE_NAME, "annotations": AUTO},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.invalid/app:1",
+                            "volumeMounts": [
+                                {"name": "secret", "mountPath": "/etc/secret"},
+                                {"name": "config", "mountPath": "/etc/config"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "secret", "secret": {"secretName": f"s-{index % secrets}"}},
+                        {"name": "config", "configMap": {"name": f"c-{index % config_maps}"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+async def bounded(coroutines: list[Any], *, limit: int = 32) -> None:
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(coroutine: Any) -> None:
+        async with limiter:
+            await coroutine
+
+    async with anyio.create_task_group() as group:
+        for coroutine in coroutines:
+            group.start_soon(one, coroutine)
+
+
+async def populate(kube: Kube, *, objects: int, workloads: int, secret_size: int) -> None:
+    with suppress(kube_errors.AlreadyExists):
+        await kube.create(
+            NAMESPACE,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE_NAME}},
+        )
+    secrets = objects // 2
+    config_maps = objects - secrets
+    creations = [
+        kube.create(
+            SECRET,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"s-{i}", "namespace": NAMESPACE_NAME},
+                "data": {"config": base64.b64encode(secret_payload(i, 0, secret_size)).decode()},
+            },
+            namespace=NAMESPACE_NAME,
+        )
+        for i in range(secrets)
+    ]
+    creations += [
+        kube.create(
+            CONFIG_MAP,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"c-{i}", "namespace": NAMESPACE_NAME},
+                "data": {"settings.toml": f"instance = {i}\n" * 16},
+            },
+            namespace=NAMESPACE_NAME,
+        )
+        for i in range(config_maps)
+    ]
+    creations += [
+        kube.create(
+            DEPLOYMENT,
+            deployment(i, secrets=secrets, config_maps=config_maps),
+            namespace=NAMESPACE_NAME,
+        )
+        for i in range(workloads)
+    ]
+    await bounded(creations)
+
+
+class PatchWatch:
+    """Watches the Deployments and notes when each carries the digest a sample waits for."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.waiting: dict[str, tuple[str, float, anyio.Event]] = {}
+        self.latencies: list[float] = []
+
+    def expect(self, name: str, digest: str) -> anyio.Event:
+        done = anyio.Event()
+        self.waiting[name] = (digest, time.perf_counter(), done)
+        return done
+
+    async def run(self) -> None:
+        _, version = await self.kube.list_all(DEPLOYMENT, namespace=NAMESPACE_NAME)
+        async for event in self.kube.watch(
+            DEPLOYMENT, namespace=NAMESPACE_NAME, resource_version=version, timeout_seconds=3600
+        ):
+            obj = event.get("object", {})
+            name = obj.get("metadata", {}).get("name", "")
+            expected = self.waiting.get(name)
+            if expected is None:
+                continue
+            containers = obj["spec"]["template"]["spec"]["containers"]
+            values = {e.get("value") for c in containers for e in c.get("env") or ()}
+            if expected[0] in values:
+                self.latencies.append(time.perf_counter() - expected[1])
+                del self.waiting[name]
+                expected[2].set()
+
+
+async def update_secret(kube: Kube, index: int, *, version: int, size: int) -> str:
+    value = secret_payload(index, version, size)
+    await kube.patch(
+        SECRET,
+        f"s-{index}",
+        {"data": {"config": base64.b64encode(value).decode()}},
+        namespace=NAMESPACE_NAME,
+    )
+    return digest_of("config", value)
+
+
+async def sequential(kube: Kube, watch: PatchWatch, *, samples: int, size: int) -> list[float]:
+    watch.latencies = []
+    for index in range(samples):
+        value = secret_payload(index, 1, size)
+        done = watch.expect(f"w-{index}", digest_of("config", value))
+        await update_secret(kube, index, version=1, size=size)
+        with anyio.fail_after(60):
+            await done.wait()
+    return list(watch.latencies)
+
+
+async def burst(kube: Kube, watch: PatchWatch, *, samples: int, size: int) -> list[float]:
+    watch.latencies = []
+    events = []
+    for index in range(samples):
+        value = secret_payload(index, 2, size)
+        events.append(watch.expect(f"w-{index}", digest_of("config", value)))
+    await bounded(
+        [update_secret(kube, index, version=2, size=size) for index in range(samples)], limit=64
+    )
+    with anyio.fail_after(300):
+        for done in events:
+            await done.wait()
+    return list(watch.latencies)
+
+
+def summary(latencies: list[float]) -> str:
+    return (
+        f"n={len(latencies)}, median {median(latencies) * 1000:.0f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+    )
+
+
+async def measure(kubeconfig: Path, args: argparse.Namespace) -> list[str]:
+    kube = await Kube.connect(kubeconfig=str(kubeconfig))
+    lines: list[str] = []
+    try:
+        started = time.perf_counter()
+        await populate(
+            kube, objects=args.objects, workloads=args.workloads, secret_size=args.secret_size
+        )
+        lines.append(f"populate: {time.perf_counter() - started:.1f} s")
+        settings = Settings(
+            restart_coalesce_window=args.window, restart_concurrency=args.concurrency
+        )
+        service = Restarter(kube=kube, recorder=EventRecorder(kube), settings=settings)
+        watch = PatchWatch(kube)
+        async with anyio.create_task_group() as group:
+            gc.collect()
+            before = rss_mib(os.getpid())
+            started = time.perf_counter()
+            group.start_soon(service.run)
+            await service.ready.wait()
+            ready_after = time.perf_counter() - started
+            gc.collect()
+            cache = rss_mib(os.getpid()) - before
+            lines.append(
+                f"cache: {len(service.digests)} config digests, {len(service.index)} workloads "
+                f"indexed; RSS +{cache:.1f} MiB; start-up list and catch-up "
+                f"{ready_after:.1f} s"
+            )
+            group.start_soon(watch.run)
+            await anyio.sleep(1)
+            one = await sequential(kube, watch, samples=args.samples, size=args.secret_size)
+            lines.append(f"latency, one update at a time: {summary(one)}")
+            many = await burst(kube, watch, samples=args.samples, size=args.secret_size)
+            lines.append(f"latency, {args.samples} updates at once: {summary(many)}")
+            gc.collect()
+            lines.append(f"RSS after the runs: +{rss_mib(os.getpid()) - before:.1f} MiB")
+            group.cancel_scope.cancel()
+    finally:
+        await kube.close()
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=5000, help="Secrets + ConfigMaps")
+    parser.add_argument("--workloads", type=int, default=1000, help="annotated Deployments")
+    parser.add_argument("--samples", type=int, default=200, help="Secret updates per run")
+    parser.add_argument("--secret-size", type=int, default=1024, help="bytes per Secret")
+    parser.add_argument("--window", type=float, default=0.0, help="restart-coalesce-window")
+    parser.add_argument("--concurrency", type=int, default=4, help="restart-concurrency")
+    parser.add_argument("--kubeconfig", type=Path, help="an existing cluster instead of testenv")
+    parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    with ExitStack() as stack:
+        kubeconfig = args.kubeconfig
+        if kubeconfig is None:
+            cluster = stack.enter_context(running(nodes=1))
+            kubeconfig = cluster.kubeconfig
+        lines = asyncio.run(measure(kubeconfig, args))
+    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
+    body = "\n".join(
+        [
+            "## Restarter: cache memory and Secret-to-patch latency",
+            "",
+            f"Command: `{command}`",
+            f"Machine: {machine()}",
+            f"Date: {time.strftime('%Y-%m-%d')}. {args.objects} Secrets/ConfigMaps "
+            f"({args.secret_size} B Secrets), {args.workloads} Deployments with "
+            f"`reloader.stakater.com/auto`, restart-coalesce-window {args.window:g} s, "
+            f"restart-concurrency {args.concurrency}; the control plane runs on the same machine.",
+            "",
+            *(f"- {line}" for line in lines),
+        ]
+    )
+    print(body)
+    if args.write:
+        write_section("restarter", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,622 @@
+"""The restarter service: roll workloads when the Secrets and ConfigMaps they use change.
+
+Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
+
+* informers on Secrets and ConfigMaps keep digests, never data (each object is
+  cut down by ``slim_config`` before it is stored); informers on Deployments,
+  StatefulSets, DaemonSets, CronJobs (and Argo Rollouts when enabled and
+  installed) feed a ``WorkloadIndex`` with slim workloads;
+* a changed digest finds the affected workloads in the index, the changes are
+  coalesced per workload, and each due batch is planned on a freshly read
+  workload and written as one patch (or one Job for a CronJob), a bounded
+  number at a time, one at a time per workload;
+* start-up catch-up falls out of the first list: every config object seen at
+  start is compared with the digest recorded on the workloads that use it, so
+  a change made while the daemon was down rolls its workloads once, and a
+  workload already stamped (by fluxd or by Reloader) is left alone;
+* Deployments paused for their pause period are resumed when it is over, also
+  after a restart of the daemon (the pause start is on the object).
+
+Outcomes are reported as Reloader reports them: Events ``Reloaded`` and
+``ReloadFail`` on the workload and ``reloader_reload_executed_total{success}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from fluxd.aio import Backoff, Clock, SystemClock, supervise
+from fluxd.controllers.manager import Components
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube, Object
+from fluxd.kube.client import PatchType as KubePatchType
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.informer import Change, Handler, Informer
+from fluxd.kube.resources import (
+    CONFIG_MAP,
+    CRON_JOB,
+    DAEMON_SET,
+    DEPLOYMENT,
+    JOB,
+    NAMESPACE,
+    SECRET,
+    STATEFUL_SET,
+    Resource,
+)
+from fluxd.metrics import RELOADS, RESTART_LATENCY, RESTART_SKIPPED
+from fluxd.restarter import (
+    DEFAULT_ANNOTATIONS,
+    Batch,
+    Coalescer,
+    ConfigChange,
+    ConfigFilter,
+    ConfigKey,
+    ConfigKind,
+    DigestCache,
+    InvalidLabelSelector,
+    RestartAction,
+    RestarterAnnotations,
+    RestartPlan,
+    RestartStrategy,
+    WorkloadIndex,
+    WorkloadKey,
+    WorkloadKind,
+    config_digest,
+    due_resumes,
+    equivalent_digests,
+    needs_restart,
+    next_resume,
+    parse_label_selector,
+    plan_restart,
+    resume_patch,
+    workload_key,
+)
+from fluxd.restarter.slim import config_change_of, slim_config, slim_workload
+from fluxd.settings import Settings, SettingsError
+
+log = structlog.get_logger("fluxd.restarter")
+
+# Reloader's Event reasons, so alerts and dashboards written for it keep matching.
+RELOADED = "Reloaded"
+RELOAD_FAILED = "ReloadFail"
+EVENT_ACTION = "Reload"
+
+CONFIG_RESOURCES: Mapping[ConfigKind, Resource] = {
+    ConfigKind.SECRET: SECRET,
+    ConfigKind.CONFIGMAP: CONFIG_MAP,
+}
+WORKLOAD_RESOURCES: Mapping[WorkloadKind, Resource] = {
+    WorkloadKind.DEPLOYMENT: DEPLOYMENT,
+    WorkloadKind.STATEFULSET: STATEFUL_SET,
+    WorkloadKind.DAEMONSET: DAEMON_SET,
+    WorkloadKind.CRONJOB: CRON_JOB,
+}
+ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
+
+# A write refused for one of these reasons will be refused again: report, do not retry.
+_REFUSED = (kube_errors.Forbidden, kube_errors.Invalid, kube_errors.BadRequest)
+_ATTEMPTS = 4
+# Longest sleep of the pause timer between looks (changes wake it earlier).
+_PAUSE_RECHECK = 60.0
+_PAUSE_FAILURE_DELAY = 5.0
+
+
+class Restarter:
+    """The leader-only service; ``run`` until cancelled (state is rebuilt on every run)."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        recorder: EventRecorder,
+        settings: Settings,
+        names: RestarterAnnotations = DEFAULT_ANNOTATIONS,
+        clock: Clock | None = None,
+    ) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.names = names
+        self.clock: Clock = clock or SystemClock()
+        self.strategy = RestartStrategy(settings.reload_strategy)
+        self.auto_reload_all = settings.auto_reload_all
+        self.reload_on_create = settings.reload_on_create
+        self.reload_on_delete = settings.reload_on_delete
+        self.window = settings.restart_coalesce_window
+        self.concurrency = max(1, settings.restart_concurrency)
+        self.argo_rollouts = settings.restart_argo_rollouts
+        self.filter = config_filter(settings)
+        # Set once the first run has listed everything (start-up catch-up queued).
+        self.ready = anyio.Event()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.digests = DigestCache()
+        self.index = WorkloadIndex(names=self.names, auto_reload_all=self.auto_reload_all)
+        self.coalescer: Coalescer[WorkloadKey, ConfigChange] = Coalescer(
+            window=self.window, clock=self.clock
+        )
+        self.config_informers: dict[ConfigKind, Informer] = {}
+        self.workload_informers: dict[WorkloadKind, Informer] = {}
+        self.workload_resources: dict[WorkloadKind, Resource] = dict(WORKLOAD_RESOURCES)
+        self.namespace_informer: Informer | None = None
+        self._first_seen: dict[WorkloadKey, float] = {}
+        self._in_flight: set[WorkloadKey] = set()
+        self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
+        self._resuming: dict[WorkloadKey, str] = {}
+        self._batch_ready = anyio.Event()
+        self._pause_changed = anyio.Event()
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._reset()
+        await self._find_rollouts()
+        self._build_informers()
+        async with anyio.create_task_group() as group:
+            # Workloads first: the config objects' first list is the catch-up,
+            # which needs every workload indexed.
+            first = list(self.workload_informers.values())
+            if self.namespace_informer is not None:
+                first.append(self.namespace_informer)
+            for informer in first:
+                group.start_soon(supervise, f"restarter {informer.name}", informer.run)
+            for informer in first:
+                await informer.synced.wait()
+            for informer in self.config_informers.values():
+                group.start_soon(supervise, f"restarter {informer.name}", informer.run)
+            group.start_soon(supervise, "restarter batches", self._run_batches)
+            group.start_soon(supervise, "restarter pause timer", self._run_pause_timer)
+            for informer in self.config_informers.values():
+                await informer.synced.wait()
+            self.ready.set()
+            log.info(
+                "restarter watching",
+                workloads=len(self.index),
+                config_objects=len(self.digests),
+                strategy=self.strategy.value,
+                pending_restarts=len(self.coalescer),
+            )
+
+    async def _find_rollouts(self) -> None:
+        if not self.argo_rollouts:
+            return
+        try:
+            resource = await self.kube.resource_for(ROLLOUT_API_VERSION, WorkloadKind.ROLLOUT.value)
+        except kube_errors.NotFound:
+            log.info("Argo Rollouts are not installed; Rollouts will not be restarted")
+            return
+        self.workload_resources[WorkloadKind.ROLLOUT] = resource
+
+    def _build_informers(self) -> None:
+        for kind, resource in CONFIG_RESOURCES.items():
+            if kind in self.filter.ignored_kinds:
+                continue
+            informer = Informer(self.kube, resource, transform=self._config_transform(kind))
+            informer.add_handler(self._config_handler(kind, informer))
+            self.config_informers[kind] = informer
+        for workload_kind, resource in self.workload_resources.items():
+            informer = Informer(self.kube, resource, transform=self._slim_workload)
+            informer.add_handler(self._on_workload)
+            self.workload_informers[workload_kind] = informer
+        if self.filter.namespace_selector is not None:
+            self.namespace_informer = Informer(self.kube, NAMESPACE, transform=_slim_namespace)
+
+    def _config_transform(self, kind: ConfigKind) -> Callable[[Object], Object]:
+        names = self.names
+
+        def transform(obj: Object) -> Object:
+            return slim_config(kind, obj, names=names)
+
+        return transform
+
+    def _slim_workload(self, obj: Object) -> Object:
+        return slim_workload(obj, names=self.names)
+
+    # -- events -------------------------------------------------------------------
+
+    def _on_workload(self, change: Change, obj: Object, old: Object | None) -> None:
+        key = workload_key(obj)
+        if change is Change.DELETED:
+            self.index.remove(key)
+            self.coalescer.discard(key)
+            self._first_seen.pop(key, None)
+            self._resuming.pop(key, None)
+        else:
+            self.index.upsert(obj)
+            version = str(obj.get("metadata", {}).get("resourceVersion", ""))
+            if self._resuming.get(key, version) != version:
+                del self._resuming[key]
+        if key.kind is WorkloadKind.DEPLOYMENT:
+            self._pause_changed.set()
+
+    def _config_handler(self, kind: ConfigKind, informer: Informer) -> Handler:
+        def handle(change: Change, obj: Object, old: Object | None) -> None:
+            self._on_config(kind, change, obj, initial=not informer.synced.is_set())
+
+        return handle
+
+    def _on_config(self, kind: ConfigKind, change: Change, obj: Object, *, initial: bool) -> None:
+        metadata = obj.get("metadata", {})
+        key = ConfigKey(str(metadata.get("namespace", "")), kind, str(metadata.get("name", "")))
+        observed = config_change_of(obj)
+        previous: str | None = None
+        if change is Change.DELETED:
+            previous = self.digests.get(key)
+            self.digests.forget(key)
+        elif observed is not None:
+            previous = self.digests.observe(key, observed.digest)
+        admitted = self.filter.admits(
+            key,
+            labels=metadata.get("labels") or {},
+            namespace_labels=self._namespace_labels(key),
+        )
+        if not admitted:
+            if change is Change.MODIFIED:
+                RESTART_SKIPPED.labels(reason="filtered").inc()
+            return
+        if observed is None:
+            log.warning("config object has data that does not decode; ignored", object=str(key))
+            RESTART_SKIPPED.labels(reason="unreadable").inc()
+            return
+        if change is Change.DELETED:
+            if not self.reload_on_delete:
+                self._deleted_without_restart(key, observed)
+                return
+            observed = _deleted(observed, previous=previous)
+        else:
+            if previous is None and not initial and self.reload_on_create:
+                previous = ""  # created while watched: counts as a change
+            if previous == observed.digest:
+                # Labels, annotations or a resync: the content is the same.
+                RESTART_SKIPPED.labels(reason="unchanged").inc()
+                return
+            observed = dataclasses.replace(observed, previous=previous)
+        affected = self.index.affected(key, config_annotations=observed.annotations)
+        if not observed.changed_while_watched:
+            # First sight (start-up, relist): only workloads whose record disagrees.
+            affected = [k for k in affected if self._record_differs(k, observed)]
+        elif not affected:
+            RESTART_SKIPPED.labels(reason="no-workload").inc()
+        for workload in affected:
+            self._enqueue(workload, [observed])
+
+    def _deleted_without_restart(self, key: ConfigKey, observed: ConfigChange) -> None:
+        RESTART_SKIPPED.labels(reason="deleted").inc()
+        users = self.index.affected(key, config_annotations=observed.annotations)
+        if users:
+            # Pods keep running with the content they have; say so where it matters.
+            log.info(
+                "config object deleted; its workloads are not restarted (reload-on-delete is off)",
+                object=str(key),
+                workloads=[str(user) for user in users],
+            )
+        else:
+            log.debug("config object deleted", object=str(key))
+
+    def _namespace_labels(self, key: ConfigKey) -> Mapping[str, str] | None:
+        if self.namespace_informer is None:
+            return None
+        namespace = self.namespace_informer.get("", key.namespace)
+        return None if namespace is None else namespace.get("metadata", {}).get("labels") or {}
+
+    def _record_differs(self, key: WorkloadKey, change: ConfigChange) -> bool:
+        informer = self.workload_informers.get(key.kind)
+        slim = informer.get(key.namespace, key.name) if informer else None
+        if slim is None:
+            return False
+        return needs_restart(slim, change, strategy=self.strategy, names=self.names)
+
+    def _enqueue(self, workload: WorkloadKey, changes: Sequence[ConfigChange]) -> None:
+        for change in changes:
+            self.coalescer.add(workload, change, item_key=change.key)
+        self._first_seen.setdefault(workload, self.clock.now())
+        self._batch_ready.set()
+
+    # -- restarts -----------------------------------------------------------------
+
+    async def _run_batches(self) -> None:
+        limiter = anyio.CapacityLimiter(self.concurrency)
+        async with anyio.create_task_group() as group:
+            while True:
+                deadline = self.coalescer.next_deadline()
+                delay = None if deadline is None else max(0.0, deadline - self.clock.now())
+                if delay is None or delay > 0:
+                    with anyio.move_on_after(delay):
+                        await self._batch_ready.wait()
+                    self._batch_ready = anyio.Event()
+                for batch in self.coalescer.due():
+                    if batch.key in self._in_flight:
+                        # One write at a time per workload; this batch follows the running one.
+                        self._parked.setdefault(batch.key, []).extend(batch.items)
+                        continue
+                    self._in_flight.add(batch.key)
+                    group.start_soon(self._restart_guarded, batch, limiter)
+
+    async def _restart_guarded(
+        self, batch: Batch[WorkloadKey, ConfigChange], limiter: anyio.CapacityLimiter
+    ) -> None:
+        try:
+            async with limiter:
+                await self._restart(batch.key, batch.items)
+        except Exception:
+            log.exception("restart failed unexpectedly", workload=str(batch.key))
+        finally:
+            self._in_flight.discard(batch.key)
+            parked = self._parked.pop(batch.key, None)
+            if parked:
+                self._enqueue(batch.key, parked)
+
+    async def _restart(self, key: WorkloadKey, changes: Sequence[ConfigChange]) -> None:
+        resource = self.workload_resources[key.kind]
+        backoff = Backoff(base=0.5, cap=5.0)
+        workload: Object | None = None
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                workload = await self.kube.get_or_none(resource, key.name, namespace=key.namespace)
+                if workload is None:
+                    RESTART_SKIPPED.labels(reason="workload-gone").inc()
+                    self._first_seen.pop(key, None)
+                    return
+                workload.setdefault("apiVersion", resource.api_version)
+                workload.setdefault("kind", resource.kind)
+                plan = plan_restart(
+                    workload,
+                    [self._current(change) for change in changes],
+                    now=datetime.now(UTC),
+                    strategy=self.strategy,
+                    names=self.names,
+                    auto_reload_all=self.auto_reload_all,
+                )
+                if plan is None:
+                    RESTART_SKIPPED.labels(reason="up-to-date").inc()
+                    self._first_seen.pop(key, None)
+                    return
+                written = await self._write(plan, resource)
+            except kube_errors.NotFound:
+                RESTART_SKIPPED.labels(reason="workload-gone").inc()
+                self._first_seen.pop(key, None)
+                return
+            except _REFUSED as error:
+                await self._failed(key, workload, changes, error)
+                return
+            except kube_errors.KubeError as error:
+                if attempt == _ATTEMPTS:
+                    await self._failed(key, workload, changes, error)
+                    return
+                delay = backoff.next(key)
+                log.warning(
+                    "restart attempt failed, retrying",
+                    workload=str(key),
+                    attempt=attempt,
+                    retry_in=round(delay, 2),
+                    error=str(error),
+                )
+                await anyio.sleep(delay)
+                continue
+            await self._succeeded(key, workload, plan, written)
+            return
+
+    def _current(self, change: ConfigChange) -> ConfigChange:
+        """The change with the object's latest digest (it may have moved on while waiting)."""
+        informer = self.config_informers.get(change.kind)
+        slim = informer.get(change.namespace, change.name) if informer else None
+        latest = config_change_of(slim) if slim is not None else None
+        if latest is None:
+            return change
+        return dataclasses.replace(
+            change,
+            digest=latest.digest,
+            equivalent=latest.equivalent,
+            annotations=latest.annotations,
+        )
+
+    async def _write(self, plan: RestartPlan, resource: Resource) -> Object:
+        key = plan.workload
+        if plan.action is RestartAction.CREATE_JOB:
+            return await self.kube.create(JOB, plan.body, namespace=key.namespace)
+        patch_type = KubePatchType(str(plan.patch_type or KubePatchType.MERGE))
+        return await self.kube.patch(
+            resource, key.name, plan.body, namespace=key.namespace, patch_type=patch_type
+        )
+
+    async def _succeeded(
+        self, key: WorkloadKey, workload: Object, plan: RestartPlan, written: Object
+    ) -> None:
+        seen = self._first_seen.pop(key, None)
+        if seen is not None:
+            RESTART_LATENCY.observe(max(0.0, self.clock.now() - seen))
+        RELOADS.labels(success="true").inc()
+        message = _reloaded_message(key, plan.changes)
+        job = ""
+        if plan.action is RestartAction.CREATE_JOB:
+            job = str(written.get("metadata", {}).get("name", ""))
+            message += f"; started Job '{job}'"
+        log.info(
+            "workload restarted",
+            workload=str(key),
+            changed=[str(change.key) for change in plan.changes],
+            containers=list(plan.containers),
+            paused=plan.pauses,
+            job=job or None,
+        )
+        regarding = workload if plan.action is RestartAction.CREATE_JOB else written
+        regarding.setdefault("apiVersion", workload.get("apiVersion"))
+        regarding.setdefault("kind", workload.get("kind"))
+        await self.recorder.record(
+            regarding, type_="Normal", reason=RELOADED, message=message, action=EVENT_ACTION
+        )
+
+    async def _failed(
+        self,
+        key: WorkloadKey,
+        workload: Object | None,
+        changes: Sequence[ConfigChange],
+        error: kube_errors.KubeError,
+    ) -> None:
+        self._first_seen.pop(key, None)
+        RELOADS.labels(success="false").inc()
+        message = (
+            f"Update for '{key.name}' of type '{key.kind}' in namespace '{key.namespace}' "
+            f"failed with error {error}"
+        )
+        log.error(
+            "workload restart failed",
+            workload=str(key),
+            changed=[str(change.key) for change in changes],
+            error=str(error),
+        )
+        regarding = workload or _reference_object(key, self.workload_resources[key.kind])
+        await self.recorder.record(
+            regarding, type_="Warning", reason=RELOAD_FAILED, message=message, action=EVENT_ACTION
+        )
+
+    # -- pause period -------------------------------------------------------------
+
+    async def _run_pause_timer(self) -> None:
+        informer = self.workload_informers[WorkloadKind.DEPLOYMENT]
+        await informer.synced.wait()
+        while True:
+            self._pause_changed = anyio.Event()
+            deployments = [
+                deployment
+                for deployment in informer.values()
+                if workload_key(deployment) not in self._resuming
+            ]
+            now = datetime.now(UTC)
+            failed = False
+            for key in due_resumes(deployments, now=now, names=self.names):
+                failed = not await self._resume(key, informer) or failed
+            moment = next_resume(
+                [d for d in deployments if workload_key(d) not in self._resuming],
+                names=self.names,
+            )
+            delay = _PAUSE_RECHECK
+            if moment is not None:
+                delay = min(delay, max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+            if failed:
+                delay = max(delay, _PAUSE_FAILURE_DELAY)
+            with anyio.move_on_after(delay):
+                await self._pause_changed.wait()
+
+    async def _resume(self, key: WorkloadKey, informer: Informer) -> bool:
+        """Resume one Deployment the pause period held; False when the write failed."""
+        slim = informer.get(key.namespace, key.name)
+        version = str((slim or {}).get("metadata", {}).get("resourceVersion", ""))
+        try:
+            resumed = await self.kube.patch(
+                DEPLOYMENT,
+                key.name,
+                resume_patch(names=self.names),
+                namespace=key.namespace,
+                patch_type=KubePatchType.MERGE,
+            )
+        except kube_errors.NotFound:
+            return True
+        except kube_errors.KubeError as error:
+            log.error("cannot resume paused deployment", workload=str(key), error=str(error))
+            await self.recorder.record(
+                slim or _reference_object(key, DEPLOYMENT),
+                type_="Warning",
+                reason=RELOAD_FAILED,
+                message=f"Resuming '{key.name}' after its pause period failed with error {error}",
+                action=EVENT_ACTION,
+            )
+            return False
+        # Until the watch shows the resumed object, the cache still says "paused".
+        self._resuming[key] = version
+        log.info("paused deployment resumed", workload=str(key))
+        resumed.setdefault("apiVersion", DEPLOYMENT.api_version)
+        resumed.setdefault("kind", DEPLOYMENT.kind)
+        await self.recorder.record(
+            resumed,
+            type_="Normal",
+            reason=RELOADED,
+            message=f"Pause period of Deployment '{key.name}' is over; rollout resumed",
+            action=EVENT_ACTION,
+        )
+        return True
+
+
+def config_filter(settings: Settings) -> ConfigFilter:
+    """The restarter's filters from the daemon settings (Reloader's flags)."""
+    ignored_kinds = {
+        kind
+        for kind in (ConfigKind.parse(item) for item in settings.resources_to_ignore)
+        if kind is not None
+    }
+    try:
+        namespace_selector = (
+            parse_label_selector(settings.namespace_selector)
+            if settings.namespace_selector
+            else None
+        )
+        resource_selector = (
+            parse_label_selector(settings.resource_label_selector)
+            if settings.resource_label_selector
+            else None
+        )
+    except InvalidLabelSelector as error:
+        raise SettingsError(f"restarter: {error}") from error
+    return ConfigFilter(
+        ignored_namespaces=frozenset(settings.namespaces_to_ignore),
+        namespace_selector=namespace_selector,
+        resource_selector=resource_selector,
+        ignored_kinds=frozenset(ignored_kinds),
+    )
+
+
+async def wire(
+    *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
+) -> None:
+    """Add the restarter as a leader-only service (unless switched off)."""
+    if not settings.restarter:
+        return
+    restarter = Restarter(kube=kube, recorder=recorder, settings=settings)
+    components.services["restarter"] = restarter.run
+
+
+def _deleted(change: ConfigChange, *, previous: str | None) -> ConfigChange:
+    """A deleted object as a change to empty content (how Reloader records a deletion)."""
+    empty: Mapping[str, Any] = {"metadata": {"namespace": change.namespace, "name": change.name}}
+    digest = config_digest(change.kind, empty)
+    return dataclasses.replace(
+        change,
+        digest=digest,
+        equivalent=equivalent_digests(change.kind, empty) | {digest},
+        previous=previous if previous is not None else change.digest,
+    )
+
+
+def _reloaded_message(key: WorkloadKey, changes: Sequence[ConfigChange]) -> str:
+    objects = ", ".join(
+        f"'{change.name}' of type '{change.kind.reloader_type}'" for change in changes
+    )
+    return (
+        f"Changes detected in {objects} in namespace '{key.namespace}', "
+        f"Updated '{key.name}' of type '{key.kind}' in namespace '{key.namespace}'"
+    )
+
+
+def _reference_object(key: WorkloadKey, resource: Resource) -> Object:
+    return {
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"namespace": key.namespace, "name": key.name},
+    }
+
+
+def _slim_namespace(obj: Object) -> Object:
+    metadata = obj.get("metadata", {})
+    return {
+        "metadata": {
+            "name": metadata.get("name", ""),
+            "resourceVersion": metadata.get("resourceVersion", ""),
+            "labels": dict(metadata.get("labels") or {}),
+        }
+    }

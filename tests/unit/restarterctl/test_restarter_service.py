@@ -1,0 +1,344 @@
+"""The restarter service end to end against an in-memory API: what it writes, and when.
+
+The fake API serves list and watch from dicts and records every write, so
+these tests see exactly the patches, Jobs and Events a cluster would get.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import anyio
+import pytest
+from anyio.streams.memory import MemoryObjectSendStream
+
+from fluxd.controllers.restarter import RELOAD_FAILED, RELOADED, Restarter
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube
+from fluxd.kube.events import EventRecorder, Recorded
+from fluxd.kube.resources import Resource
+from fluxd.settings import Settings
+from tests.unit.restarter.restarter_objects import NAMESPACE, configmap, secret, workload
+
+AUTO = {"reloader.stakater.com/auto": "true"}
+ENV = "STAKATER_REALM_CONFIG_IX_SECRET"
+
+Object = dict[str, Any]
+
+
+@dataclasses.dataclass
+class Write:
+    verb: str
+    kind: str
+    name: str
+    body: Object
+
+
+class FakeApi:
+    """list/watch/get/patch/create on in-memory objects; watch events are pushed by the test."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[tuple[str, str], Object]] = {}
+        self.streams: dict[str, list[MemoryObjectSendStream[Object]]] = {}
+        self.writes: list[Write] = []
+        self.forbidden: set[str] = set()
+        self._version = 1
+
+    def put(self, obj: Object) -> None:
+        self._version += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self._version)
+        self.objects.setdefault(obj["kind"], {})[_key(obj)] = obj
+
+    async def emit(self, change: str, obj: Object) -> None:
+        if change == "DELETED":
+            self.objects.get(obj["kind"], {}).pop(_key(obj), None)
+        else:
+            self.put(obj)
+            obj = self.objects[obj["kind"]][_key(obj)]
+        for stream in self.streams.get(obj["kind"], []):
+            await stream.send({"type": change, "object": copy.deepcopy(obj)})
+
+    async def list_all(self, resource: Resource, **_: Any) -> tuple[list[Object], str]:
+        items = [copy.deepcopy(o) for o in self.objects.get(resource.kind, {}).values()]
+        return items, str(self._version)
+
+    async def watch(self, resource: Resource, **_: Any) -> AsyncIterator[Object]:
+        send, receive = anyio.create_memory_object_stream[Object](100)
+        self.streams.setdefault(resource.kind, []).append(send)
+        async with receive:
+            async for event in receive:
+                yield event
+
+    async def get_or_none(self, resource: Resource, name: str, *, namespace: str) -> Object | None:
+        found = self.objects.get(resource.kind, {}).get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    async def patch(
+        self, resource: Resource, name: str, body: Object, *, namespace: str, **_: Any
+    ) -> Object:
+        if name in self.forbidden:
+            raise kube_errors.Forbidden(f"{resource.plural} {name!r} is forbidden", status=403)
+        self.writes.append(Write("patch", resource.kind, name, body))
+        current = self.objects[resource.kind][(namespace, name)]
+        return copy.deepcopy(current)
+
+    async def create(self, resource: Resource, body: Object, *, namespace: str) -> Object:
+        created = copy.deepcopy(body)
+        created["metadata"]["name"] = body["metadata"]["generateName"] + "x1"
+        self.writes.append(Write("create", resource.kind, created["metadata"]["name"], body))
+        return created
+
+    async def resource_for(self, api_version: str, kind: str) -> Resource:
+        raise kube_errors.NotFound(f"no kind {kind}", status=404)
+
+    def close(self) -> None:
+        for streams in self.streams.values():
+            for stream in streams:
+                stream.close()
+        self.streams.clear()
+
+    def patches(self, name: str) -> list[Object]:
+        return [w.body for w in self.writes if w.verb == "patch" and w.name == name]
+
+
+def _key(obj: Object) -> tuple[str, str]:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+def sha1_of(data: dict[str, bytes]) -> str:
+    return hashlib.sha1(
+        b";".join(sorted(k.encode() + b"=" + v for k, v in data.items()))
+    ).hexdigest()
+
+
+def stamped(name: str, digest: str, **kwargs: Any) -> Object:
+    """A Deployment Reloader (or fluxd) already restarted for the Secret's ``digest``."""
+    deployment = workload(name, annotations=AUTO, **kwargs)
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": ENV, "value": digest}
+    ]
+    return deployment
+
+
+def env_in(patch: Object) -> dict[str, str]:
+    containers = patch["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for c in containers for e in c.get("env") or ()}
+
+
+@dataclasses.dataclass
+class Running:
+    api: FakeApi
+    service: Restarter
+    events: list[Recorded]
+
+
+@asynccontextmanager
+async def running(api: FakeApi, **settings: Any) -> AsyncIterator[Running]:
+    options = {"restart_coalesce_window": 0.05, **settings}
+    events: list[Recorded] = []
+    recorder = EventRecorder(None)
+    recorder.add_sink(events.append)
+    service = Restarter(kube=cast(Kube, api), recorder=recorder, settings=Settings(**options))
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.run)
+            with anyio.fail_after(5):
+                await service.ready.wait()
+            yield Running(api, service, events)
+            group.cancel_scope.cancel()
+    finally:
+        api.close()
+
+
+async def eventually(condition: Callable[[], object], *, what: str) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def settle() -> None:
+    """Long enough for any coalesced batch to have been written."""
+    await anyio.sleep(0.3)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    yield FakeApi()
+
+
+# -- changes while running -------------------------------------------------------------
+
+
+async def test_a_data_change_patches_the_deployment_once_and_reports_it(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(workload(annotations=AUTO))
+    async with running(api) as run:
+        await api.emit("MODIFIED", secret(data={"realm_ix.toml": b"v2"}))
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
+        await settle()
+        [patch] = api.patches("realm-ix")
+        assert env_in(patch) == {ENV: sha1_of({"realm_ix.toml": b"v2"})}
+        [event] = run.events
+        assert (event.reason, event.type) == (RELOADED, "Normal")
+        assert "'realm-config-ix' of type 'SECRET'" in event.message
+
+
+async def test_metadata_only_changes_and_unused_objects_restart_nothing(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(secret("nobody-uses-me"))
+    api.put(workload(annotations=AUTO))
+    async with running(api):
+        relabelled = secret()
+        relabelled["metadata"]["labels"] = {"team": "edge"}
+        await api.emit("MODIFIED", relabelled)
+        await api.emit("MODIFIED", secret("nobody-uses-me", data={"x": b"2"}))
+        await settle()
+    assert api.writes == []
+
+
+async def test_changes_within_the_window_make_one_patch(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(configmap())
+    deployment = workload(annotations=AUTO)
+    pod = deployment["spec"]["template"]["spec"]
+    pod["volumes"].append({"name": "settings", "configMap": {"name": "realm-settings"}})
+    pod["containers"][0]["volumeMounts"].append({"name": "settings", "mountPath": "/s"})
+    api.put(deployment)
+    async with running(api, restart_coalesce_window=0.3):
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await api.emit("MODIFIED", configmap(data={"b": "2"}))
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
+        await settle()
+    [patch] = api.patches("realm-ix")
+    assert set(env_in(patch)) == {ENV, "STAKATER_REALM_SETTINGS_CONFIGMAP"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "namespace_restarts"),
+    [
+        pytest.param({"namespaces_to_ignore": (NAMESPACE,)}, False, id="ignored-namespace"),
+        pytest.param({"resources_to_ignore": ("secrets",)}, False, id="ignored-secrets"),
+        pytest.param({"resource_label_selector": "reload=yes"}, False, id="label-mismatch"),
+        pytest.param({"resources_to_ignore": ("configMaps",)}, True, id="other-kind-ignored"),
+    ],
+)
+async def test_filters_from_the_settings(
+    api: FakeApi, settings: dict[str, Any], namespace_restarts: bool
+) -> None:
+    api.put(secret())
+    api.put(workload(annotations=AUTO))
+    async with running(api, **settings):
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await settle()
+    assert bool(api.patches("realm-ix")) is namespace_restarts
+
+
+async def test_a_refused_patch_is_reported_and_others_are_still_restarted(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(workload("locked", annotations=AUTO))
+    api.put(workload("open", annotations=AUTO))
+    api.forbidden.add("locked")
+    async with running(api) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: len(run.events) == 2, what="two events")
+    by_name = {event.regarding["name"]: event for event in run.events}
+    assert (by_name["locked"].reason, by_name["locked"].type) == (RELOAD_FAILED, "Warning")
+    assert "forbidden" in by_name["locked"].message
+    assert by_name["open"].reason == RELOADED
+    assert api.patches("open")
+
+
+async def test_a_cronjob_gets_a_job_and_keeps_its_template(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(workload("nightly", kind="CronJob", api_version="batch/v1", annotations=AUTO))
+    async with running(api):
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: api.writes, what="job")
+    [write] = api.writes
+    assert (write.verb, write.kind) == ("create", "Job")
+    assert write.body["metadata"]["generateName"] == "nightly-"
+
+
+@pytest.mark.parametrize(
+    ("reload_on_create", "restarts"),
+    [pytest.param(True, True, id="reload-on-create"), pytest.param(False, False, id="default")],
+)
+async def test_an_object_created_while_watched(
+    api: FakeApi, reload_on_create: bool, restarts: bool
+) -> None:
+    api.put(workload(annotations=AUTO))
+    async with running(api, reload_on_create=reload_on_create):
+        await api.emit("ADDED", secret())
+        await settle()
+    assert bool(api.patches("realm-ix")) is restarts
+
+
+async def test_reload_on_delete_rolls_users_of_a_deleted_secret(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(workload(annotations=AUTO))
+    async with running(api, reload_on_delete=True):
+        await api.emit("DELETED", secret())
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
+    assert env_in(api.patches("realm-ix")[0]) == {ENV: hashlib.sha1(b"").hexdigest()}
+
+
+# -- start-up --------------------------------------------------------------------------
+
+
+async def test_start_up_rolls_only_workloads_whose_record_is_stale(api: FakeApi) -> None:
+    content = {"realm_ix.toml": b"current"}
+    api.put(secret(data=content))
+    api.put(stamped("current", sha1_of(content)))
+    api.put(stamped("stale", sha1_of({"realm_ix.toml": b"old"})))
+    api.put(workload("never-restarted", annotations=AUTO))
+    async with running(api):
+        await eventually(lambda: api.patches("stale"), what="stale caught up")
+        await settle()
+    assert [w.name for w in api.writes] == ["stale"]
+    assert env_in(api.patches("stale")[0]) == {ENV: sha1_of(content)}
+
+
+async def test_a_pause_that_ended_while_down_is_resumed_at_start(api: FakeApi) -> None:
+    long_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    api.put(
+        workload(
+            "held",
+            annotations={
+                **AUTO,
+                "deployment.reloader.stakater.com/pause-period": "5m",
+                "deployment.reloader.stakater.com/paused-at": long_ago,
+            },
+            spec_extra={"paused": True},
+        )
+    )
+    async with running(api):
+        await eventually(lambda: api.patches("held"), what="resume")
+    [patch] = api.patches("held")
+    assert patch["spec"] == {"paused": False}
+    assert patch["metadata"]["annotations"] == {"deployment.reloader.stakater.com/paused-at": None}
+
+
+async def test_a_pause_period_pauses_in_the_restart_patch(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(
+        workload(
+            "held",
+            annotations={**AUTO, "deployment.reloader.stakater.com/pause-period": "5m"},
+        )
+    )
+    async with running(api):
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: api.patches("held"), what="patch")
+        await settle()
+    [patch] = api.patches("held")
+    assert patch["spec"]["paused"] is True
+    assert "deployment.reloader.stakater.com/paused-at" in patch["metadata"]["annotations"]
