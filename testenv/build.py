@@ -7,6 +7,7 @@ repository, keyed by the pinned versions, and reused while present.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -65,11 +66,43 @@ def _say(message: str) -> None:
     print(f"[testenv] {message}", file=sys.stderr, flush=True)
 
 
+def _version_flags(component: Component) -> list[str]:
+    """Stamp Kubernetes binaries with their release, as the official build does.
+
+    Without it they report ``v0.0.0-master``, which clients print and some
+    version checks read.
+    """
+    if component.module_dir != "kube":
+        return []
+    major, minor, _ = versions.KUBERNETES.split(".")
+    values = {
+        "gitVersion": f"v{versions.KUBERNETES}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    return [
+        f"-X {package}.{name}={value}"
+        for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for name, value in values.items()
+    ]
+
+
 def _build_one(component: Component, directory: Path, go: str) -> float:
     target = directory / component.binary
     partial = directory / f".{component.binary}.partial"
     env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=readonly")
-    command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), component.package]
+    ldflags = ["-s", "-w", *_version_flags(component)]
+    command = [
+        go,
+        "build",
+        "-trimpath",
+        f"-ldflags={' '.join(ldflags)}",
+        "-o",
+        str(partial),
+        component.package,
+    ]
     started = time.monotonic()
     done = threading.Event()
 
@@ -101,8 +134,21 @@ def _build_one(component: Component, directory: Path, go: str) -> float:
 
 
 def ensure_binaries() -> Path:
-    """Return the directory holding every binary, building the missing ones first."""
+    """Return the directory holding every binary, building the missing ones first.
+
+    Concurrent callers (several test sessions) take turns on a lock file, so one
+    builds and the others wait and reuse the result.
+    """
     directory = bin_dir()
+    if not missing():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory.parent / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_missing(directory)
+
+
+def _build_missing(directory: Path) -> Path:
     todo = missing()
     if not todo:
         return directory
@@ -115,7 +161,6 @@ def ensure_binaries() -> Path:
             "the Go toolchain ('go') is not on PATH: it is needed once to build etcd, "
             "kube-apiserver, kube-controller-manager, kube-scheduler and kwok for the tests"
         )
-    directory.mkdir(parents=True, exist_ok=True)
     total = time.monotonic()
     _say(f"building {len(todo)} control-plane binaries into {directory} (cold builds take a while)")
     for index, component in enumerate(todo, start=1):

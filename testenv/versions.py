@@ -9,8 +9,10 @@ from __future__ import annotations
 KUBERNETES = "1.34.2"
 ETCD = "3.6.5"
 KWOK = "0.7.0"
+# Bumped when the way the binaries are built changes (flags), so caches are not reused.
+BUILD = "b2"
 
 
 def cache_key() -> str:
     """Name of the cache directory for this set of versions."""
-    return f"k8s-{KUBERNETES}_etcd-{ETCD}_kwok-{KWOK}"
+    return f"k8s-{KUBERNETES}_etcd-{ETCD}_kwok-{KWOK}_{BUILD}"
