@@ -27,8 +27,8 @@ testenv: venv
 	$(BIN)/python -m testenv build
 
 lint: venv
-	$(BIN)/ruff check fluxd testenv tests bench
-	$(BIN)/ruff format --check fluxd testenv tests bench
+	$(BIN)/ruff check fluxd testenv tests bench demo
+	$(BIN)/ruff format --check fluxd testenv tests bench demo
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

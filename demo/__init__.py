@@ -1,0 +1,1 @@
+"""The seed scenario end to end on a local control plane (``make demo``)."""

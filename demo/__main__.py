@@ -1,0 +1,263 @@
+"""``make demo``: the seed scenario, performed and timed, on a real local control plane.
+
+Nothing is simulated: the control plane is etcd + kube-apiserver +
+controller-manager + scheduler + kwok nodes, the Git server is ``git
+http-backend`` with basic auth, fluxd runs as ``fluxd run``, and the webhook is
+a Gitea push delivery signed as Gitea signs it. The objects applied are the
+user-facing examples in ``demo/seed/`` (only the Git URL is pointed at the
+local server).
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from testenv.api import Api, wait_for
+from testenv.cluster import Cluster
+from testenv.fluxd import Fluxd
+from testenv.gitea import gitea_headers, gitea_push
+from testenv.gitserver import GitServer
+
+SEED = Path(__file__).resolve().parent / "seed"
+CRDS = Path(__file__).resolve().parents[1] / "manifests" / "crds"
+REALM_TOML = """[log]
+level = "warn"
+
+[[endpoints]]
+listen = "0.0.0.0:5000"
+remote = "203.0.113.10:443"
+"""
+KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+secretGenerator:
+  - name: realm-config-ix
+    files:
+      - realm_ix.toml
+# no hash suffix, so a hand-written Deployment can refer to a fixed name
+generatorOptions:
+  disableNameSuffixHash: true
+"""
+
+NAMESPACED = "/namespaces/{namespace}"
+PATHS = {
+    "Namespace": "/api/v1/namespaces/{name}",
+    "Secret": "/api/v1" + NAMESPACED + "/secrets/{name}",
+    "Deployment": "/apis/apps/v1" + NAMESPACED + "/deployments/{name}",
+    "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+    "GitRepository": "/apis/source.toolkit.fluxcd.io/v1" + NAMESPACED + "/gitrepositories/{name}",
+    "Kustomization": "/apis/kustomize.toolkit.fluxcd.io/v1" + NAMESPACED + "/kustomizations/{name}",
+    "Receiver": "/apis/notification.toolkit.fluxcd.io/v1" + NAMESPACED + "/receivers/{name}",
+}
+
+
+def path_of(doc: dict[str, Any]) -> str:
+    metadata = doc["metadata"]
+    return PATHS[doc["kind"]].format(name=metadata["name"], namespace=metadata.get("namespace", ""))
+
+
+def apply_file(
+    api: Api, path: Path, *, replace: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    text = path.read_text()
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        api.apply(path_of(doc), doc, manager="demo")
+    return docs
+
+
+class Narrator:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.step = 0
+
+    def say(self, text: str) -> None:
+        print(f"\n== {text}", flush=True)
+
+    def timed(self, text: str, condition: Callable[[], Any], *, timeout: float = 120) -> float:
+        self.step += 1
+        began = time.monotonic()
+        print(f"   [{self.step}] {text} ...", end="", flush=True)
+        wait_for(condition, timeout=timeout, interval=0.05, what=text)
+        took = time.monotonic() - began
+        print(f" {took:.2f}s", flush=True)
+        return took
+
+
+def ready(api: Api, path: str, predicate: Callable[[dict[str, Any]], bool] | None = None) -> bool:
+    obj = api.get_or_none(path)
+    if obj is None:
+        return False
+    conditions = obj.get("status", {}).get("conditions", [])
+    if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+        return False
+    return predicate(obj) if predicate else True
+
+
+def running_pods(api: Api) -> set[str]:
+    pods = api.items("/api/v1/namespaces/realm/pods", labelSelector="app=realm")
+    return {
+        p["metadata"]["name"]
+        for p in pods
+        if p["status"].get("phase") == "Running"
+        and not p["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    }
+
+
+def crds_established(api: Api) -> bool:
+    crds = api.items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    ours = [c for c in crds if c["spec"]["group"].endswith(".toolkit.fluxcd.io")]
+    return len(ours) >= 5 and all(
+        any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in crd["status"]["conditions"]
+        )
+        for crd in ours
+    )
+
+
+def secret_value(api: Api, path: str, key: str) -> bytes:
+    return base64.b64decode(api.get(path)["data"][key])
+
+
+def main() -> int:
+    story = Narrator()
+    workdir = Path(tempfile.mkdtemp(prefix="fluxd-demo-"))
+    story.say(
+        "Starting a real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
+    )
+    cluster = Cluster(workdir=workdir / "cluster", nodes=2)
+    cluster.start()
+    print(f"   up in {cluster.started_in:.1f}s; export KUBECONFIG={cluster.kubeconfig}")
+    api = cluster.api
+    daemon: Fluxd | None = None
+    try:
+        with GitServer(
+            username="k3s", password="gitea-personal-access-token", default_branch="master"
+        ) as git:
+            story.say(
+                "A private Git repository (git http-backend, basic auth) with the seed's layout"
+            )
+            git.create_repo("k3s/k3s-private.git")
+            git.commit(
+                "k3s/k3s-private.git",
+                {
+                    "realm/ix/kustomization.yaml": KUSTOMIZATION,
+                    "realm/ix/realm_ix.toml": REALM_TOML,
+                },
+                message="realm: ix config",
+            )
+            print(f"   {git.url('k3s/k3s-private.git')}")
+
+            story.say("Installing fluxd's CRDs and starting `fluxd run`")
+            for crd in sorted(CRDS.glob("*_*.yaml")):
+                apply_file(api, crd)
+            cluster.create_namespace("flux-system")
+            wait_for(
+                lambda: (
+                    api.get_or_none(
+                        PATHS["Kustomization"]
+                        .format(namespace="flux-system", name="x")
+                        .rsplit("/", 1)[0]
+                    )
+                    is not None
+                ),
+                timeout=60,
+                what="CRDs served",
+            )
+            daemon = Fluxd(cluster, workdir / "fluxd", extra_args=["--log-level=warning"]).start()
+            print(f"   metrics/artifacts on {daemon.metrics_url}, webhooks on {daemon.webhook_url}")
+
+            story.say("Applying the seed's objects (demo/seed/*.yaml)")
+            url = {
+                "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git": git.url(
+                    "k3s/k3s-private.git"
+                )
+            }
+            for manifest in sorted(SEED.glob("*.yaml")):
+                apply_file(api, manifest, replace=url)
+                print(f"   applied {manifest.name}")
+
+            repo_path = PATHS["GitRepository"].format(
+                namespace="flux-system", name="k3s-private-repo"
+            )
+            ks_path = PATHS["Kustomization"].format(namespace="flux-system", name="realm-ix")
+            secret_path = PATHS["Secret"].format(namespace="realm", name="realm-config-ix")
+            receiver_path = PATHS["Receiver"].format(namespace="flux-system", name="gitea")
+
+            story.say("Initial sync")
+            story.timed("GitRepository fetched and artifact stored", lambda: ready(api, repo_path))
+            story.timed(
+                "Kustomization applied (Secret realm/realm-config-ix created)",
+                lambda: ready(api, ks_path) and api.get_or_none(secret_path),
+            )
+            story.timed(
+                "Deployment realm rolled out on the kwok nodes", lambda: len(running_pods(api)) == 2
+            )
+            story.timed("Receiver ready", lambda: ready(api, receiver_path))
+            hook = api.get(receiver_path)["status"]["webhookPath"]
+            before = running_pods(api)
+            print(f"   Pods: {', '.join(sorted(before))}")
+
+            story.say("Editing realm_ix.toml and pushing, then Gitea's webhook")
+            pushed_at = time.monotonic()
+            sha = git.commit(
+                "k3s/k3s-private.git",
+                {"realm/ix/realm_ix.toml": REALM_TOML.replace("203.0.113.10", "203.0.113.20")},
+                message="realm: move the ix remote",
+            )
+            body = gitea_push(repository="k3s/k3s-private", after=sha)
+            request = urllib.request.Request(
+                f"{daemon.webhook_url}{hook}",
+                data=body,
+                headers=gitea_headers(body, secret="change-me-to-a-long-random-string"),
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                print(f"   webhook answered HTTP {response.status}")
+            story.timed(
+                f"new revision master@sha1:{sha[:12]}… published",
+                lambda: ready(
+                    api, repo_path, lambda o: o["status"]["artifact"]["revision"].endswith(sha)
+                ),
+            )
+            story.timed(
+                "Secret realm-config-ix updated",
+                lambda: (
+                    "203.0.113.20"
+                    in __import__("base64")
+                    .b64decode(api.get(secret_path)["data"]["realm_ix.toml"])
+                    .decode()
+                ),
+            )
+            story.timed(
+                "rolling restart: new Pods Running and Ready",
+                lambda: (now := running_pods(api)) and len(now) == 2 and not now & before,
+            )
+            total = time.monotonic() - pushed_at
+            print(f"   Pods: {', '.join(sorted(running_pods(api)))}")
+            story.say(f"End to end, push → new Pods Running: {total:.2f}s")
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        cluster.stop()
+    print("\nCluster, git server and fluxd stopped; temporary files removed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
