@@ -8,7 +8,6 @@ never pass quietly as skipped tests.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from testenv.api import Api
 from testenv.cluster import Cluster, ClusterError
 
 _cluster_failure: str | None = None
+_timings: list[str] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,9 +41,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     except (build.BuildError, ClusterError) as error:
         _cluster_failure = str(error)
         pytest.fail(f"the test control plane is not available: {error}", pytrace=False)
-    print(
-        f"\n[testenv] control plane started in {instance.started_in:.1f}s at {instance.server}",
-        file=sys.stderr,
+    _timings.append(
+        f"control plane started in {instance.started_in:.1f}s at {instance.server} "
+        f"(binaries in {build.bin_dir()})"
     )
     os.environ["FLUXD_TEST_KUBECONFIG"] = str(instance.kubeconfig)
     try:
@@ -72,6 +72,11 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.create_namespace(name)
     yield name
     cluster.api.delete(f"/api/v1/namespaces/{name}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _timings:
+        terminalreporter.write_line(f"[testenv] {line}")
 
 
 @pytest.hookimpl(wrapper=True)
