@@ -58,6 +58,15 @@ QUEUE_WORK = Histogram(
     registry=REGISTRY,
 )
 
+# Kustomizations: where a reconcile spends its time.
+KUSTOMIZATION_PHASE = Histogram(
+    "fluxd_kustomization_phase_duration_seconds",
+    "Time spent in each phase of a Kustomization reconcile.",
+    ["phase"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30, 120),
+    registry=REGISTRY,
+)
+
 LEADER = Gauge("fluxd_leader", "1 when this replica holds the leader lease.", registry=REGISTRY)
 
 # Restarter, with Reloader's own counter name.

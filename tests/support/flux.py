@@ -83,3 +83,21 @@ def events_for(api: Api, namespace: str, name: str) -> list[dict[str, Any]]:
         f"/api/v1/namespaces/{namespace}/events", fieldSelector=f"involvedObject.name={name}"
     )
     return items
+
+
+def kustomization(api: Api, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return api.apply(f"{KUSTOMIZATIONS.format(ns=namespace)}/{name}", body)
+
+
+def kustomization_path(namespace: str, name: str) -> str:
+    return f"{KUSTOMIZATIONS.format(ns=namespace)}/{name}"
+
+
+def git_repository_path(namespace: str, name: str) -> str:
+    return f"{GIT_REPOSITORIES.format(ns=namespace)}/{name}"

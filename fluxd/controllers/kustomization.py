@@ -1,0 +1,752 @@
+"""The Kustomization reconciler: build a source path and make the cluster match it.
+
+One reconcile follows Flux's kustomize-controller: find the source and its
+artifact, check ``dependsOn``, build the path (kustomize + Flux's additions +
+``postBuild`` substitution), apply the objects in stages with server-side
+apply, prune what left the source, then (with ``wait`` or ``healthChecks``)
+wait for the applied objects to become ready. Artifacts are read straight from
+the daemon's own storage, digest-checked and extracted once per digest.
+
+Two indexes make changes travel fast: source → Kustomizations (a new artifact
+requests them at once and interrupts a running health wait) and dependency →
+dependents (a Kustomization becoming ready requests those waiting on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from fluxd.api import meta
+from fluxd.api.duration import parse_duration
+from fluxd.api.kustomize import (
+    KUSTOMIZATION,
+    KustomizationSpec,
+    deletion_policy,
+    retry_interval_seconds,
+    timeout_seconds,
+)
+from fluxd.api.source import GIT_REPOSITORY
+from fluxd.apply import (
+    ChangeSet,
+    ObjectRef,
+    format_inventory,
+    inventory_from_objects,
+    parse_inventory,
+    stale_objects,
+    stamp_owner,
+)
+from fluxd.apply.changeset import Action
+from fluxd.apply.inventory import InventoryError
+from fluxd.apply.ssa import (
+    ApplyError,
+    HealthCheckError,
+    PruneError,
+    ResourceManager,
+    WaitInterrupted,
+    normalise_objects,
+)
+from fluxd.build import (
+    BuildCache,
+    BuildError,
+    BuildOptions,
+    BuildSettings,
+    EngineKind,
+    build,
+    collect_variables,
+    decode_secret_data,
+)
+from fluxd.controllers.manager import Components
+from fluxd.controllers.outcomes import (
+    ConditionUpdate,
+    EventNote,
+    Reconciled,
+    Stalled,
+    Transient,
+    Waiting,
+)
+from fluxd.controllers.runtime import Controller, Reconciler
+from fluxd.kube.client import Kube, Object
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.informer import Change, Key
+from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
+from fluxd.metrics import KUSTOMIZATION_PHASE
+from fluxd.settings import Settings
+from fluxd.source import ArtifactPathRefused, SourceError, resolve_safe, unpack
+
+log = structlog.get_logger("fluxd.controllers.kustomization")
+
+HEALTHY = "Healthy"
+ACCESS_DENIED = "AccessDenied"
+# How often a health wait polls the objects it waits for.
+HEALTH_POLL_SECONDS = 2.0
+
+
+class ArtifactUnavailable(Exception):
+    """The artifact file is missing, unreadable, or its content does not match its digest."""
+
+
+@dataclass
+class ArtifactCache:
+    """Artifacts extracted once per digest into a private directory, least recently used first out.
+
+    Reads only files under the storage ``root``; a tarball whose sha256 differs
+    from the digest in ``status.artifact`` is refused.
+    """
+
+    root: Path
+    max_entries: int = 16
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fluxd-artifacts-")))
+    _entries: OrderedDict[str, Path] = field(default_factory=OrderedDict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _in_use: dict[str, int] = field(default_factory=dict)
+
+    async def extract(self, artifact: Mapping[str, Any]) -> Path:
+        digest = str(artifact.get("digest") or "")
+        relpath = str(artifact.get("path") or "")
+        if not digest.startswith("sha256:") or not relpath:
+            raise ArtifactUnavailable("artifact has no path or sha256 digest")
+        lock = self._locks.setdefault(digest, asyncio.Lock())
+        async with lock:
+            found = self._entries.get(digest)
+            if found is not None and found.is_dir():
+                self._entries.move_to_end(digest)
+                return found
+            try:
+                archive = resolve_safe(self.root, relpath)
+            except ArtifactPathRefused as error:
+                raise ArtifactUnavailable(str(error)) from error
+            target = self.workdir / digest.removeprefix("sha256:")
+            await anyio.to_thread.run_sync(self._verify_and_unpack, archive, digest, target)
+            self._entries[digest] = target
+            self._evict()
+            return target
+
+    def acquire(self, digest: str) -> None:
+        self._in_use[digest] = self._in_use.get(digest, 0) + 1
+
+    def release(self, digest: str) -> None:
+        count = self._in_use.get(digest, 0) - 1
+        if count > 0:
+            self._in_use[digest] = count
+        else:
+            self._in_use.pop(digest, None)
+
+    def _evict(self) -> None:
+        for digest in list(self._entries):
+            if len(self._entries) <= self.max_entries:
+                return
+            if self._in_use.get(digest):
+                continue
+            path = self._entries.pop(digest)
+            self._locks.pop(digest, None)
+            shutil.rmtree(path, ignore_errors=True)
+
+    @staticmethod
+    def _verify_and_unpack(archive: Path, digest: str, target: Path) -> None:
+        hasher = hashlib.sha256()
+        try:
+            with archive.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    hasher.update(chunk)
+        except OSError as error:
+            raise ArtifactUnavailable(
+                f"cannot read artifact '{archive.name}': {error.strerror or error}"
+            ) from None
+        actual = f"sha256:{hasher.hexdigest()}"
+        if actual != digest:
+            raise ArtifactUnavailable(
+                f"artifact '{archive.name}' digest mismatch: expected {digest}, got {actual}"
+            )
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            unpack(archive, staging)
+        except SourceError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ArtifactUnavailable(str(error)) from None
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def build_settings(settings: Settings) -> BuildSettings:
+    if settings.kustomize_binary:
+        return BuildSettings(
+            engine=EngineKind.KUSTOMIZE,
+            engine_binary=settings.kustomize_binary,
+            allow_remote_bases=not settings.no_remote_bases,
+        )
+    return BuildSettings(allow_remote_bases=not settings.no_remote_bases)
+
+
+def source_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``(kind, namespace, name)`` of the Kustomization's source."""
+    metadata = obj.get("metadata", {})
+    ref = (obj.get("spec") or {}).get("sourceRef") or {}
+    return (
+        str(ref.get("kind", "")),
+        str(ref.get("namespace") or metadata.get("namespace", "")),
+        str(ref.get("name", "")),
+    )
+
+
+def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
+    namespace = obj.get("metadata", {}).get("namespace", "")
+    return [
+        (str(dep.get("namespace") or namespace), str(dep.get("name", "")))
+        for dep in (obj.get("spec") or {}).get("dependsOn") or []
+    ]
+
+
+def _ready(obj: Mapping[str, Any]) -> bool:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == meta.ConditionType.READY:
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m0s"
+    return f"{seconds:g}s"
+
+
+class KustomizationReconciler(Reconciler):
+    resource = Resource.of(KUSTOMIZATION)
+    owned_conditions = (HEALTHY,)
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        settings: Settings,
+        artifacts: ArtifactCache,
+        build_cache: BuildCache,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.artifacts = artifacts
+        self.build_cache = build_cache
+        self.build_settings = build_settings(settings)
+        self.git_repositories = Resource.of(GIT_REPOSITORY)
+        # (kind, namespace, name) of a source -> Kustomizations built from it
+        self.by_source: dict[tuple[str, str, str], set[Key]] = {}
+        # dependency -> Kustomizations that depend on it
+        self.dependents: dict[Key, set[Key]] = {}
+        # Kustomizations in a health wait, and the event that cuts the wait short
+        self.interrupts: dict[Key, anyio.Event] = {}
+
+    # -- indexes ----------------------------------------------------------------
+
+    def index(self, change: Change, obj: Object, old: Object | None) -> None:
+        """Keep the source and dependency indexes in step with the informer."""
+        metadata = obj.get("metadata", {})
+        key: Key = (metadata.get("namespace", ""), metadata["name"])
+        self.forget(key, interrupt=False)
+        if change == Change.DELETED:
+            return
+        self.by_source.setdefault(source_key(obj), set()).add(key)
+        for dependency in dependency_keys(obj):
+            self.dependents.setdefault(dependency, set()).add(key)
+        if old is not None and old.get("metadata", {}).get("generation") != metadata.get(
+            "generation"
+        ):
+            self.interrupt(key)
+
+    def forget(self, key: Key, *, interrupt: bool = True) -> None:
+        for members in self.by_source.values():
+            members.discard(key)
+        for members in self.dependents.values():
+            members.discard(key)
+        if interrupt:
+            self.interrupt(key)
+
+    def interrupt(self, key: Key) -> None:
+        event = self.interrupts.get(key)
+        if event is not None:
+            event.set()
+
+    def users_of(self, kind: str, namespace: str, name: str) -> set[Key]:
+        return set(self.by_source.get((kind, namespace, name), ()))
+
+    # -- timing -----------------------------------------------------------------
+
+    def retry_interval(self, obj: Object) -> float | None:
+        spec = obj.get("spec") or {}
+        try:
+            return retry_interval_seconds(spec)  # type: ignore[arg-type]
+        except (KeyError, ValueError):
+            return None
+
+    # -- reconcile --------------------------------------------------------------
+
+    async def reconcile(self, obj: Object) -> Reconciled:
+        started = time.monotonic()
+        metadata = obj["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        key: Key = (namespace, name)
+        spec: KustomizationSpec = obj.get("spec") or {}  # type: ignore[assignment]
+        status = obj.get("status") or {}
+        interrupt = anyio.Event()
+        self.interrupts[key] = interrupt
+        try:
+            with KUSTOMIZATION_PHASE.labels("source").time():
+                artifact = await self._artifact(obj)
+                await self._check_dependencies(obj, artifact)
+            revision = str(artifact.get("revision", ""))
+            attempted = {"lastAttemptedRevision": revision}
+            with KUSTOMIZATION_PHASE.labels("build").time():
+                objects = await self._build(obj, artifact, attempted=attempted)
+            stamp_owner(objects, name=name, namespace=namespace)
+            manager = ResourceManager(
+                self._kube_for(spec, namespace), owner_name=name, owner_namespace=namespace
+            )
+            return await self._apply(
+                obj,
+                manager=manager,
+                objects=objects,
+                revision=revision,
+                interrupt=interrupt,
+                started=started,
+                previous=status,
+            )
+        finally:
+            if self.interrupts.get(key) is interrupt:
+                del self.interrupts[key]
+
+    async def _artifact(self, obj: Object) -> dict[str, Any]:
+        kind, source_namespace, source_name = source_key(obj)
+        namespace = obj["metadata"]["namespace"]
+        reference = f"{kind}/{source_namespace}/{source_name}"
+        retry = self.settings.requeue_dependency
+        if self.settings.no_cross_namespace_refs and source_namespace != namespace:
+            raise Stalled(
+                ACCESS_DENIED,
+                f"can't access '{reference}', cross-namespace references have been blocked",
+            )
+        if kind != GIT_REPOSITORY.kind:
+            raise Stalled(
+                meta.Reason.ARTIFACT_FAILED,
+                f"source '{source_name}' kind '{kind}' not supported",
+            )
+        source = await self.kube.get_or_none(
+            self.git_repositories, source_name, namespace=source_namespace
+        )
+        if source is None:
+            raise Waiting(
+                meta.Reason.ARTIFACT_FAILED,
+                f"Source '{reference}' not found",
+                requeue_after=retry,
+                event=False,
+            )
+        artifact = (source.get("status") or {}).get("artifact")
+        if not artifact:
+            raise Waiting(
+                meta.Reason.ARTIFACT_FAILED,
+                f"Source artifact not found, retrying in {_format_seconds(retry)}",
+                requeue_after=retry,
+                event=False,
+            )
+        return dict(artifact)
+
+    async def _check_dependencies(self, obj: Object, artifact: Mapping[str, Any]) -> None:
+        own_source = source_key(obj)
+        retry = self.settings.requeue_dependency
+        for dep_namespace, dep_name in dependency_keys(obj):
+            reference = f"{dep_namespace}/{dep_name}"
+            dependency = await self.kube.get_or_none(
+                self.resource, dep_name, namespace=dep_namespace
+            )
+            problem: str | None = None
+            if dependency is None:
+                problem = f"dependency '{reference}' not found"
+            else:
+                dep_status = dependency.get("status") or {}
+                generation = dependency.get("metadata", {}).get("generation")
+                if dep_status.get("observedGeneration") != generation or not _ready(dependency):
+                    problem = f"dependency '{reference}' is not ready"
+                elif dep_status.get("lastAppliedRevision") != dep_status.get(
+                    "lastAttemptedRevision"
+                ) or (
+                    source_key(dependency) == own_source
+                    and dep_status.get("lastAppliedRevision") != artifact.get("revision")
+                ):
+                    problem = f"dependency '{reference}' revision is not up to date"
+            if problem is not None:
+                raise Waiting(
+                    meta.Reason.DEPENDENCY_NOT_READY,
+                    problem,
+                    requeue_after=retry,
+                    event=False,
+                )
+
+    async def _build(
+        self, obj: Object, artifact: Mapping[str, Any], *, attempted: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        spec = obj.get("spec") or {}
+        namespace = obj["metadata"]["namespace"]
+        try:
+            options = BuildOptions.from_spec(spec)
+        except BuildError as error:
+            raise Stalled(meta.Reason.BUILD_FAILED, error.message, status=attempted) from error
+        digest = str(artifact.get("digest", ""))
+        try:
+            root = await self.artifacts.extract(artifact)
+        except ArtifactUnavailable as error:
+            raise Transient(meta.Reason.ARTIFACT_FAILED, str(error), status=attempted) from error
+        variables = None
+        if options.post_build:
+            variables = await self._variables(options, namespace, attempted=attempted)
+        self.artifacts.acquire(digest)
+        try:
+            objects = await build(
+                artifact_root=root,
+                path=str(spec.get("path") or "."),
+                options=options,
+                variables=variables,
+                settings=self.build_settings,
+                cache=self.build_cache,
+                artifact_digest=digest,
+            )
+        except BuildError as error:
+            raise Transient(error.reason, error.message, status=attempted) from error
+        finally:
+            self.artifacts.release(digest)
+        return normalise_objects(objects)
+
+    async def _variables(
+        self, options: BuildOptions, namespace: str, *, attempted: dict[str, Any]
+    ) -> dict[str, str]:
+        referenced: list[Mapping[str, str]] = []
+        for reference in options.substitute_from:
+            resource = SECRET if reference.kind == "Secret" else CONFIG_MAP
+            found = await self.kube.get_or_none(resource, reference.name, namespace=namespace)
+            if found is None:
+                if reference.optional:
+                    continue
+                raise Transient(
+                    meta.Reason.BUILD_FAILED,
+                    f"substitute from '{reference.kind}/{reference.name}' failed: "
+                    f"{reference.kind} '{namespace}/{reference.name}' not found",
+                    status=attempted,
+                )
+            data = found.get("data") or {}
+            if reference.kind == "Secret":
+                try:
+                    referenced.append(decode_secret_data(data))
+                except BuildError as error:
+                    raise Transient(
+                        meta.Reason.BUILD_FAILED,
+                        f"substitute from 'Secret/{reference.name}' failed: {error.message}",
+                        status=attempted,
+                    ) from error
+            else:
+                referenced.append({str(k): str(v) for k, v in data.items()})
+        return collect_variables(inline=dict(options.substitute), referenced=referenced)
+
+    def _kube_for(self, spec: Mapping[str, Any], namespace: str) -> Kube:
+        account = spec.get("serviceAccountName")
+        if account:
+            return self.kube.impersonating(f"system:serviceaccount:{namespace}:{account}")
+        return self.kube
+
+    async def _apply(
+        self,
+        obj: Object,
+        *,
+        manager: ResourceManager,
+        objects: list[dict[str, Any]],
+        revision: str,
+        interrupt: anyio.Event,
+        started: float,
+        previous: Mapping[str, Any],
+    ) -> Reconciled:
+        spec = obj.get("spec") or {}
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        status: dict[str, Any] = {"lastAttemptedRevision": revision}
+        event_metadata = {"revision": revision}
+        try:
+            old_inventory = parse_inventory(previous.get("inventory"))
+        except InventoryError:
+            old_inventory = []
+        events: list[EventNote] = []
+
+        try:
+            with KUSTOMIZATION_PHASE.labels("apply").time():
+                changes = await manager.apply_all_staged(objects, force=bool(spec.get("force")))
+        except ApplyError as error:
+            message = error.message
+            applied = error.changes.event_message()
+            if applied:
+                message = f"{message}\n{applied}"
+                events.append(EventNote("Normal", meta.Reason.PROGRESSING, applied, event_metadata))
+            raise Transient(
+                meta.Reason.RECONCILIATION_FAILED, message, status=status, events=events
+            ) from error
+        if changes.has_changes():
+            events.append(
+                EventNote(
+                    "Normal", meta.Reason.PROGRESSING, changes.event_message(), event_metadata
+                )
+            )
+        log.info(
+            "server-side apply completed",
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            output=changes.to_map(),
+        )
+        inventory = inventory_from_objects([_stub_of(entry.ref) for entry in changes])
+        status["inventory"] = format_inventory(inventory)
+
+        stale = stale_objects(old_inventory, inventory)
+        if spec.get("prune") and stale:
+            try:
+                with KUSTOMIZATION_PHASE.labels("prune").time():
+                    pruned = await manager.delete_stale(stale)
+            except PruneError as error:
+                status["inventory"] = format_inventory([*inventory, *error.survivors])
+                if error.changes.has_changes():
+                    events.append(
+                        EventNote(
+                            "Normal",
+                            meta.Reason.PROGRESSING,
+                            error.changes.event_message(),
+                            event_metadata,
+                        )
+                    )
+                raise Transient(
+                    meta.Reason.PRUNE_FAILED, error.message, status=status, events=events
+                ) from error
+            if pruned.has_changes():
+                events.append(
+                    EventNote(
+                        "Normal", meta.Reason.PROGRESSING, pruned.event_message(), event_metadata
+                    )
+                )
+
+        healthy = await self._check_health(
+            obj,
+            manager=manager,
+            changes=changes,
+            status=status,
+            events=events,
+            interrupt=interrupt,
+            revision=revision,
+        )
+        status["lastAppliedRevision"] = revision
+        message = f"Applied revision: {revision}"
+        if previous.get("lastAppliedRevision") != revision or not _ready(obj):
+            elapsed = time.monotonic() - started
+            interval = _format_seconds(parse_duration(str(spec.get("interval", "10m"))))
+            events.append(
+                EventNote(
+                    "Normal",
+                    meta.Reason.RECONCILIATION_SUCCEEDED,
+                    f"Reconciliation finished in {elapsed:.3g}s, next run in {interval}",
+                    {**event_metadata, "commit_status": "update"},
+                )
+            )
+        return Reconciled(
+            reason=meta.Reason.RECONCILIATION_SUCCEEDED,
+            message=message,
+            status=status,
+            conditions=[healthy],
+            events=events,
+        )
+
+    async def _check_health(
+        self,
+        obj: Object,
+        *,
+        manager: ResourceManager,
+        changes: ChangeSet,
+        status: dict[str, Any],
+        events: list[EventNote],
+        interrupt: anyio.Event,
+        revision: str,
+    ) -> ConditionUpdate:
+        spec = obj.get("spec") or {}
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        if spec.get("wait"):
+            refs = [entry.ref for entry in changes if entry.action is not Action.SKIPPED]
+        else:
+            refs = [_health_ref(check) for check in spec.get("healthChecks") or []]
+        # Never wait on ourselves.
+        refs = [
+            ref
+            for ref in refs
+            if not (
+                ref.kind == KUSTOMIZATION.kind and (ref.namespace, ref.name) == (namespace, name)
+            )
+        ]
+        if not refs:
+            return ConditionUpdate(HEALTHY, None)
+        timeout = timeout_seconds(spec)  # type: ignore[arg-type]
+        checking = time.monotonic()
+        try:
+            with KUSTOMIZATION_PHASE.labels("health").time():
+                await manager.wait_for_ready(
+                    refs, timeout=timeout, interval=HEALTH_POLL_SECONDS, interrupt=interrupt
+                )
+        except WaitInterrupted:
+            raise Waiting(
+                meta.Reason.PROGRESSING,
+                f"health check for revision {revision} cancelled: newer input is waiting",
+                requeue_after=0.0,
+                status=status,
+                events=events,
+                event=False,
+            ) from None
+        except HealthCheckError as error:
+            raise Transient(
+                meta.Reason.HEALTH_CHECK_FAILED,
+                error.message,
+                status=status,
+                events=events,
+                conditions=[
+                    ConditionUpdate(
+                        HEALTHY, "False", meta.Reason.HEALTH_CHECK_FAILED, error.message
+                    )
+                ],
+            ) from error
+        message = f"Health check passed in {time.monotonic() - checking:.3g}s"
+        return ConditionUpdate(HEALTHY, "True", meta.Reason.SUCCEEDED, message)
+
+    # -- deletion ---------------------------------------------------------------
+
+    async def finalize(self, obj: Object) -> None:
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        if spec.get("suspend"):
+            return
+        try:
+            inventory = parse_inventory(status.get("inventory"))
+        except InventoryError:
+            return
+        if not inventory:
+            return
+        policy = deletion_policy(spec)  # type: ignore[arg-type]
+        delete = policy in ("Delete", "WaitForTermination") or (
+            policy == "MirrorPrune" and bool(spec.get("prune"))
+        )
+        if not delete:
+            return
+        metadata = obj["metadata"]
+        manager = ResourceManager(
+            self._kube_for(spec, metadata["namespace"]),
+            owner_name=metadata["name"],
+            owner_namespace=metadata["namespace"],
+        )
+        try:
+            deleted = await manager.delete_stale(inventory)
+        except PruneError as error:
+            raise Transient(meta.Reason.PRUNE_FAILED, error.message) from error
+        log.info(
+            "garbage collection for deleted Kustomization completed",
+            namespace=metadata["namespace"],
+            name=metadata["name"],
+            output=deleted.to_map(),
+        )
+        if policy == "WaitForTermination":
+            gone = [entry.ref for entry in deleted if entry.action is Action.DELETED]
+            left = await manager.wait_for_termination(gone, timeout=timeout_seconds(spec))  # type: ignore[arg-type]
+            if left:
+                log.warning(
+                    "failed to wait for resources termination",
+                    namespace=metadata["namespace"],
+                    name=metadata["name"],
+                    remaining=[ref.subject for ref in left],
+                )
+
+
+def _stub_of(ref: ObjectRef) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": ref.name}
+    if ref.namespace:
+        metadata["namespace"] = ref.namespace
+    return {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": metadata}
+
+
+def _health_ref(check: Mapping[str, Any]) -> ObjectRef:
+    api_version = str(check.get("apiVersion") or "v1")
+    group, _, version = api_version.rpartition("/")
+    return ObjectRef(
+        namespace=str(check.get("namespace") or ""),
+        name=str(check.get("name", "")),
+        group=group,
+        kind=str(check.get("kind", "")),
+        version=version,
+    )
+
+
+async def wire(
+    *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
+) -> None:
+    artifacts = ArtifactCache(
+        Path(settings.storage_path), max_entries=max(8, settings.kustomization_concurrency * 2)
+    )
+    reconciler = KustomizationReconciler(
+        kube=kube,
+        settings=settings,
+        artifacts=artifacts,
+        build_cache=BuildCache(max_entries=max(1, settings.build_cache_size)),
+    )
+    controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
+    controller.informer.add_handler(reconciler.index)
+
+    def became_ready(old: Object, new: Object) -> None:
+        # Dependents wait on Ready + an up-to-date revision: tell them at once.
+        old_status, new_status = old.get("status") or {}, new.get("status") or {}
+        if not _ready(new):
+            return
+        if _ready(old) and old_status.get("lastAppliedRevision") == new_status.get(
+            "lastAppliedRevision"
+        ):
+            return
+        metadata = new["metadata"]
+        for dependent in reconciler.dependents.get((metadata["namespace"], metadata["name"]), ()):
+            controller.request(*dependent)
+
+    controller.after_reconcile.append(became_ready)
+    components.controllers.append(controller)
+
+    sources = components.controller(GIT_REPOSITORY.kind)
+    if sources is not None:
+
+        def new_artifact(old: Object, new: Object) -> None:
+            before = (old.get("status", {}).get("artifact") or {}).get("revision")
+            after = (new.get("status", {}).get("artifact") or {}).get("revision")
+            if not after or after == before:
+                return
+            metadata = new["metadata"]
+            for user in reconciler.users_of(
+                GIT_REPOSITORY.kind, metadata["namespace"], metadata["name"]
+            ):
+                reconciler.interrupt(user)
+                controller.request(*user)
+
+        sources.after_reconcile.append(new_artifact)
+
+
+__all__ = [
+    "ArtifactCache",
+    "ArtifactUnavailable",
+    "KustomizationReconciler",
+    "build_settings",
+    "wire",
+]

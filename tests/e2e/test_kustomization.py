@@ -1,0 +1,525 @@
+"""Kustomizations against a real control plane, real git servers and the real daemon.
+
+The seed's flow (a private repo's file becomes a Secret and follows pushes),
+garbage collection, the Reloader install with a pinned remote base, dependsOn
+chains, health waits, and failures that must leave the last good apply alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from testenv.api import Api, wait_for
+from testenv.cluster import Cluster
+from testenv.gitserver import GitServer
+from tests.support.daemon import Fluxd
+from tests.support.flux import (
+    condition,
+    events_for,
+    git_repository,
+    git_repository_path,
+    kustomization,
+    kustomization_path,
+    request_reconcile,
+    secret,
+    wait_condition,
+)
+
+USER, TOKEN = "k3s", "gitea-pat-0123456789abcdef"
+SOURCE = "k3s-private-repo"
+OWNER_NAME = "kustomize.toolkit.fluxcd.io/name"
+OWNER_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+REALM_TOML = '[network]\nuse_udp = true\n\n[[endpoints]]\nlisten = "0.0.0.0:5000"\n'
+SEED_FILES: dict[str, str | bytes | None] = {
+    "realm/ix/kustomization.yaml": (
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "secretGenerator:\n"
+        "  - name: realm-config-ix\n"
+        "    files:\n"
+        "      - realm_ix.toml\n"
+        "generatorOptions:\n"
+        "  disableNameSuffixHash: true\n"
+    ),
+    "realm/ix/realm_ix.toml": REALM_TOML,
+}
+
+
+@pytest.fixture(scope="module")
+def git() -> Iterator[GitServer]:
+    with GitServer(username=USER, password=TOKEN, default_branch="master") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def public_git() -> Iterator[GitServer]:
+    """An unauthenticated server standing in for github.com (remote kustomize bases)."""
+    with GitServer(default_branch="master") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fluxd]:
+    # A long dependency requeue: dependents and sources must be woken by their
+    # hooks, not found by polling, or these tests time out.
+    fluxd = Fluxd(
+        cluster,
+        tmp_path_factory.mktemp("fluxd-ks"),
+        extra_args=[
+            "--lease-name=kustomization-tests",
+            "--max-retry-delay=5s",
+            "--requeue-dependency=3m",
+            "--kustomization-concurrency=8",
+        ],
+    ).start()
+    yield fluxd
+    assert fluxd.stop() == 0, fluxd.log_tail()
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _source(
+    api: Api, git: GitServer, namespace: str, files: dict[str, Any], *, name: str = SOURCE
+) -> tuple[str, str]:
+    """A new repository with ``files`` and a GitRepository for it; returns (repo, sha)."""
+    repo = f"k3s/{uuid.uuid4().hex[:8]}.git"
+    git.create_repo(repo)
+    sha = git.commit(repo, files)
+    secret(api, namespace, "gitea-auth", {"username": USER, "password": TOKEN})
+    git_repository(
+        api,
+        namespace,
+        name,
+        {
+            "interval": "1h",
+            "url": git.url(repo),
+            "ref": {"branch": "master"},
+            "secretRef": {"name": "gitea-auth"},
+        },
+    )
+    return repo, sha
+
+
+def _push(
+    api: Api,
+    git: GitServer,
+    namespace: str,
+    repo: str,
+    files: dict[str, Any],
+    *,
+    name: str = SOURCE,
+) -> str:
+    """Commit ``files`` and ask the GitRepository to fetch now, as a Gitea webhook would."""
+    sha = git.commit(repo, files)
+    request_reconcile(api, git_repository_path(namespace, name))
+    return sha
+
+
+def _spec(path: str, *, source: str = SOURCE, **extra: Any) -> dict[str, Any]:
+    return {
+        "interval": "10m",
+        "path": path,
+        "prune": True,
+        "sourceRef": {"kind": "GitRepository", "name": source},
+        **extra,
+    }
+
+
+def _applied(api: Api, namespace: str, name: str, sha: str, timeout: float = 90) -> dict[str, Any]:
+    return wait_condition(
+        api,
+        kustomization_path(namespace, name),
+        timeout=timeout,
+        extra=lambda o: o["status"].get("lastAppliedRevision") == f"master@sha1:{sha}",
+    )
+
+
+def _configmap(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> str:
+    metadata: dict[str, Any] = {"name": name}
+    if annotations:
+        metadata["annotations"] = annotations
+    return yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+    )
+
+
+def _deployment(name: str, **pod_spec: Any) -> str:
+    labels = {"app": name}
+    return yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}], **pod_spec},
+                },
+            },
+        }
+    )
+
+
+def _event_messages(api: Api, namespace: str, name: str) -> list[str]:
+    return [str(e.get("message", "")) for e in events_for(api, namespace, name)]
+
+
+def _configmap_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+
+
+# -- the seed ---------------------------------------------------------------------
+
+
+def test_seed_secret_follows_the_pushed_config(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    repo, sha = _source(api, git, namespace, SEED_FILES)
+    kustomization(api, namespace, "realm-ix", _spec("./realm/ix", targetNamespace=namespace))
+
+    obj = _applied(api, namespace, "realm-ix", sha)
+    assert condition(obj)["message"] == f"Applied revision: master@sha1:{sha}"  # type: ignore[index]
+    assert obj["status"]["lastAttemptedRevision"] == f"master@sha1:{sha}"
+    assert obj["status"]["inventory"] == {
+        "entries": [{"id": f"{namespace}_realm-config-ix__Secret", "v": "v1"}]
+    }
+    stored = api.get(f"/api/v1/namespaces/{namespace}/secrets/realm-config-ix")
+    assert base64.b64decode(stored["data"]["realm_ix.toml"]) == REALM_TOML.encode()
+    assert stored["metadata"]["labels"][OWNER_NAME] == "realm-ix"
+    assert stored["metadata"]["labels"][OWNER_NAMESPACE] == namespace
+    created = f"Secret/{namespace}/realm-config-ix created"
+    wait_for(lambda: created in _event_messages(api, namespace, "realm-ix"), what=created)
+
+    changed = REALM_TOML + '\n[[endpoints]]\nlisten = "0.0.0.0:5001"\n'
+    new_sha = _push(api, git, namespace, repo, {"realm/ix/realm_ix.toml": changed})
+    _applied(api, namespace, "realm-ix", new_sha)
+    stored = api.get(f"/api/v1/namespaces/{namespace}/secrets/realm-config-ix")
+    assert base64.b64decode(stored["data"]["realm_ix.toml"]) == changed.encode()
+    configured = f"Secret/{namespace}/realm-config-ix configured"
+    wait_for(lambda: configured in _event_messages(api, namespace, "realm-ix"), what=configured)
+    revisions = [
+        e.get("metadata", {}).get("annotations", {}).get("kustomize.toolkit.fluxcd.io/revision")
+        for e in events_for(api, namespace, "realm-ix")
+        if e.get("message") == configured
+    ]
+    assert f"master@sha1:{new_sha}" in revisions
+
+
+# -- garbage collection -------------------------------------------------------------
+
+
+def test_prune_deletes_only_what_we_own_and_may_delete(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    files = {
+        "app/keep.yaml": _configmap("keep", {"a": "1"}),
+        "app/gone.yaml": _configmap("gone", {"a": "1"}),
+        "app/protected.yaml": _configmap(
+            "protected", {"a": "1"}, {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+        ),
+        "app/adopted.yaml": _configmap("adopted", {"a": "1"}),
+    }
+    repo, sha = _source(api, git, namespace, files)
+    kustomization(api, namespace, "app", _spec("./app", targetNamespace=namespace))
+    _applied(api, namespace, "app", sha)
+    # Someone else takes this one over: without our labels it is no longer ours to delete.
+    api.merge_patch(
+        _configmap_path(namespace, "adopted"),
+        {"metadata": {"labels": {OWNER_NAME: None, OWNER_NAMESPACE: None}}},
+    )
+
+    removed = {"app/gone.yaml": None, "app/protected.yaml": None, "app/adopted.yaml": None}
+    new_sha = _push(api, git, namespace, repo, removed)
+    obj = _applied(api, namespace, "app", new_sha)
+
+    assert obj["status"]["inventory"]["entries"] == [
+        {"id": f"{namespace}_keep__ConfigMap", "v": "v1"}
+    ]
+    assert api.get_or_none(_configmap_path(namespace, "gone")) is None
+    assert api.get_or_none(_configmap_path(namespace, "protected")) is not None
+    assert api.get_or_none(_configmap_path(namespace, "adopted")) is not None
+    deleted = f"ConfigMap/{namespace}/gone deleted"
+    wait_for(lambda: deleted in _event_messages(api, namespace, "app"), what=deleted)
+
+    # Deleting the Kustomization (MirrorPrune with prune: true) removes what it applied.
+    api.delete(kustomization_path(namespace, "app"))
+    wait_for(
+        lambda: api.get_or_none(kustomization_path(namespace, "app")) is None,
+        timeout=60,
+        what="Kustomization gone",
+    )
+    assert api.get_or_none(_configmap_path(namespace, "keep")) is None
+    assert api.get_or_none(_configmap_path(namespace, "protected")) is not None
+
+
+# -- the Reloader install ---------------------------------------------------------------
+
+
+def test_reloader_installs_from_a_pinned_remote_base_into_a_new_namespace(
+    api: Api, daemon: Fluxd, git: GitServer, public_git: GitServer, namespace: str
+) -> None:
+    upstream = "stakater/Reloader.git"
+    public_git.create_repo(upstream)
+    base = "deployments/kubernetes"
+    public_git.commit(
+        upstream,
+        {
+            f"{base}/kustomization.yaml": "resources:\n- serviceaccount.yaml\n- deployment.yaml\n",
+            f"{base}/serviceaccount.yaml": yaml.safe_dump(
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reloader"}}
+            ),
+            f"{base}/deployment.yaml": _deployment(
+                "reloader-reloader", serviceAccountName="reloader"
+            ),
+        },
+        tags=("v1.0.10",),
+    )
+    # A later commit on the default branch must not be what ?ref=v1.0.10 builds.
+    public_git.commit(upstream, {f"{base}/deployment.yaml": _deployment("reloader-unreleased")})
+    remote = f"git::{public_git.base_url}/{upstream}//{base}?ref=v1.0.10"
+    files = {
+        "infra/reloader/kustomization.yaml": yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["namespace.yaml", remote],
+                "namespace": "reloader",
+            }
+        ),
+        "infra/reloader/namespace.yaml": yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "reloader"}}
+        ),
+    }
+    _, sha = _source(api, git, namespace, files)
+    kustomization(api, namespace, "reloader", _spec("./infra/reloader", wait=True))
+    try:
+        obj = _applied(api, namespace, "reloader", sha, timeout=120)
+        assert condition(obj, "Healthy")["status"] == "True"  # type: ignore[index]
+        ns = api.get("/api/v1/namespaces/reloader")
+        assert ns["metadata"]["labels"][OWNER_NAME] == "reloader"
+        deployment = api.get("/apis/apps/v1/namespaces/reloader/deployments/reloader-reloader")
+        assert deployment["status"].get("readyReplicas") == 1
+        assert api.get_or_none("/api/v1/namespaces/reloader/serviceaccounts/reloader")
+        assert (
+            api.get_or_none("/apis/apps/v1/namespaces/reloader/deployments/reloader-unreleased")
+            is None
+        )
+        ids = {entry["id"] for entry in obj["status"]["inventory"]["entries"]}
+        assert ids == {
+            "_reloader__Namespace",
+            "reloader_reloader__ServiceAccount",
+            "reloader_reloader-reloader_apps_Deployment",
+        }
+    finally:
+        api.delete(kustomization_path(namespace, "reloader"))
+
+
+# -- dependsOn ---------------------------------------------------------------------------
+
+
+def test_depends_on_chain_applies_in_order(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    files = {f"{layer}/cm.yaml": _configmap(f"layer-{layer}", {"x": "1"}) for layer in "abc"}
+    _, sha = _source(api, git, namespace, files)
+    kustomization(
+        api, namespace, "c", _spec("./c", targetNamespace=namespace, dependsOn=[{"name": "b"}])
+    )
+    kustomization(
+        api, namespace, "b", _spec("./b", targetNamespace=namespace, dependsOn=[{"name": "a"}])
+    )
+    waiting = wait_condition(
+        api, kustomization_path(namespace, "c"), status="False", reason="DependencyNotReady"
+    )
+    assert condition(waiting)["message"] == f"dependency '{namespace}/b' is not ready"  # type: ignore[index]
+    assert api.get_or_none(_configmap_path(namespace, "layer-c")) is None
+
+    kustomization(api, namespace, "a", _spec("./a", targetNamespace=namespace))
+    # The dependency requeue is minutes long: only "a became ready → request b" gets here.
+    for layer in "abc":
+        _applied(api, namespace, layer, sha)
+    created = [
+        api.get(_configmap_path(namespace, f"layer-{layer}"))["metadata"]["creationTimestamp"]
+        for layer in "abc"
+    ]
+    assert created == sorted(created)
+
+
+# -- health -----------------------------------------------------------------------------
+
+
+def test_wait_reports_health_and_a_new_commit_cancels_a_wait(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    unschedulable = {"nodeSelector": {"fluxd.test/no-such-node": "true"}}
+    _, sha = _source(
+        api,
+        git,
+        namespace,
+        {
+            "good/deploy.yaml": _deployment("web"),
+            "stuck/deploy.yaml": _deployment("stuck", **unschedulable),
+        },
+    )
+    repo2, _ = _source(
+        api, git, namespace, {"app/deploy.yaml": _deployment("app", **unschedulable)}, name="second"
+    )
+    kustomization(api, namespace, "good", _spec("./good", targetNamespace=namespace, wait=True))
+    kustomization(
+        api,
+        namespace,
+        "stuck",
+        _spec("./stuck", targetNamespace=namespace, wait=True, timeout="30s"),
+    )
+    kustomization(
+        api,
+        namespace,
+        "waiting",
+        _spec("./app", source="second", targetNamespace=namespace, wait=True, timeout="10m"),
+    )
+
+    # While "waiting" waits (for up to ten minutes), a fix is pushed: it is applied at once.
+    wait_for(
+        lambda: api.get_or_none(f"/apis/apps/v1/namespaces/{namespace}/deployments/app"),
+        timeout=90,
+        what="Deployment app applied",
+    )
+    fixed = _push(
+        api, git, namespace, repo2, {"app/deploy.yaml": _deployment("app")}, name="second"
+    )
+    obj = _applied(api, namespace, "waiting", fixed, timeout=120)
+    assert condition(obj, "Healthy")["status"] == "True"  # type: ignore[index]
+
+    good = _applied(api, namespace, "good", sha)
+    assert condition(good, "Healthy")["status"] == "True"  # type: ignore[index]
+
+    stuck = wait_condition(
+        api,
+        kustomization_path(namespace, "stuck"),
+        status="False",
+        reason="HealthCheckFailed",
+        timeout=120,
+    )
+    message = condition(stuck)["message"]  # type: ignore[index]
+    assert f"Deployment/{namespace}/stuck" in message
+    assert condition(stuck, "Healthy")["status"] == "False"  # type: ignore[index]
+    # The objects were applied even though they never became ready.
+    assert stuck["status"]["inventory"]["entries"] == [
+        {"id": f"{namespace}_stuck_apps_Deployment", "v": "v1"}
+    ]
+    assert "lastAppliedRevision" not in stuck["status"]
+
+
+# -- failures ------------------------------------------------------------------------------
+
+WIDGET = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"
+BAD_SERVICE = yaml.safe_dump(
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "bad-port"},
+        "spec": {"ports": [{"port": 70000}], "selector": {"app": "x"}},
+    }
+)
+FAILURES = [
+    # (case, files in the breaking commit, expected reason, text the message must contain)
+    pytest.param(
+        "broken-yaml",
+        {"broken-yaml/extra.yaml": "apiVersion: v1\nkind: ConfigMap\ndata: [unclosed\n"},
+        "BuildFailed",
+        "extra.yaml",
+        id="broken-yaml",
+    ),
+    pytest.param(
+        "missing-file",
+        {"missing-file/kustomization.yaml": "resources:\n- cm.yaml\n- missing.yaml\n"},
+        "BuildFailed",
+        "missing.yaml",
+        id="missing-file",
+    ),
+    pytest.param(
+        "unknown-kind",
+        {"unknown-kind/extra.yaml": WIDGET},
+        "ReconciliationFailed",
+        "Widget",
+        id="unknown-kind-without-crd",
+    ),
+    pytest.param(
+        "undefined-var",
+        {"undefined-var/extra.yaml": _configmap("uses-var", {"v": "${UNDEFINED_VAR}"})},
+        "BuildFailed",
+        "UNDEFINED_VAR",
+        id="undefined-substitution-variable",
+    ),
+    pytest.param("path-escape", {}, "ArtifactFailed", "outside", id="path-escaping-the-root"),
+    pytest.param(
+        "invalid-object",
+        {"invalid-object/extra.yaml": BAD_SERVICE},
+        "ReconciliationFailed",
+        "bad-port",
+        id="object-rejected-by-the-api-server",
+    ),
+]
+CASES = [str(param.values[0]) for param in FAILURES]
+
+
+@pytest.fixture(scope="module")
+def broken(cluster: Cluster, daemon: Fluxd, git: GitServer) -> Iterator[tuple[str, str]]:
+    """Every failure case applied once successfully, then broken; yields (namespace, sha)."""
+    api = cluster.api
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.create_namespace(namespace)
+    files: dict[str, Any] = {
+        f"{case}/cm.yaml": _configmap(f"{case}-cm", {"generation": "1"}) for case in CASES
+    }
+    files["missing-file/kustomization.yaml"] = "resources:\n- cm.yaml\n"
+    files["undefined-var/extra.yaml"] = _configmap("uses-var", {"v": "${GREETING}"})
+    repo, sha = _source(api, git, namespace, files)
+    for case in CASES:
+        extra: dict[str, Any] = {"targetNamespace": namespace}
+        if case == "undefined-var":
+            extra["postBuild"] = {"substitute": {"GREETING": "hello"}}
+        kustomization(api, namespace, case, _spec(f"./{case}", **extra))
+    for case in CASES:
+        _applied(api, namespace, case, sha)
+
+    api.merge_patch(kustomization_path(namespace, "path-escape"), {"spec": {"path": "../outside"}})
+    breaking: dict[str, Any] = {
+        f"{case}/cm.yaml": _configmap(f"{case}-cm", {"generation": "2"}) for case in CASES
+    }
+    for param in FAILURES:
+        breaking.update(dict(param.values[1]))  # type: ignore[call-overload]
+    new_sha = _push(api, git, namespace, repo, breaking)
+    yield namespace, new_sha
+    api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.mark.parametrize(("case", "files", "reason", "fragment"), FAILURES)
+def test_a_failure_names_the_culprit_and_keeps_the_last_good_apply(
+    api: Api,
+    broken: tuple[str, str],
+    case: str,
+    files: dict[str, Any],
+    reason: str,
+    fragment: str,
+) -> None:
+    namespace, _ = broken
+    obj = wait_condition(
+        api, kustomization_path(namespace, case), status="False", reason=reason, timeout=90
+    )
+    assert fragment in condition(obj)["message"]  # type: ignore[index]
+    entries = obj["status"]["inventory"]["entries"]
+    assert {"id": f"{namespace}_{case}-cm__ConfigMap", "v": "v1"} in entries
+    live = api.get(_configmap_path(namespace, f"{case}-cm"))
+    assert live["data"] == {"generation": "1"}
