@@ -167,18 +167,7 @@ def main() -> int:
             for crd in sorted(CRDS.glob("*_*.yaml")):
                 apply_file(api, crd)
             cluster.create_namespace("flux-system")
-            wait_for(
-                lambda: (
-                    api.get_or_none(
-                        PATHS["Kustomization"]
-                        .format(namespace="flux-system", name="x")
-                        .rsplit("/", 1)[0]
-                    )
-                    is not None
-                ),
-                timeout=60,
-                what="CRDs served",
-            )
+            story.timed("CRDs established", lambda: crds_established(api))
             daemon = Fluxd(cluster, workdir / "fluxd", extra_args=["--log-level=warning"]).start()
             print(f"   metrics/artifacts on {daemon.metrics_url}, webhooks on {daemon.webhook_url}")
 

@@ -697,8 +697,16 @@ def _health_ref(check: Mapping[str, Any]) -> ObjectRef:
 async def wire(
     *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
 ) -> None:
+    storage = Path(settings.storage_path)
+    # Extractions live next to the artifacts (the one writable volume in the pod) and do not
+    # outlive a restart: whatever a previous process left there is removed first.
+    extracted = storage / ".work" / "extracted"
+    shutil.rmtree(extracted, ignore_errors=True)
+    extracted.mkdir(parents=True, exist_ok=True)
     artifacts = ArtifactCache(
-        Path(settings.storage_path), max_entries=max(8, settings.kustomization_concurrency * 2)
+        storage,
+        max_entries=max(8, settings.kustomization_concurrency * 2),
+        workdir=extracted,
     )
     reconciler = KustomizationReconciler(
         kube=kube,
