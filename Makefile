@@ -12,10 +12,11 @@ help:
 	@echo "make testenv   build (or reuse) etcd, kube-apiserver, ... from Go modules"
 	@echo "make crds      regenerate manifests/crds from the Python API types"
 
-$(BIN)/.installed: pyproject.toml
+# Runtime dependencies are pinned by constraints.txt (the versions the image installs).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(BIN)/.installed
