@@ -48,9 +48,7 @@ async def load_configuration(*, kubeconfig: str | None = None, context: str | No
             )
         else:
             try:
-                k8s_config.load_incluster_config(
-                    client_configuration=configuration
-                )
+                k8s_config.load_incluster_config(client_configuration=configuration)
             except ConfigException:
                 await k8s_config.load_kube_config(
                     context=context, client_configuration=configuration
