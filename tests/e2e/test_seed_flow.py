@@ -87,8 +87,12 @@ def test_quickstart_reaches_a_running_deployment(api: Api, seeded: tuple[GitServ
     wait_for(lambda: ready(api, KS_PATH), timeout=120, what="Kustomization Ready")
     assert secret_value(api, SECRET_PATH, "realm_ix.toml") == REALM_TOML.encode()
     wait_for(lambda: len(running_pods(api)) == 2, timeout=120, what="2 realm Pods Running")
-    deployment = api.get(PATHS["Deployment"].format(namespace="realm", name="realm"))
-    assert deployment["status"]["availableReplicas"] == 2
+    deployment = PATHS["Deployment"].format(namespace="realm", name="realm")
+    wait_for(
+        lambda: api.get(deployment)["status"].get("availableReplicas") == 2,
+        timeout=60,
+        what="the Deployment to report 2 available replicas",
+    )
 
 
 def test_push_and_webhook_roll_the_deployment(
