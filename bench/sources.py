@@ -58,7 +58,10 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="fluxd-bench-"))
-    with running() as cluster, GitServer(username=USER, password=TOKEN) as git:
+    with (
+        running() as cluster,
+        GitServer(username=USER, password=TOKEN, default_branch="master") as git,
+    ):
         api = cluster.api
         install_crds(api)
         cluster.create_namespace("bench")
