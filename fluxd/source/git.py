@@ -424,6 +424,23 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._check_deadline()
 
 
+_scratch = threading.local()
+
+
+def _scratch_repository() -> pygit2.Repository:
+    """An empty bare repository to hang anonymous remotes on, one per worker thread.
+
+    Listing refs needs a repository but never writes to it; making a fresh one
+    for every poll cost more CPU than the network exchange itself.
+    """
+    repo: pygit2.Repository | None = getattr(_scratch, "repository", None)
+    if repo is None:
+        directory = tempfile.mkdtemp(prefix="fluxd-ls-remote-")
+        repo = pygit2.init_repository(directory, bare=True)
+        _scratch.repository = repo
+    return repo
+
+
 @dataclass(frozen=True)
 class _Remote:
     """One remote URL with its auth: the blocking operations behind resolve/checkout."""
@@ -494,11 +511,9 @@ class _Remote:
 
     def list_refs(self) -> dict[str, str]:
         """``git ls-remote``: every advertised ref name to its object id."""
-        with tempfile.TemporaryDirectory(prefix="fluxd-ls-remote-") as scratch:
-            repo = pygit2.init_repository(scratch, bare=True)
-            remote = repo.remotes.create_anonymous(self.url)
-            with self._session() as callbacks, self._translated("list remote refs of"):
-                heads = remote.list_heads(callbacks=callbacks, proxy=self.proxy_url)
+        remote = _scratch_repository().remotes.create_anonymous(self.url)
+        with self._session() as callbacks, self._translated("list remote refs of"):
+            heads = remote.list_heads(callbacks=callbacks, proxy=self.proxy_url)
         return {head.name: str(head.oid) for head in heads if head.name and head.name != "HEAD"}
 
     def checkout(self, resolved: Resolved, dest: Path, *, recurse_submodules: bool) -> Resolved:
