@@ -258,6 +258,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting (defaults are applied later, so unset flags stay None)."""
     parser.add_argument("--config", help="YAML config file (keys are the flag names)")
     for setting in SETTINGS:
+        if setting.kind == "bool":
+            # A bare `--no-remote-bases` means true; `--leader-election=false` still works.
+            parser.add_argument(
+                f"--{setting.name}",
+                dest=setting.attr,
+                default=None,
+                help=setting.help,
+                nargs="?",
+                const="true",
+                metavar="BOOL",
+            )
+            continue
         parser.add_argument(
             f"--{setting.name}",
             dest=setting.attr,

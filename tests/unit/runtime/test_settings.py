@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,12 @@ def test_every_setting_has_a_field() -> None:
 )
 def test_split_addr(addr: str, expected: tuple[str, int]) -> None:
     assert split_addr(addr) == expected
+
+
+def test_bare_boolean_flags_mean_true() -> None:
+    parser = argparse.ArgumentParser()
+    settings_module.add_arguments(parser)
+    args = parser.parse_args(["--no-remote-bases", "--leader-election=false"])
+    settings = load(flags=vars(args), environ={})
+    assert settings.no_remote_bases is True
+    assert settings.leader_election is False
