@@ -11,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -53,6 +54,12 @@ class HttpProvider:
         """Raise ``ProviderConfigError`` when the config cannot work; called once at build."""
         if not self.config.address:
             raise ProviderConfigError(provider_type=self.provider_type, reason="no address")
+        if not is_http_url(self.config.address):
+            # The address is not quoted: it often carries a token (robot webhooks).
+            raise ProviderConfigError(
+                provider_type=self.provider_type,
+                reason="the address is not a valid http(s) URL",
+            )
 
     def require_token(self, purpose: str) -> None:
         if not self.config.token:
@@ -101,6 +108,18 @@ def check_robot_answer(answer: object, *, provider_type: str, code_key: str) -> 
         reason=f"the robot refused the message: {code_key} {code}: {message}",
         retryable=code in _RETRYABLE_ROBOT_CODES,
     )
+
+
+def is_http_url(address: str) -> bool:
+    """True for an absolute http(s) URL with a host, a valid port and no whitespace."""
+    if any(char.isspace() for char in address):
+        return False
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def is_error(event: Event) -> bool:

@@ -523,6 +523,24 @@ def test_secret_values_override_the_spec_and_stay_out_of_repr() -> None:
         ),
         pytest.param(provider_object("slack"), {}, "no address", id="no-address"),
         pytest.param(
+            provider_object("generic", address="http://exa mple.invalid/x"),
+            {},
+            "not a valid http",
+            id="address-with-space",
+        ),
+        pytest.param(
+            provider_object("generic", address="http://hooks.example:99999/x"),
+            {},
+            "not a valid http",
+            id="address-port-out-of-range",
+        ),
+        pytest.param(
+            provider_object("discord"),
+            {"address": "hooks.example/T/secret-path"},
+            "not a valid http",
+            id="address-without-scheme",
+        ),
+        pytest.param(
             provider_object("slack", address="https://x"),
             {"headers": "- a\n- b"},
             "headers",
