@@ -45,7 +45,7 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: if the test process is killed,
     # the kernel kills this component too, so no orphan survives.
     libc = ctypes.CDLL(None, use_errno=True)
@@ -77,7 +77,7 @@ class Component:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def alive(self) -> bool:

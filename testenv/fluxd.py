@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testenv.api import wait_for
-from testenv.cluster import Cluster, free_port
+from testenv.cluster import Cluster, die_with_parent, free_port
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Fluxd:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
+            # Like the control plane, the daemon dies with whoever started it.
+            preexec_fn=die_with_parent,
         )
         log.close()
         if wait_ready:
