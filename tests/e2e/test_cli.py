@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from demo.seedflow import KUSTOMIZATION
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, free_port, running
 from testenv.gitserver import GitServer
@@ -38,16 +39,7 @@ USER, TOKEN = "k3s", "gitea-pat-0123456789abcdef"
 LEASE = "cli-tests"
 REALM_TOML = "[network]\nuse_udp = true\n"
 SEED_FILES: dict[str, str | bytes | None] = {
-    "realm/ix/kustomization.yaml": (
-        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-        "kind: Kustomization\n"
-        "secretGenerator:\n"
-        "  - name: realm-config-ix\n"
-        "    files:\n"
-        "      - realm_ix.toml\n"
-        "generatorOptions:\n"
-        "  disableNameSuffixHash: true\n"
-    ),
+    "realm/ix/kustomization.yaml": KUSTOMIZATION,
     "realm/ix/realm_ix.toml": REALM_TOML,
 }
 OWNER_NAME = "kustomize.toolkit.fluxcd.io/name"

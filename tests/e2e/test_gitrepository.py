@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from demo.seedflow import KUSTOMIZATION
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from testenv.gitserver import GitServer, Symlink
@@ -31,16 +32,7 @@ from tests.support.flux import (
 USER, TOKEN = "k3s", "gitea-pat-0123456789abcdef"
 REALM_TOML = '[network]\nuse_udp = true\n\n[[endpoints]]\nlisten = "0.0.0.0:5000"\n'
 SEED_FILES: dict[str, Any] = {
-    "realm/ix/kustomization.yaml": (
-        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-        "kind: Kustomization\n"
-        "secretGenerator:\n"
-        "  - name: realm-config-ix\n"
-        "    files:\n"
-        "      - realm_ix.toml\n"
-        "generatorOptions:\n"
-        "  disableNameSuffixHash: true\n"
-    ),
+    "realm/ix/kustomization.yaml": KUSTOMIZATION,
     "realm/ix/realm_ix.toml": REALM_TOML,
     "docs/diagram.jpg": b"\xff\xd8\xff not really a jpeg",
 }

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from demo.seedflow import KUSTOMIZATION
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from testenv.gitserver import GitServer
@@ -37,16 +38,7 @@ OWNER_NAME = "kustomize.toolkit.fluxcd.io/name"
 OWNER_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
 REALM_TOML = '[network]\nuse_udp = true\n\n[[endpoints]]\nlisten = "0.0.0.0:5000"\n'
 SEED_FILES: dict[str, str | bytes | None] = {
-    "realm/ix/kustomization.yaml": (
-        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-        "kind: Kustomization\n"
-        "secretGenerator:\n"
-        "  - name: realm-config-ix\n"
-        "    files:\n"
-        "      - realm_ix.toml\n"
-        "generatorOptions:\n"
-        "  disableNameSuffixHash: true\n"
-    ),
+    "realm/ix/kustomization.yaml": KUSTOMIZATION,
     "realm/ix/realm_ix.toml": REALM_TOML,
 }
 
