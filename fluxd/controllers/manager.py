@@ -129,6 +129,7 @@ class Daemon:
             try:
                 version = await kube.server_version()
                 log.info("connected", server=kube.host, version=version.get("gitVersion"))
+                self.health.recovered("api")
                 return
             except kube_errors.KubeError as error:
                 delay = backoff.next("api")
@@ -139,7 +140,6 @@ class Daemon:
     async def _lead(self) -> None:
         """Everything that runs only on the leader; cancelled when leadership is lost."""
         LEADER.set(1)
-        self.health.recovered("api")
         log.info("running controllers", identity=self.identity)
         try:
             async with anyio.create_task_group() as group:
