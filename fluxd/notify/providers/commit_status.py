@@ -15,7 +15,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from fluxd.notify.errors import DeliveryError, ProviderConfigError
-from fluxd.notify.event import Event
+from fluxd.notify.event import REASON_PROGRESSING, SEVERITY_ERROR, SEVERITY_INFO, Event
 from fluxd.notify.providers.base import split_camel_case
 
 _SCP_LIKE: Final = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
@@ -86,6 +86,21 @@ def extract_hash(revision: str) -> str | None:
         return None
     candidate = (digest if colon else tail).lower()
     return candidate if _HEX.match(candidate) else None
+
+
+def commit_state(event: Event, *, provider_type: str) -> str:
+    """The commit status for an event: progressing → pending, info → success, error → failure."""
+    if event.reason == REASON_PROGRESSING:
+        return "pending"
+    if event.severity == SEVERITY_INFO:
+        return "success"
+    if event.severity == SEVERITY_ERROR:
+        return "failure"
+    raise DeliveryError(
+        provider_type=provider_type,
+        reason=f"no commit state for severity {event.severity!r}",
+        retryable=False,
+    )
 
 
 def status_description(event: Event) -> str:

@@ -10,31 +10,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from fluxd.notify.errors import DeliveryError
-from fluxd.notify.event import REASON_PROGRESSING, SEVERITY_ERROR, SEVERITY_INFO, Event
+from fluxd.notify.event import Event
 from fluxd.notify.providers.base import HttpProvider
 from fluxd.notify.providers.commit_status import (
     commit_sha,
+    commit_state,
     is_duplicate,
     parse_repository_address,
     status_context,
     status_description,
 )
 from fluxd.notify.transport import exchange
-
-
-def gitea_state(event: Event) -> str:
-    if event.reason == REASON_PROGRESSING:
-        return "pending"
-    if event.severity == SEVERITY_INFO:
-        return "success"
-    if event.severity == SEVERITY_ERROR:
-        return "failure"
-    raise DeliveryError(
-        provider_type="gitea",
-        reason=f"no commit state for severity {event.severity!r}",
-        retryable=False,
-    )
 
 
 class GiteaProvider(HttpProvider):
@@ -48,7 +34,7 @@ class GiteaProvider(HttpProvider):
     async def send(self, event: Event) -> None:
         repository = parse_repository_address(self.config.address, provider_type=self.provider_type)
         sha = commit_sha(event, provider_type=self.provider_type)
-        state = gitea_state(event)
+        state = commit_state(event, provider_type=self.provider_type)
         context = status_context(event, provider_uid=self.config.uid)
         description = status_description(event)
         url = f"{repository.base_url}/api/v1/repos/{repository.api_path()}/statuses/{sha}"

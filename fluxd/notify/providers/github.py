@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from fluxd.notify.errors import DeliveryError
-from fluxd.notify.event import REASON_PROGRESSING, SEVERITY_ERROR, SEVERITY_INFO, Event
+from fluxd.notify.event import REASON_PROGRESSING, Event
 from fluxd.notify.providers.base import HttpProvider
 from fluxd.notify.providers.commit_status import (
     RepositoryAddress,
     commit_sha,
+    commit_state,
     is_duplicate,
     parse_repository_address,
     status_context,
@@ -29,18 +29,6 @@ def github_api_base(repository: RepositoryAddress) -> str:
     if urlsplit(repository.base_url).hostname in ("github.com", "www.github.com"):
         return "https://api.github.com"
     return f"{repository.base_url}/api/v3"
-
-
-def github_state(event: Event) -> str:
-    if event.severity == SEVERITY_INFO:
-        return "success"
-    if event.severity == SEVERITY_ERROR:
-        return "failure"
-    raise DeliveryError(
-        provider_type="github",
-        reason=f"no commit state for severity {event.severity!r}",
-        retryable=False,
-    )
 
 
 class GitHubProvider(HttpProvider):
@@ -56,7 +44,7 @@ class GitHubProvider(HttpProvider):
             return
         repository = parse_repository_address(self.config.address, provider_type=self.provider_type)
         sha = commit_sha(event, provider_type=self.provider_type)
-        state = github_state(event)
+        state = commit_state(event, provider_type=self.provider_type)
         context = status_context(event, provider_uid=self.config.uid)
         description = status_description(event)
         api = f"{github_api_base(repository)}/repos/{repository.api_path()}"
