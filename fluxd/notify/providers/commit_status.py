@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import quote, urlsplit
 
 from fluxd.notify.errors import DeliveryError, ProviderConfigError
 from fluxd.notify.event import REASON_PROGRESSING, SEVERITY_ERROR, SEVERITY_INFO, Event
-from fluxd.notify.providers.base import split_camel_case
+from fluxd.notify.providers.base import HttpProvider, split_camel_case
+from fluxd.notify.transport import exchange
 
 _SCP_LIKE: Final = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
 _HEX: Final = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
@@ -129,3 +130,62 @@ def is_duplicate(statuses: Any, *, context: str, state: str, description: str) -
         if status["context"] == context:
             return bool(status["state"] == state and status["description"] == description)
     return False
+
+
+@dataclass(frozen=True)
+class StatusEndpoints:
+    """Where a forge lists a commit's statuses and where it accepts a new one."""
+
+    listing: str
+    post: str
+
+
+class CommitStatusProvider(HttpProvider):
+    """The flow Gitea and GitHub share: read the newest statuses, post only what is new.
+
+    Subclasses say where (``endpoints``), with which headers and payload; the
+    state, context and description come from the event the same way for both.
+    """
+
+    token_purpose: ClassVar[str] = "a token allowed to write commit statuses"
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_token(self.token_purpose)
+        parse_repository_address(self.config.address, provider_type=self.provider_type)
+
+    def skips(self, event: Event) -> bool:
+        """Events this forge is not told about."""
+        return False
+
+    def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
+        raise NotImplementedError
+
+    def headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def payload(self, *, state: str, description: str, context: str) -> dict[str, Any]:
+        return {"state": state, "description": description, "context": context}
+
+    async def send(self, event: Event) -> None:
+        if self.skips(event):
+            return
+        repository = parse_repository_address(self.config.address, provider_type=self.provider_type)
+        sha = commit_sha(event, provider_type=self.provider_type)
+        state = commit_state(event, provider_type=self.provider_type)
+        context = status_context(event, provider_uid=self.config.uid)
+        description = status_description(event)
+        endpoints = self.endpoints(repository, sha)
+        headers = self.headers()
+        listing = await exchange(
+            self.session, config=self.config, url=endpoints.listing, method="GET", headers=headers
+        )
+        if is_duplicate(listing.json(), context=context, state=state, description=description):
+            return
+        await exchange(
+            self.session,
+            config=self.config,
+            url=endpoints.post,
+            payload=self.payload(state=state, description=description, context=context),
+            headers=headers,
+        )

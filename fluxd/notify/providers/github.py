@@ -12,17 +12,11 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from fluxd.notify.event import REASON_PROGRESSING, Event
-from fluxd.notify.providers.base import HttpProvider
 from fluxd.notify.providers.commit_status import (
+    CommitStatusProvider,
     RepositoryAddress,
-    commit_sha,
-    commit_state,
-    is_duplicate,
-    parse_repository_address,
-    status_context,
-    status_description,
+    StatusEndpoints,
 )
-from fluxd.notify.transport import exchange
 
 
 def github_api_base(repository: RepositoryAddress) -> str:
@@ -31,40 +25,21 @@ def github_api_base(repository: RepositoryAddress) -> str:
     return f"{repository.base_url}/api/v3"
 
 
-class GitHubProvider(HttpProvider):
+class GitHubProvider(CommitStatusProvider):
     provider_type: ClassVar[str] = "github"
+    token_purpose: ClassVar[str] = "a GitHub token allowed to write commit statuses"
 
-    def validate(self) -> None:
-        super().validate()
-        self.require_token("a GitHub token allowed to write commit statuses")
-        parse_repository_address(self.config.address, provider_type=self.provider_type)
+    def skips(self, event: Event) -> bool:
+        return event.reason == REASON_PROGRESSING
 
-    async def send(self, event: Event) -> None:
-        if event.reason == REASON_PROGRESSING:
-            return
-        repository = parse_repository_address(self.config.address, provider_type=self.provider_type)
-        sha = commit_sha(event, provider_type=self.provider_type)
-        state = commit_state(event, provider_type=self.provider_type)
-        context = status_context(event, provider_uid=self.config.uid)
-        description = status_description(event)
+    def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         api = f"{github_api_base(repository)}/repos/{repository.api_path()}"
-        headers = {
+        return StatusEndpoints(
+            listing=f"{api}/commits/{sha}/statuses?per_page=50", post=f"{api}/statuses/{sha}"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {
             "Authorization": f"Bearer {self.config.token}",
             "Accept": "application/vnd.github+json",
         }
-        listing = await exchange(
-            self.session,
-            config=self.config,
-            url=f"{api}/commits/{sha}/statuses?per_page=50",
-            method="GET",
-            headers=headers,
-        )
-        if is_duplicate(listing.json(), context=context, state=state, description=description):
-            return
-        await exchange(
-            self.session,
-            config=self.config,
-            url=f"{api}/statuses/{sha}",
-            payload={"state": state, "description": description, "context": context},
-            headers=headers,
-        )
