@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from testenv.cluster import Cluster
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -81,6 +83,15 @@ def timed(fn: Callable[[], object]) -> float:
     started = time.monotonic()
     fn()
     return time.monotonic() - started
+
+
+def bench_namespace(cluster: Cluster, *, username: str, password: str) -> None:
+    """The ``bench`` namespace, with the git credentials Secret ``auth`` its sources use."""
+    cluster.create_namespace("bench")
+    cluster.api.create(
+        "/api/v1/namespaces/bench/secrets",
+        {"metadata": {"name": "auth"}, "stringData": {"username": username, "password": password}},
+    )
 
 
 def write_section(name: str, body: str) -> None:

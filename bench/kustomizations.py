@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import machine, median, peak_rss_mib, write_section
+from bench.common import bench_namespace, machine, median, peak_rss_mib, write_section
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, running
 from testenv.gitserver import GitServer
@@ -219,11 +219,7 @@ def main() -> None:
     ):
         api = cluster.api
         install_crds(api)
-        cluster.create_namespace("bench")
-        api.create(
-            "/api/v1/namespaces/bench/secrets",
-            {"metadata": {"name": "auth"}, "stringData": {"username": USER, "password": TOKEN}},
-        )
+        bench_namespace(cluster, username=USER, password=TOKEN)
         for run in range(args.runs):
             for index in range(args.count):
                 api.create(

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import CpuWindow, machine, median, rss_mib, write_section
+from bench.common import CpuWindow, bench_namespace, machine, median, rss_mib, write_section
 from testenv.api import Api, wait_for
 from testenv.cluster import running
 from testenv.gitserver import GitServer
@@ -64,11 +64,7 @@ def main() -> None:
     ):
         api = cluster.api
         install_crds(api)
-        cluster.create_namespace("bench")
-        api.create(
-            "/api/v1/namespaces/bench/secrets",
-            {"metadata": {"name": "auth"}, "stringData": {"username": USER, "password": TOKEN}},
-        )
+        bench_namespace(cluster, username=USER, password=TOKEN)
         daemon = Fluxd(cluster, workdir, extra_args=["--log-level=warning"]).start()
         try:
             assert daemon.process is not None
