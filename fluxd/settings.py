@@ -10,6 +10,7 @@ Invalid values raise ``SettingsError`` with one readable line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # HTTP
     Setting("webhook-addr", "addr", ":9292", "address of the receivers (the only public port)"),
-    Setting("metrics-addr", "addr", ":8080", "address of /metrics, /healthz, /readyz, artifacts"),
+    Setting("metrics-addr", "addr", ":8080", "address of /metrics, /healthz and /readyz"),
     Setting("webhook-body-limit", "int", 1048576, "largest webhook body accepted, in bytes"),
     Setting(
         "receiver-coalesce-window",
@@ -79,10 +80,18 @@ SETTINGS: tuple[Setting, ...] = (
     # artifacts
     Setting("storage-path", "str", "/data", "where artifacts are stored"),
     Setting(
+        "storage-addr",
+        "addr",
+        "127.0.0.1:9090",
+        "address artifact downloads are served on; loopback by default, because fluxd reads "
+        "its own artifacts from disk and they can hold secrets; ':9090' serves them to the "
+        "cluster (for controllers running beside fluxd)",
+    ),
+    Setting(
         "storage-adv-addr",
         "str",
         "",
-        "host[:port] put in artifact URLs; empty means this host and the metrics port",
+        "host[:port] put in artifact URLs; empty means this host and the storage-addr port",
     ),
     Setting("artifact-retention-records", "int", 2, "artifacts kept per source"),
     # builds
@@ -116,7 +125,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("restart-argo-rollouts", "bool", False, "also restart Argo Rollouts"),
     # leader election
     Setting("leader-election", "bool", True, "run reconcilers only on the lease holder"),
-    Setting("lease-name", "str", "fluxd-leader-election", "name of the Lease"),
+    Setting(
+        "lease-name",
+        "str",
+        "",
+        "name of the Lease; empty means fluxd-leader-election, suffixed with a short hash of "
+        "watch-label-selector when that is set (as Flux names a shard's lease)",
+    ),
     Setting("lease-namespace", "str", "", "namespace of the Lease; empty means the pod's"),
     Setting("lease-duration", "duration", 35.0, "how long a lease is valid without renewal"),
     Setting("renew-deadline", "duration", 30.0, "how long the leader tries to renew"),
@@ -128,6 +143,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+DEFAULT_LEASE_NAME = "fluxd-leader-election"
 _ADDR = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:\s]*):(?P<port>\d{1,5})$")
 
 
@@ -151,6 +167,7 @@ class Settings:
     requeue_dependency: float = 30.0
     interval_jitter: float = 0.1
     storage_path: str = "/data"
+    storage_addr: str = "127.0.0.1:9090"
     storage_adv_addr: str = ""
     artifact_retention_records: int = 2
     kustomize_binary: str = ""
@@ -171,7 +188,7 @@ class Settings:
     restart_coalesce_window: float = 2.0
     restart_argo_rollouts: bool = False
     leader_election: bool = True
-    lease_name: str = "fluxd-leader-election"
+    lease_name: str = ""
     lease_namespace: str = ""
     lease_duration: float = 35.0
     renew_deadline: float = 30.0
@@ -179,6 +196,16 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     shutdown_grace: float = 30.0
+
+    @property
+    def effective_lease_name(self) -> str:
+        """The Lease this replica campaigns for: shards never share one unless told to."""
+        if self.lease_name:
+            return self.lease_name
+        if not self.watch_label_selector:
+            return DEFAULT_LEASE_NAME
+        suffix = hashlib.sha256(self.watch_label_selector.encode()).hexdigest()[:8]
+        return f"{DEFAULT_LEASE_NAME}-{suffix}"
 
     @property
     def effective_lease_namespace(self) -> str:

@@ -25,6 +25,7 @@ class Fluxd:
     name: str = "fluxd"
     metrics_port: int = 0
     webhook_port: int = 0
+    storage_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,10 +40,15 @@ class Fluxd:
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.webhook_port}"
 
+    @property
+    def storage_url(self) -> str:
+        return f"http://127.0.0.1:{self.storage_port}"
+
     def start(self, *, wait_ready: bool = True) -> Fluxd:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.metrics_port = self.metrics_port or free_port()
         self.webhook_port = self.webhook_port or free_port()
+        self.storage_port = self.storage_port or free_port()
         argv = [
             sys.executable,
             "-m",
@@ -52,7 +58,7 @@ class Fluxd:
             f"--metrics-addr=127.0.0.1:{self.metrics_port}",
             f"--webhook-addr=127.0.0.1:{self.webhook_port}",
             f"--storage-path={self.workdir / 'storage'}",
-            f"--storage-adv-addr=127.0.0.1:{self.metrics_port}",
+            f"--storage-addr=127.0.0.1:{self.storage_port}",
             "--lease-namespace=default",
             "--shutdown-grace=10s",
             *self.extra_args,
@@ -72,9 +78,11 @@ class Fluxd:
             self.wait_ready()
         return self
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, *, server: str = "metrics") -> tuple[int, str]:
+        """GET ``path`` from the metrics server (or ``server="storage"``, the artifact server)."""
+        base = self.storage_url if server == "storage" else self.metrics_url
         try:
-            with urllib.request.urlopen(f"{self.metrics_url}{path}", timeout=5) as response:
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()

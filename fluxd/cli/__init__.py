@@ -23,7 +23,7 @@ from fluxd.cli import kinds
 from fluxd.cli.failures import CommandError
 from fluxd.cli.session import DEFAULT_NAMESPACE, DEFAULT_TIMEOUT_SECONDS, Session, execute
 from fluxd.cli.terminal import Terminal
-from fluxd.settings import SettingsError
+from fluxd.settings import DEFAULT_LEASE_NAME, SettingsError
 
 Handler = Callable[[argparse.Namespace], int]
 if TYPE_CHECKING:
@@ -420,7 +420,7 @@ def parser() -> argparse.ArgumentParser:
         help="fluxd's ServiceAccount in --namespace whose permissions to check; "
         "'' checks the current credentials",
     )
-    check.add_argument("--lease-name", default="fluxd-leader-election", help="the leader Lease")
+    check.add_argument("--lease-name", default=DEFAULT_LEASE_NAME, help="the leader Lease")
     check.add_argument("--lease-namespace", default="", help="its namespace (default --namespace)")
     check.set_defaults(func=_cmd_check)
 

@@ -29,7 +29,6 @@ from fluxd.kube import errors as kube_errors
 from fluxd.kube.resources import CRD, LEASE, Resource
 
 MINIMUM_KUBERNETES = (1, 26, 0)
-DEFAULT_LEASE_NAME = "fluxd-leader-election"
 DEFAULT_SERVICE_ACCOUNT = "fluxd"
 SUBJECT_ACCESS_REVIEW = Resource(
     "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False

@@ -312,8 +312,9 @@ def storage_base_url(settings: Settings) -> str:
     if settings.storage_adv_addr:
         address = settings.storage_adv_addr
     else:
-        _, port = split_addr(settings.metrics_addr)
-        host = os.environ.get("POD_IP") or socket.gethostname()
+        host, port = split_addr(settings.storage_addr)
+        if host in ("", "0.0.0.0", "::", "[::]"):
+            host = os.environ.get("POD_IP") or socket.gethostname()
         address = f"{host}:{port}"
     return address if "://" in address else f"http://{address}"
 

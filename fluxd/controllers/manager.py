@@ -3,6 +3,14 @@
 Everything long-lived runs in one anyio task group under a name and a guard.
 Controllers and other leader-only services (pollers, the restarter) run only
 while this replica holds the lease; the HTTP servers run on every replica.
+
+Leadership can be lost and won again by the same process (an API server
+outage longer than the lease is routine on a single-node cluster). Each new
+term therefore starts from nothing: every controller, informer, queue and
+registry is assembled anew, so the first lists of the term report every
+object and every object is reconciled again, whatever the previous term was
+doing when it was cancelled. Flux's controllers get the same effect by
+exiting; rebuilding keeps the pod (and its artifacts) and skips a restart.
 On SIGTERM/SIGINT the work queues stop taking keys, in-flight reconciles get
 ``shutdown-grace`` seconds to finish, the lease is released, and the process
 exits 0.
@@ -15,9 +23,11 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import structlog
+from aiohttp import web
 
 from fluxd.aio import Backoff, LeaderElector, supervise, wait_for_stop_signal
 from fluxd.controllers.runtime import Controller
@@ -67,7 +77,9 @@ class Daemon:
         self.components = Components()
         self.server: HttpServer | None = None
         self.elector: LeaderElector | None = None
-        self._leading = anyio.Event()
+        #: Leadership terms begun so far (each runs freshly assembled components).
+        self.terms = 0
+        self._kube: Kube | None = None
 
     async def run(self) -> int:
         settings = self.settings
@@ -76,19 +88,14 @@ class Daemon:
         )
         try:
             await self._wait_for_api(kube)
-            recorder = EventRecorder(
-                kube,
-                controller="fluxd",
-                instance=self.identity,
-                # Flux writes event metadata as annotations prefixed with the object's API group.
-                annotation_prefix=lambda ref: str(ref.get("apiVersion", "")).split("/")[0],
-            )
-            self.components = await self.assemble(kube, recorder, settings)
+            self._kube = kube
+            # The first term's parts also serve HTTP before (and without) leadership.
+            self.components = await self._assemble(kube)
             self.server = HttpServer(
                 settings=settings,
                 health=self.health,
-                webhook=self.components.webhook,
-                artifacts=self.components.artifacts,
+                webhook=self._webhook,
+                artifacts=self._artifact,
             )
             async with anyio.create_task_group() as group:
                 await group.start(self.server.run)
@@ -96,7 +103,7 @@ class Daemon:
                 if settings.leader_election:
                     store = KubeLeaseStore(
                         kube,
-                        name=settings.lease_name,
+                        name=settings.effective_lease_name,
                         namespace=settings.effective_lease_namespace,
                     )
                     self.elector = LeaderElector(
@@ -137,10 +144,35 @@ class Daemon:
                 log.warning("API server not reachable yet", error=str(error), retry_in=delay)
                 await anyio.sleep(delay)
 
+    async def _assemble(self, kube: Kube) -> Components:
+        recorder = EventRecorder(
+            kube,
+            controller="fluxd",
+            instance=self.identity,
+            # Flux writes event metadata as annotations prefixed with the object's API group.
+            annotation_prefix=lambda ref: str(ref.get("apiVersion", "")).split("/")[0],
+        )
+        return await self.assemble(kube, recorder, self.settings)
+
+    async def _webhook(self, request: web.Request) -> web.StreamResponse:
+        handler = self.components.webhook
+        if handler is None:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    def _artifact(self, relpath: str) -> Path | None:
+        resolve = self.components.artifacts
+        return resolve(relpath) if resolve is not None else None
+
     async def _lead(self) -> None:
         """Everything that runs only on the leader; cancelled when leadership is lost."""
+        if self.terms and self._kube is not None:
+            # Nothing of a cancelled term is reused: its queues lost the keys in flight,
+            # its informers would report only what changed, its registries were cleared.
+            self.components = await self._assemble(self._kube)
+        self.terms += 1
         LEADER.set(1)
-        log.info("running controllers", identity=self.identity)
+        log.info("running controllers", identity=self.identity, term=self.terms)
         try:
             async with anyio.create_task_group() as group:
                 for controller in self.components.controllers:
@@ -158,7 +190,6 @@ class Daemon:
                     )
                 for name, service in self.components.services.items():
                     group.start_soon(supervise, name, service, name=name)
-                self._leading.set()
                 # Lead until cancelled (leadership lost or shutdown), even with nothing to run.
                 await anyio.sleep_forever()
         finally:

@@ -1,11 +1,15 @@
-"""Two aiohttp servers, split like Flux's ports.
+"""Three aiohttp servers, split like Flux's ports.
 
 - webhook address (default ``:9292``, the only port meant to be reachable from
   outside the cluster): ``POST /hook/<digest>`` for Receivers, nothing else;
 - metrics address (default ``:8080``, internal): ``/metrics``, ``/healthz``,
-  ``/readyz`` and artifact downloads (``/gitrepository/<ns>/<name>/<file>``).
+  ``/readyz``;
+- storage address (default ``127.0.0.1:9090``): artifact downloads
+  (``/gitrepository/<ns>/<name>/<file>``). fluxd reads its artifacts from
+  disk, and those of a private repository hold its secrets, so by default
+  nothing outside the pod can download them.
 
-Both run on every replica, leader or not.
+All run on every replica, leader or not.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class HttpServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        return app
+
+    def storage_app(self) -> web.Application:
+        app = web.Application()
         app.router.add_get("/{path:gitrepository/.+}", self._artifact)
         return app
 
@@ -108,6 +116,7 @@ class HttpServer:
             for name, app, addr in (
                 ("metrics", self.metrics_app(), self.settings.metrics_addr),
                 ("webhook", self.webhook_app(), self.settings.webhook_addr),
+                ("storage", self.storage_app(), self.settings.storage_addr),
             ):
                 runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()

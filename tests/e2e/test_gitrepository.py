@@ -426,5 +426,5 @@ def test_artifact_server_refuses_paths_outside_storage(daemon: Fluxd) -> None:
         "/gitrepository/%2e%2e/%2e%2e/etc/passwd",
         "/etc/passwd",
     ):
-        status, _ = daemon.get(path)
+        status, _ = daemon.get(path, server="storage")
         assert status == 404, path

@@ -320,7 +320,7 @@ def test_forged_and_altered_replayed_deliveries_are_refused(
 
 def _raw_get(daemon: Fluxd, path: str) -> tuple[int, bytes]:
     """GET ``path`` exactly as written (no client-side normalisation)."""
-    connection = HTTPConnection("127.0.0.1", daemon.metrics_port, timeout=10)
+    connection = HTTPConnection("127.0.0.1", daemon.storage_port, timeout=10)
     try:
         connection.putrequest("GET", path, skip_accept_encoding=True)
         connection.endheaders()
@@ -338,6 +338,8 @@ def test_artifact_server_serves_artifacts_and_nothing_else(
     served = "/" + artifact["path"]
     status, body = _raw_get(daemon, served)
     assert status == 200 and body[:2] == b"\x1f\x8b", "the artifact itself is served"
+    # ... on the storage port only: the metrics port (open to Prometheus) never serves it.
+    assert daemon.get(served)[0] == 404
 
     storage = daemon.workdir / "storage"
     folder = storage / Path(artifact["path"]).parent

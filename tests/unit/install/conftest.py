@@ -16,8 +16,3 @@ def installed() -> list[Manifest]:
 @pytest.fixture(scope="session")
 def confined(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
     return overlay(tmp_path_factory.mktemp("confined"), components=["components/confined"])
-
-
-@pytest.fixture(scope="session")
-def with_network_policy(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
-    return overlay(tmp_path_factory.mktemp("netpol"), components=["components/network-policy"])

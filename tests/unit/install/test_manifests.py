@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fluxd.settings import load, split_addr
 from tests.support.install import (
     CONTROLLER_NEEDS,
     CONTROLLER_NEVER,
@@ -150,15 +151,17 @@ def test_the_daemon_reads_its_settings_from_the_configmap(installed: list[Manife
     assert volume["configMap"]["name"] == configmap["metadata"]["name"]
 
 
-def test_artifact_urls_name_the_service_and_its_artifact_port(installed: list[Manifest]) -> None:
-    address = _args(installed)["--storage-adv-addr"]
-    host, _, port = address.rpartition(":")
-    assert host == "fluxd.$(POD_NAMESPACE).svc.cluster.local."
+def test_artifacts_of_the_installed_daemon_are_served_on_loopback_only(
+    installed: list[Manifest],
+) -> None:
+    # A private repository's artifacts hold its secrets: nothing in the cluster downloads them.
+    args = _args(installed)
+    assert "--storage-addr" not in args and "--storage-adv-addr" not in args
+    settings = load(environ={}, config_file=str(ROOT / "config" / "fluxd.yaml"))
+    host, storage_port = split_addr(settings.storage_addr)
+    assert host == "127.0.0.1"
     service = find(installed, "Service", "fluxd")
-    by_port = {p["port"]: p for p in service["spec"]["ports"]}
-    assert by_port[int(port)]["targetPort"] == "http-prom"
-    env = {e["name"] for e in _container(installed)["env"]}
-    assert "POD_NAMESPACE" in env  # what $(POD_NAMESPACE) expands from
+    assert storage_port not in {p["port"] for p in service["spec"]["ports"]}
 
 
 def test_pod_identity_comes_from_the_downward_api(installed: list[Manifest]) -> None:
@@ -275,17 +278,15 @@ def test_the_applier_is_cluster_admin_and_the_only_broad_grant(
     assert wildcard == []
 
 
-# -- optional network policy ------------------------------------------------------------
+# -- network policy ------------------------------------------------------------------------
 
 
 def test_network_policy_admits_the_webhook_from_anywhere_and_metrics_from_monitoring(
-    with_network_policy: list[Manifest],
+    installed: list[Manifest],
 ) -> None:
-    policy = find(with_network_policy, "NetworkPolicy", "fluxd")
+    policy = find(installed, "NetworkPolicy", "fluxd")
     assert policy["metadata"]["namespace"] == NAMESPACE
-    pod_labels = find(with_network_policy, "Deployment", "fluxd")["spec"]["template"]["metadata"][
-        "labels"
-    ]
+    pod_labels = find(installed, "Deployment", "fluxd")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     webhook, metrics = policy["spec"]["ingress"]
@@ -295,9 +296,3 @@ def test_network_policy_admits_the_webhook_from_anywhere_and_metrics_from_monito
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     } in (metrics["from"])
-
-
-def test_the_network_policy_is_not_part_of_the_default_install(
-    installed: list[Manifest],
-) -> None:
-    assert [o for o in installed if o["kind"] == "NetworkPolicy"] == []

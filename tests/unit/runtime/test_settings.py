@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,19 @@ def test_defaults_match_flux() -> None:
     assert settings == Settings()
     assert settings.webhook_addr == ":9292"
     assert settings.metrics_addr == ":8080"
-    assert settings.lease_name == "fluxd-leader-election"
+    assert settings.effective_lease_name == "fluxd-leader-election"
     assert settings.artifact_retention_records == 2
+
+
+def test_a_shard_campaigns_for_its_own_lease_as_flux_names_it() -> None:
+    # Flux: GenerateID("<base>", selector) = base + "-" + sha256(selector)[:8].
+    shard = load(environ={}, flags={"watch_label_selector": "sharding.fluxcd.io/key=shard1"})
+    other = load(environ={}, flags={"watch_label_selector": "sharding.fluxcd.io/key=shard2"})
+    digest = hashlib.sha256(b"sharding.fluxcd.io/key=shard1").hexdigest()[:8]
+    assert shard.effective_lease_name == f"fluxd-leader-election-{digest}"
+    assert other.effective_lease_name != shard.effective_lease_name
+    named = load(environ={}, flags={"watch_label_selector": "a=b", "lease_name": "mine"})
+    assert named.effective_lease_name == "mine"
 
 
 def test_later_sources_win(tmp_path: Path) -> None:
