@@ -145,6 +145,7 @@ class Controller:
         key: Key = (metadata.get("namespace", ""), metadata["name"])
         if change == Change.DELETED:
             self.reconciler.forget(key)
+            self.queue.forget(key)
             self._clear_metrics(key)
             return
         if old is None or self._worth_reconciling(obj, old):
@@ -360,12 +361,14 @@ class Controller:
                 )
 
     def _clear_metrics(self, key: Key) -> None:
+        """Drop every series labelled with a deleted object, or /metrics grows forever."""
         namespace, name = key
         for value in _CONDITION_STATUSES:
             with contextlib.suppress(KeyError):
                 RECONCILE_CONDITION.remove(self.kind, name, namespace, "Ready", value)
-        if _has_suspend_series(self.kind, key):
-            SUSPEND_STATUS.remove(self.kind, name, namespace)
+        for metric in (SUSPEND_STATUS, RECONCILE_DURATION):
+            with contextlib.suppress(KeyError):
+                metric.remove(self.kind, name, namespace)
 
     async def _emit(self, obj: Object, outcome: Reconciled | ReconcileFailure, bound: Any) -> None:
         notes: list[EventNote] = list(outcome.events)
@@ -394,11 +397,3 @@ def _status_unchanged(current: dict[str, Any], update: dict[str, Any]) -> bool:
         elif current.get(key) != value:
             return False
     return True
-
-
-def _has_suspend_series(kind: str, key: Key) -> bool:
-    namespace, name = key
-    try:
-        return (kind, name, namespace) in SUSPEND_STATUS._metrics
-    except AttributeError:
-        return False
