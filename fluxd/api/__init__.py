@@ -2,7 +2,7 @@
 
 Nothing here does I/O or imports the rest of fluxd.  ``meta`` holds kinds,
 conditions and well-known keys; ``source``, ``kustomize`` and ``notification``
-hold the typed objects; ``crds`` renders CustomResourceDefinitions from them;
-``validate`` checks objects against those schemas; ``duration`` reads and
+hold the typed objects; ``crds`` renders CustomResourceDefinitions from them
+(the API server checks objects against those schemas); ``duration`` reads and
 writes Go durations.
 """
