@@ -31,6 +31,12 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
+def disk_mib(path: Path) -> float:
+    """Bytes in the files below ``path`` (what an emptyDir's sizeLimit counts), in MiB."""
+    total = sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+    return total / (1 << 20)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
@@ -63,9 +69,11 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    one, five, fifteen = os.getloadavg()
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
+        f"load average when written {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)"
     )
 
 

@@ -18,7 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import CpuWindow, bench_namespace, machine, median, rss_mib, write_section
+from bench.common import (
+    CpuWindow,
+    bench_namespace,
+    disk_mib,
+    machine,
+    median,
+    rss_mib,
+    write_section,
+)
+from fluxd.settings import Settings
 from testenv.api import Api, wait_for
 from testenv.cluster import running
 from testenv.gitserver import GitServer
@@ -117,6 +126,7 @@ def main() -> None:
 
                 wait_for(published, timeout=120, interval=0.02, what="new artifact")
                 latencies.append(time.monotonic() - started)
+            storage_mib = disk_mib(workdir / "storage")
         finally:
             daemon.stop()
 
@@ -138,6 +148,9 @@ Date: {time.strftime("%Y-%m-%d")}
   **{median(latencies) * 1000:.0f} ms** over {len(latencies)} pushes
   (min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms), measured from the
   annotation patch to the status naming the new commit.
+- disk used under `--storage-path` after both ({args.repos + 1} sources, retention
+  {Settings().artifact_retention_records} artifacts each): **{storage_mib:.1f} MiB** (what the
+  `data` emptyDir's `sizeLimit` in manifests/deployment.yaml is sized from).
 """
     write_section("sources", body)
     print(body)
