@@ -9,11 +9,11 @@ plain lists of dicts and follow fluxcd/pkg's ``runtime/conditions`` setter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast
 
 from fluxd.api.schema import Doc, Format, Length, Minimum, Pattern, Schema
 
@@ -206,7 +206,27 @@ def find_condition(conditions: Sequence[Condition], condition_type: str) -> Cond
 def condition_status(conditions: Sequence[Condition], condition_type: str) -> ConditionStatus:
     """Status of the condition of the given type; ``Unknown`` when it is absent."""
     condition = find_condition(conditions, condition_type)
-    return "Unknown" if condition is None else condition["status"]
+    return "Unknown" if condition is None else condition.get("status", "Unknown")
+
+
+def conditions_of(obj: Mapping[str, Any]) -> list[Condition]:
+    """``status.conditions`` of any object as the API returned it, skipping malformed entries."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return [
+        cast(Condition, condition)
+        for condition in conditions
+        if isinstance(condition, Mapping) and "type" in condition
+    ]
+
+
+def condition_of(obj: Mapping[str, Any], condition_type: str) -> Condition | None:
+    """The object's condition of the given type, or None."""
+    return find_condition(conditions_of(obj), condition_type)
+
+
+def object_is_ready(obj: Mapping[str, Any]) -> bool:
+    """True when the object's ``Ready`` condition is ``True``: the one "is Ready" of fluxd."""
+    return is_ready(conditions_of(obj))
 
 
 def is_true(conditions: Sequence[Condition], condition_type: str) -> bool:

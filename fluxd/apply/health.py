@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from fluxd.api import meta
+
 # kstatus gives a Pending pod this long to be scheduled before calling it unschedulable.
 SCHEDULE_WINDOW = timedelta(seconds=15)
 
@@ -67,18 +69,6 @@ def _current(message: str) -> Health:
     return Health(Status.CURRENT, message)
 
 
-def _conditions(obj: Object) -> list[Mapping[str, Any]]:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return [condition for condition in conditions if isinstance(condition, Mapping)]
-
-
-def _condition(obj: Object, kind: str) -> Mapping[str, Any] | None:
-    for condition in _conditions(obj):
-        if condition.get("type") == kind:
-            return condition
-    return None
-
-
 def _int(obj: Object, *path: str, default: int) -> int:
     value: Any = obj
     for key in path:
@@ -108,7 +98,7 @@ def _generic(obj: Object) -> Health | None:
         return _in_progress(
             f"{kind} generation is {generation}, but latest observed generation is {observed}"
         )
-    for condition in _conditions(obj):
+    for condition in meta.conditions_of(obj):
         if condition.get("status") != "True":
             continue
         if condition.get("type") == "Reconciling":
@@ -122,7 +112,7 @@ def _deployment(obj: Object) -> Health:
     # Without progressDeadlineSeconds the controller never sets Progressing.
     progressing = "progressDeadlineSeconds" not in (obj.get("spec") or {})
     available = False
-    for condition in _conditions(obj):
+    for condition in meta.conditions_of(obj):
         if condition.get("type") == "Progressing":
             if condition.get("reason") == "ProgressDeadlineExceeded":
                 return Health(Status.FAILED, "Progress deadline exceeded")
@@ -206,7 +196,7 @@ def _daemonset(obj: Object) -> Health:
 
 
 def _replicaset(obj: Object) -> Health:
-    failure = _condition(obj, "ReplicaFailure")
+    failure = meta.condition_of(obj, "ReplicaFailure")
     if failure is not None and failure.get("status") == "True":
         return _in_progress("Replica Failure condition. Check Pods")
     spec = _int(obj, "spec", "replicas", default=1)
@@ -231,7 +221,7 @@ def _job(obj: Object) -> Health:
     succeeded = _int(obj, "status", "succeeded", default=0)
     active = _int(obj, "status", "active", default=0)
     failed = _int(obj, "status", "failed", default=0)
-    for condition in _conditions(obj):
+    for condition in meta.conditions_of(obj):
         if condition.get("status") != "True":
             continue
         if condition.get("type") == "Complete":
@@ -252,7 +242,7 @@ def _pod(obj: Object, *, now: datetime) -> Health:
     if phase == "Failed":
         return _current("Pod has completed, but not successfully")
     if phase == "Running":
-        ready = _condition(obj, "Ready")
+        ready = meta.condition_of(obj, "Ready")
         if ready is not None and ready.get("status") == "True":
             return _current("Pod is Ready")
         crashing = [
@@ -265,7 +255,7 @@ def _pod(obj: Object, *, now: datetime) -> Health:
             return Health(Status.FAILED, f"Containers in CrashLoop state: {','.join(crashing)}")
         return _in_progress("Pod is running but is not Ready")
     if phase == "Pending":
-        scheduled = _condition(obj, "PodScheduled")
+        scheduled = meta.condition_of(obj, "PodScheduled")
         if (
             scheduled is not None
             and scheduled.get("status") == "False"
@@ -313,7 +303,7 @@ def _namespace(obj: Object) -> Health:
 
 
 def _crd(obj: Object) -> Health:
-    for condition in _conditions(obj):
+    for condition in meta.conditions_of(obj):
         status = condition.get("status")
         if condition.get("type") == "NamesAccepted" and status == "False":
             return Health(Status.FAILED, str(condition.get("message") or "Names not accepted"))
@@ -335,7 +325,7 @@ def _pdb(obj: Object) -> Health:
 
 def _ready_condition(obj: Object) -> Health:
     """Custom resources: judged by a ``Ready`` condition when they have one."""
-    ready = _condition(obj, "Ready")
+    ready = meta.condition_of(obj, "Ready")
     if ready is None:
         return _current("Resource is current")
     message = str(ready.get("message") or "")

@@ -24,10 +24,8 @@ Cell = Callable[[Object], str]
 
 
 def ready_condition(obj: Object) -> Mapping[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == meta.ConditionType.READY:
-            return condition
-    return None
+    condition = meta.condition_of(obj, meta.ConditionType.READY)
+    return dict(condition) if condition is not None else None
 
 
 def ready_and_message(obj: Object) -> tuple[str, str]:

@@ -213,13 +213,6 @@ def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
     ]
 
 
-def _ready(obj: Mapping[str, Any]) -> bool:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == meta.ConditionType.READY:
-            return bool(condition.get("status") == "True")
-    return False
-
-
 def _format_seconds(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m0s"
@@ -378,7 +371,9 @@ class KustomizationReconciler(Reconciler):
             else:
                 dep_status = dependency.get("status") or {}
                 generation = dependency.get("metadata", {}).get("generation")
-                if dep_status.get("observedGeneration") != generation or not _ready(dependency):
+                if dep_status.get("observedGeneration") != generation or not meta.object_is_ready(
+                    dependency
+                ):
                     problem = f"dependency '{reference}' is not ready"
                 elif dep_status.get("lastAppliedRevision") != dep_status.get(
                     "lastAttemptedRevision"
@@ -551,7 +546,7 @@ class KustomizationReconciler(Reconciler):
         )
         status["lastAppliedRevision"] = revision
         message = f"Applied revision: {revision}"
-        if previous.get("lastAppliedRevision") != revision or not _ready(obj):
+        if previous.get("lastAppliedRevision") != revision or not meta.object_is_ready(obj):
             elapsed = time.monotonic() - started
             interval = _format_seconds(parse_duration(str(spec.get("interval", "10m"))))
             events.append(
@@ -720,9 +715,9 @@ async def wire(
     def became_ready(old: Object, new: Object) -> None:
         # Dependents wait on Ready + an up-to-date revision: tell them at once.
         old_status, new_status = old.get("status") or {}, new.get("status") or {}
-        if not _ready(new):
+        if not meta.object_is_ready(new):
             return
-        if _ready(old) and old_status.get("lastAppliedRevision") == new_status.get(
+        if meta.object_is_ready(old) and old_status.get("lastAppliedRevision") == new_status.get(
             "lastAppliedRevision"
         ):
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fluxd.api import meta
 from fluxd.api.meta import (
     Condition,
     ConditionStatus,
@@ -128,3 +129,14 @@ def test_lookups_treat_a_missing_condition_as_unknown() -> None:
     assert find_condition(conditions, "Healthy") is None
     assert condition_status(conditions, "Healthy") == "Unknown"
     assert not is_ready(remove_condition(conditions, ConditionType.READY))
+
+
+def test_one_ready_reader_for_objects_as_the_api_returns_them() -> None:
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "x"}]}}
+    waiting = {"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}
+    assert meta.object_is_ready(ready)
+    assert not meta.object_is_ready(waiting)
+    assert not meta.object_is_ready({})
+    assert not meta.object_is_ready({"status": {"conditions": ["garbage", {"status": "True"}]}})
+    assert not meta.object_is_ready({"status": None})
+    assert meta.condition_of(ready, "Ready") == ready["status"]["conditions"][0]
