@@ -10,6 +10,15 @@ Events on the object and in the log, until the object or its Secret changes.
 Every Event the daemon records goes through ``AlertDispatcher``: converted
 to Flux's event shape, routed through the Alerts, and queued for delivery
 without waiting, so a slow chat never holds up a reconcile.
+
+Scope, as for the Flux-kind controllers: Providers and Alerts are watched in
+``watch-namespaces`` only and, for sharding, only those matching
+``watch-label-selector``. Secrets are watched in the same namespaces as
+metadata only (``PartialObjectMetadata``: names and resourceVersions, never
+their data); a Provider reads its Secrets with a GET when it is loaded, and
+any change to one of them (a rotated token, a Secret created after its
+Provider) loads the Provider again at once. A deleted Provider, or one whose
+address changed, has its delivery lane stopped and what it held dropped.
 """
 
 from __future__ import annotations
@@ -81,7 +90,7 @@ _HIDDEN_METADATA: Final = frozenset({"checksum", "digest"})
 
 
 def _metadata_only(obj: Object) -> Object:
-    """Secrets are watched for their identity and version only; their data stays in the API."""
+    """Of a Secret's metadata, what finding its users needs: identity and version."""
     metadata = obj.get("metadata", {})
     return {
         "metadata": {
@@ -166,13 +175,6 @@ class NotificationRegistry:
         self.loading.discard(key)
         self._reported.pop((PROVIDER.kind, key), None)
 
-    def providers_using_secret(self, namespace: str, name: str) -> list[Key]:
-        return [
-            key
-            for key, state in self.providers.items()
-            if key[0] == namespace and name in secret_names(state.obj)
-        ]
-
     def provider_objects(self) -> dict[Key, Object]:
         return {key: state.obj for key, state in self.providers.items()}
 
@@ -242,6 +244,13 @@ def _decoded(secret: Object) -> dict[str, str]:
     keys = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
     values = {key: secret_text(secret, key) for key in keys}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _address(state: ProviderState | None) -> str | None:
+    """Where a loaded Provider sends, None when it cannot send."""
+    if state is None or state.sender is None:
+        return None
+    return state.sender.config.address
 
 
 def _key_of(obj: Mapping[str, object]) -> Key:
@@ -347,9 +356,13 @@ class NotificationService:
         self.dispatcher = dispatcher
         self.receivers = receivers
         selector = settings.watch_label_selector or None
-        self.providers = Informer(kube, PROVIDER, label_selector=selector)
-        self.alerts = Informer(kube, ALERT, label_selector=selector)
-        self.secrets = Informer(kube, SECRET, transform=_metadata_only)
+        namespaces = settings.watch_namespaces
+        self.providers = Informer(kube, PROVIDER, namespaces=namespaces, label_selector=selector)
+        self.alerts = Informer(kube, ALERT, namespaces=namespaces, label_selector=selector)
+        # Secrets carry no shard label: the selector applies to Flux's objects only.
+        self.secrets = Informer(
+            kube, SECRET, namespaces=namespaces, metadata_only=True, transform=_metadata_only
+        )
         self.providers.add_handler(self._on_provider)
         self.alerts.add_handler(self._on_alert)
         self.secrets.add_handler(self._on_secret)
@@ -397,16 +410,25 @@ class NotificationService:
 
     async def _load(self, key: Key) -> Result:
         obj = self.providers.get(*key)
+        previous = self.registry.sender(key)
         if obj is None:
             self.registry.forget_provider(key)
+            await self._retire_lane(previous, reason="the provider was deleted")
             await self.registry.check_alerts()
             return Result.stop()
         try:
-            await self.registry.load_provider(obj)
+            state = await self.registry.load_provider(obj)
         except kube_errors.KubeError as error:
             log.warning("cannot load provider", provider=f"{key[0]}/{key[1]}", error=str(error))
             return Result.retry()
+        if _address(previous) not in (None, _address(state)):
+            await self._retire_lane(previous, reason="the provider's address changed")
         return Result.stop()
+
+    async def _retire_lane(self, previous: ProviderState | None, *, reason: str) -> None:
+        delivery = self.dispatcher.delivery
+        if delivery is not None and previous is not None and previous.sender is not None:
+            await delivery.retire(previous.sender.config.key, reason=reason)
 
     def _on_provider(self, change: Change, obj: Object, old: Object | None) -> None:
         key = key_of(obj)
@@ -429,8 +451,11 @@ class NotificationService:
 
     def _on_secret(self, change: Change, obj: Object, old: Object | None) -> None:
         namespace, name = key_of(obj)
-        for key in self.registry.providers_using_secret(namespace, name):
-            self.queue.add(key)
+        # The watched Providers, not the loaded ones: a load may be reading this Secret now.
+        for provider in tuple(self.providers.values()):
+            key = key_of(provider)
+            if key[0] == namespace and name in secret_names(provider):
+                self.queue.add(key)
         for receiver in tuple(self.receivers.informer.values()):
             metadata = receiver.get("metadata", {})
             secret_ref = (receiver.get("spec", {}).get("secretRef") or {}).get("name")
