@@ -123,6 +123,8 @@ class NotificationRegistry:
         self.kube = kube
         self.recorder = recorder
         self.session: aiohttp.ClientSession | None = None
+        #: Where the senders' lanes run (the leader's delivery queue), None when not leading.
+        self.delivery: DeliveryQueue | None = None
         self.providers: dict[Key, ProviderState] = {}
         self.alerts: dict[Key, Object] = {}
         self._reported: dict[tuple[str, Key], str | None] = {}
@@ -135,6 +137,10 @@ class NotificationRegistry:
         """Resolve ``obj`` with its Secrets into a sender; problems are reported once."""
         key = key_of(obj)
         state = await self._resolve(obj)
+        previous = self.providers.get(key)
+        # Swapped with no await in between, so nothing new joins the lane being retired.
+        if _address(previous) not in (None, _address(state)):
+            self._retire_lane(previous, reason="the provider's address changed")
         self.providers[key] = state
         self.loading.discard(key)
         await self._report(PROVIDER, obj, INVALID_PROVIDER, state.problem)
@@ -171,9 +177,14 @@ class NotificationRegistry:
         return ProviderState(obj, sender)
 
     def forget_provider(self, key: Key) -> None:
-        self.providers.pop(key, None)
+        """The Provider was deleted: drop its state and stop its lane."""
+        self._retire_lane(self.providers.pop(key, None), reason="the provider was deleted")
         self.loading.discard(key)
         self._reported.pop((PROVIDER.kind, key), None)
+
+    def _retire_lane(self, previous: ProviderState | None, *, reason: str) -> None:
+        if self.delivery is not None and previous is not None and previous.sender is not None:
+            self.delivery.retire(previous.sender.config.key, reason=reason)
 
     def provider_objects(self) -> dict[Key, Object]:
         return {key: state.obj for key, state in self.providers.items()}
@@ -384,6 +395,7 @@ class NotificationService:
                 observer=observe_delivery,
             )
             self.registry.session = session
+            self.registry.delivery = delivery
             self.dispatcher.delivery = delivery
             try:
                 async with anyio.create_task_group() as group:
@@ -398,6 +410,7 @@ class NotificationService:
                     )
             finally:
                 self.dispatcher.delivery = None
+                self.registry.delivery = None
                 self.registry.session = None
                 self.registry.providers.clear()
                 self.registry.loading.clear()
@@ -410,25 +423,16 @@ class NotificationService:
 
     async def _load(self, key: Key) -> Result:
         obj = self.providers.get(*key)
-        previous = self.registry.sender(key)
         if obj is None:
             self.registry.forget_provider(key)
-            await self._retire_lane(previous, reason="the provider was deleted")
             await self.registry.check_alerts()
             return Result.stop()
         try:
-            state = await self.registry.load_provider(obj)
+            await self.registry.load_provider(obj)
         except kube_errors.KubeError as error:
             log.warning("cannot load provider", provider=f"{key[0]}/{key[1]}", error=str(error))
             return Result.retry()
-        if _address(previous) not in (None, _address(state)):
-            await self._retire_lane(previous, reason="the provider's address changed")
         return Result.stop()
-
-    async def _retire_lane(self, previous: ProviderState | None, *, reason: str) -> None:
-        delivery = self.dispatcher.delivery
-        if delivery is not None and previous is not None and previous.sender is not None:
-            await delivery.retire(previous.sender.config.key, reason=reason)
 
     def _on_provider(self, change: Change, obj: Object, old: Object | None) -> None:
         key = key_of(obj)

@@ -118,6 +118,8 @@ class DeliveryQueue:
         self._rate_limits = dict(rate_limits or {})
         self._clock = clock
         self._lanes: dict[str, _Lane] = {}
+        # Workers of retired lanes, cancelled and awaited by ``aclose``.
+        self._retired: set[asyncio.Task[None]] = set()
         self._recent: dict[DedupKey, float] = {}
         self._submissions = 0
         self._closed = False
@@ -158,26 +160,28 @@ class DeliveryQueue:
     async def aclose(self) -> None:
         self._closed = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        tasks.extend(self._retired)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def retire(self, provider_key: str, *, reason: str) -> int:
+    def retire(self, provider_key: str, *, reason: str) -> int:
         """Stop ``provider_key``'s lane and drop what it holds; returns how many were dropped.
 
         The notification being sent, if any, is cancelled and counted as dropped.
+        Synchronous, so a caller can swap a Provider's sender and retire its old
+        lane with nothing submitted in between.
         """
         lane = self._lanes.pop(provider_key, None)
         if lane is None:
             return 0
-        in_flight = lane.current
+        dropped = [lane.current] if lane.current is not None else []
         if lane.task is not None:
             lane.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lane.task
-        dropped = [in_flight] if in_flight is not None else []
+            self._retired.add(lane.task)
+            lane.task.add_done_callback(self._retired.discard)
         while not lane.queue.empty():
             dropped.append(lane.queue.get_nowait())
             lane.queue.task_done()

@@ -276,7 +276,7 @@ async def test_retired_lane_stops_and_drops_what_it_held(
         await arrived.wait()
 
         with structlog.testing.capture_logs():
-            dropped = await queue.retire(hook.config.key, reason="the provider was deleted")
+            dropped = queue.retire(hook.config.key, reason="the provider was deleted")
 
         assert dropped == 3
         assert queue.lanes == 0
