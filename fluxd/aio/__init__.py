@@ -1,4 +1,4 @@
-"""The domain-free asyncio kit: clocks, backoff, the work queue, supervision, leader election.
+"""The domain-free asyncio kit: clocks, backoff, coalescing, work queue, supervision, leases.
 
 Nothing here knows about Kubernetes objects or Flux; controllers build on it.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fluxd.aio.backoff import Backoff
 from fluxd.aio.clock import Clock, FakeClock, SystemClock, run_with_timeout
+from fluxd.aio.coalesce import Batch, Coalescer
 from fluxd.aio.errors import AioError, LeaseConflict
 from fluxd.aio.leader import LeaderElector, LeaseRecord, LeaseStore
 from fluxd.aio.queue import Outcome, QueueObserver, Result, Worker, WorkQueue
@@ -15,7 +16,9 @@ from fluxd.aio.supervise import cancel_on_stop_signal, supervise, wait_for_stop_
 __all__ = [
     "AioError",
     "Backoff",
+    "Batch",
     "Clock",
+    "Coalescer",
     "FakeClock",
     "LeaderElector",
     "LeaseConflict",

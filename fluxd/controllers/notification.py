@@ -10,6 +10,15 @@ Events on the object and in the log, until the object or its Secret changes.
 Every Event the daemon records goes through ``AlertDispatcher``: converted
 to Flux's event shape, routed through the Alerts, and queued for delivery
 without waiting, so a slow chat never holds up a reconcile.
+
+Scope, as for the Flux-kind controllers: Providers and Alerts are watched in
+``watch-namespaces`` only and, for sharding, only those matching
+``watch-label-selector``. Secrets are watched in the same namespaces as
+metadata only (``PartialObjectMetadata``: names and resourceVersions, never
+their data); a Provider reads its Secrets with a GET when it is loaded, and
+any change to one of them (a rotated token, a Secret created after its
+Provider) loads the Provider again at once. A deleted Provider, or one whose
+address changed, has its delivery lane stopped and what it held dropped.
 """
 
 from __future__ import annotations
@@ -81,7 +90,7 @@ _HIDDEN_METADATA: Final = frozenset({"checksum", "digest"})
 
 
 def _metadata_only(obj: Object) -> Object:
-    """Secrets are watched for their identity and version only; their data stays in the API."""
+    """Of a Secret's metadata, what finding its users needs: identity and version."""
     metadata = obj.get("metadata", {})
     return {
         "metadata": {
@@ -114,6 +123,8 @@ class NotificationRegistry:
         self.kube = kube
         self.recorder = recorder
         self.session: aiohttp.ClientSession | None = None
+        #: Where the senders' lanes run (the leader's delivery queue), None when not leading.
+        self.delivery: DeliveryQueue | None = None
         self.providers: dict[Key, ProviderState] = {}
         self.alerts: dict[Key, Object] = {}
         self._reported: dict[tuple[str, Key], str | None] = {}
@@ -126,6 +137,10 @@ class NotificationRegistry:
         """Resolve ``obj`` with its Secrets into a sender; problems are reported once."""
         key = key_of(obj)
         state = await self._resolve(obj)
+        previous = self.providers.get(key)
+        # Swapped with no await in between, so nothing new joins the lane being retired.
+        if _address(previous) not in (None, _address(state)):
+            self._retire_lane(previous, reason="the provider's address changed")
         self.providers[key] = state
         self.loading.discard(key)
         await self._report(PROVIDER, obj, INVALID_PROVIDER, state.problem)
@@ -162,16 +177,14 @@ class NotificationRegistry:
         return ProviderState(obj, sender)
 
     def forget_provider(self, key: Key) -> None:
-        self.providers.pop(key, None)
+        """The Provider was deleted: drop its state and stop its lane."""
+        self._retire_lane(self.providers.pop(key, None), reason="the provider was deleted")
         self.loading.discard(key)
         self._reported.pop((PROVIDER.kind, key), None)
 
-    def providers_using_secret(self, namespace: str, name: str) -> list[Key]:
-        return [
-            key
-            for key, state in self.providers.items()
-            if key[0] == namespace and name in secret_names(state.obj)
-        ]
+    def _retire_lane(self, previous: ProviderState | None, *, reason: str) -> None:
+        if self.delivery is not None and previous is not None and previous.sender is not None:
+            self.delivery.retire(previous.sender.config.key, reason=reason)
 
     def provider_objects(self) -> dict[Key, Object]:
         return {key: state.obj for key, state in self.providers.items()}
@@ -242,6 +255,13 @@ def _decoded(secret: Object) -> dict[str, str]:
     keys = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
     values = {key: secret_text(secret, key) for key in keys}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _address(state: ProviderState | None) -> str | None:
+    """Where a loaded Provider sends, None when it cannot send."""
+    if state is None or state.sender is None:
+        return None
+    return state.sender.config.address
 
 
 def _key_of(obj: Mapping[str, object]) -> Key:
@@ -347,9 +367,13 @@ class NotificationService:
         self.dispatcher = dispatcher
         self.receivers = receivers
         selector = settings.watch_label_selector or None
-        self.providers = Informer(kube, PROVIDER, label_selector=selector)
-        self.alerts = Informer(kube, ALERT, label_selector=selector)
-        self.secrets = Informer(kube, SECRET, transform=_metadata_only)
+        namespaces = settings.watch_namespaces
+        self.providers = Informer(kube, PROVIDER, namespaces=namespaces, label_selector=selector)
+        self.alerts = Informer(kube, ALERT, namespaces=namespaces, label_selector=selector)
+        # Secrets carry no shard label: the selector applies to Flux's objects only.
+        self.secrets = Informer(
+            kube, SECRET, namespaces=namespaces, metadata_only=True, transform=_metadata_only
+        )
         self.providers.add_handler(self._on_provider)
         self.alerts.add_handler(self._on_alert)
         self.secrets.add_handler(self._on_secret)
@@ -371,6 +395,7 @@ class NotificationService:
                 observer=observe_delivery,
             )
             self.registry.session = session
+            self.registry.delivery = delivery
             self.dispatcher.delivery = delivery
             try:
                 async with anyio.create_task_group() as group:
@@ -385,6 +410,7 @@ class NotificationService:
                     )
             finally:
                 self.dispatcher.delivery = None
+                self.registry.delivery = None
                 self.registry.session = None
                 self.registry.providers.clear()
                 self.registry.loading.clear()
@@ -429,8 +455,11 @@ class NotificationService:
 
     def _on_secret(self, change: Change, obj: Object, old: Object | None) -> None:
         namespace, name = key_of(obj)
-        for key in self.registry.providers_using_secret(namespace, name):
-            self.queue.add(key)
+        # The watched Providers, not the loaded ones: a load may be reading this Secret now.
+        for provider in tuple(self.providers.values()):
+            key = key_of(provider)
+            if key[0] == namespace and name in secret_names(provider):
+                self.queue.add(key)
         for receiver in tuple(self.receivers.informer.values()):
             metadata = receiver.get("metadata", {})
             secret_ref = (receiver.get("spec", {}).get("secretRef") or {}).get("name")

@@ -8,10 +8,12 @@
   ``refresh_interval`` on a miss and once per ``max_age`` on a hit, so a flood
   of unknown paths costs no API calls.
 - ``ReconcileRequests`` sets ``reconcile.fluxcd.io/requestedAt`` on every
-  object a Receiver lists. A burst of pushes to one target is coalesced: the
-  first push patches at once, later ones within ``window`` collapse into one
-  trailing patch, so the last push is always fetched and a burst costs two
-  fetches at most.
+  object a Receiver lists. A burst of pushes to one target is coalesced (the
+  shared ``Coalescer`` in leading mode): the first push patches at once,
+  later ones within ``window`` collapse into one trailing patch, so the last
+  push is always fetched and a burst costs two fetches at most. Trailing
+  patches are written by one supervised task that runs only while some are
+  pending, so nothing lingers between bursts; ``aclose`` cancels it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any, Final
 
 import structlog
 
+from fluxd.aio import Clock, Coalescer, supervise
 from fluxd.api import meta, notification
 from fluxd.api.duration import format_duration
 from fluxd.controllers.outcomes import EventNote, Reconciled, Transient
@@ -47,6 +49,9 @@ RECEIVER = Resource.of(notification.RECEIVER)
 
 TOKEN_NOT_FOUND: Final = "TokenNotFound"
 REQUEST_FAILED: Final = "ReconcileRequestFailed"
+
+# The name of the task that writes the trailing patches of coalesced pushes.
+TRAILING_REQUESTS: Final = "receiver trailing reconcile requests"
 
 # API versions Flux assumes when a Receiver's resource names only a kind.
 DEFAULT_API_VERSIONS: Final[Mapping[str, str]] = {
@@ -253,55 +258,6 @@ class ReceiverReconciler(Reconciler):
         self.index.drop(key)
 
 
-class Admission(Enum):
-    NOW = "now"
-    LATER = "later"
-    ALREADY_PENDING = "already-pending"
-
-
-@dataclass(frozen=True)
-class Decision:
-    admission: Admission
-    delay: float = 0.0
-
-
-class Coalescer:
-    """Leading + trailing de-bounce per target: at most two patches per ``window`` burst."""
-
-    def __init__(self, *, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
-        self._clock = clock
-        self._last: dict[Any, float] = {}
-        self._trailing: set[Any] = set()
-
-    def admit(self, target: Any) -> Decision:
-        now = self._clock()
-        last = self._last.get(target)
-        if (last is None or now - last >= self.window) and target not in self._trailing:
-            self._last[target] = now
-            self._forget_old(now)
-            return Decision(Admission.NOW)
-        if target in self._trailing:
-            return Decision(Admission.ALREADY_PENDING)
-        self._trailing.add(target)
-        assert last is not None
-        return Decision(Admission.LATER, delay=max(0.0, last + self.window - now))
-
-    def fired(self, target: Any) -> None:
-        """The trailing patch of ``target`` is being written now."""
-        self._trailing.discard(target)
-        self._last[target] = self._clock()
-
-    def _forget_old(self, now: float) -> None:
-        if len(self._last) < 1024:
-            return
-        self._last = {
-            key: at
-            for key, at in self._last.items()
-            if now - at < self.window or key in self._trailing
-        }
-
-
 @dataclass(frozen=True)
 class Target:
     resource: Resource
@@ -325,13 +281,16 @@ class ReconcileRequests:
         recorder: EventRecorder,
         window: float,
         no_cross_namespace_refs: bool = False,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.kube = kube
         self.recorder = recorder
         self.no_cross_namespace_refs = no_cross_namespace_refs
-        self.coalescer = Coalescer(window=window, clock=clock)
-        self._trailing: set[asyncio.Task[None]] = set()
+        # The Receiver of the latest push to each target, kept for its trailing patch.
+        self.coalescer: Coalescer[Target, Object] = Coalescer(
+            window=window, leading=True, clock=clock
+        )
+        self._trailing: asyncio.Task[None] | None = None
 
     async def __call__(self, entry: ReceiverEntry) -> bool:
         receiver = {
@@ -387,24 +346,22 @@ class ReconcileRequests:
         return [Target(resource, namespace, str(item["metadata"]["name"])) for item in items]
 
     async def _request(self, receiver: Object, target: Target) -> bool:
-        decision = self.coalescer.admit(target)
-        if decision.admission is Admission.ALREADY_PENDING:
-            log.debug("reconcile request coalesced", target=target.describe())
-            return True
-        if decision.admission is Admission.LATER:
-            task = asyncio.get_running_loop().create_task(
-                self._trailing_request(receiver, target, decision.delay),
-                name=f"reconcile-request {target.describe()}",
+        if self.coalescer.add(target, receiver, item_key=target):
+            return await self._annotate(receiver, target)
+        log.debug("reconcile request coalesced", target=target.describe())
+        if self._trailing is None or self._trailing.done():
+            # The request handler cannot own it: the patch is due after the answer is sent.
+            self._trailing = asyncio.get_running_loop().create_task(
+                supervise(TRAILING_REQUESTS, self._write_trailing), name=TRAILING_REQUESTS
             )
-            self._trailing.add(task)
-            task.add_done_callback(self._trailing.discard)
-            return True
-        return await self._annotate(receiver, target)
+        return True
 
-    async def _trailing_request(self, receiver: Object, target: Target, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self.coalescer.fired(target)
-        await self._annotate(receiver, target)
+    async def _write_trailing(self) -> None:
+        """Write each trailing patch when its window closes; return once none is pending."""
+        while len(self.coalescer):
+            for batch in await self.coalescer.wait_due():
+                (receiver,) = batch.items
+                await self._annotate(receiver, batch.key)
 
     async def _annotate(self, receiver: Object, target: Target) -> bool:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -442,9 +399,10 @@ class ReconcileRequests:
         )
 
     async def aclose(self) -> None:
-        for task in tuple(self._trailing):
+        """Stop writing trailing patches (the daemon is stopping)."""
+        task, self._trailing = self._trailing, None
+        if task is not None:
             task.cancel()
-        for task in tuple(self._trailing):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import structlog
 
-from fluxd.aio import Backoff, Clock, SystemClock, supervise
+from fluxd.aio import Backoff, Batch, Clock, Coalescer, SystemClock, supervise
 from fluxd.controllers.manager import Components
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
@@ -52,8 +52,6 @@ from fluxd.kube.resources import (
 from fluxd.metrics import RELOADS, RESTART_LATENCY, RESTART_SKIPPED
 from fluxd.restarter import (
     DEFAULT_ANNOTATIONS,
-    Batch,
-    Coalescer,
     ConfigChange,
     ConfigFilter,
     ConfigKey,

@@ -26,6 +26,10 @@ Object = dict[str, Any]
 
 _DEFAULT_TIMEOUT = 30.0
 
+# Metadata-only reads: the API server sends names, labels and versions, never the data.
+METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
 
 class PatchType(StrEnum):
     MERGE = "application/merge-patch+json"
@@ -100,8 +104,9 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         timeout: aiohttp.ClientTimeout | float | None = _DEFAULT_TIMEOUT,
+        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
-        headers = {"Accept": "application/json", "Content-Type": content_type, **self._headers}
+        headers = {"Accept": accept, "Content-Type": content_type, **self._headers}
         try:
             response: aiohttp.ClientResponse = await self._api.call_api(
                 path,
@@ -129,9 +134,16 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = _DEFAULT_TIMEOUT,
+        accept: str = "application/json",
     ) -> Object:
         response = await self._send(
-            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            timeout=timeout,
+            accept=accept,
         )
         try:
             try:
@@ -176,7 +188,9 @@ class Kube:
         limit: int | None = None,
         continue_token: str | None = None,
         resource_version: str | None = None,
+        metadata_only: bool = False,
     ) -> Object:
+        """One page of a list; ``metadata_only`` asks for ``PartialObjectMetadata`` items."""
         query: dict[str, str] = {}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -188,7 +202,10 @@ class Kube:
             query["continue"] = continue_token
         if resource_version is not None:
             query["resourceVersion"] = resource_version
-        return await self.request("GET", resource.path(namespace=namespace), query=query)
+        accept = METADATA_LIST_ACCEPT if metadata_only else "application/json"
+        return await self.request(
+            "GET", resource.path(namespace=namespace), query=query, accept=accept
+        )
 
     async def list_all(
         self,
@@ -197,6 +214,7 @@ class Kube:
         namespace: str | None = None,
         label_selector: str | None = None,
         page_size: int = 500,
+        metadata_only: bool = False,
     ) -> tuple[list[Object], str]:
         """Every object (paged), and the list's resourceVersion to watch from."""
         items: list[Object] = []
@@ -208,6 +226,7 @@ class Kube:
                 label_selector=label_selector,
                 limit=page_size,
                 continue_token=token,
+                metadata_only=metadata_only,
             )
             kind = resource.kind
             for item in page.get("items", []):
@@ -310,10 +329,12 @@ class Kube:
         resource_version: str,
         label_selector: str | None = None,
         timeout_seconds: int = 300,
+        metadata_only: bool = False,
     ) -> AsyncIterator[Object]:
         """Stream watch events (``{"type", "object"}``, bookmarks too) until the server ends it.
 
         A 410 answer (or an ``ERROR`` event carrying status 410) raises ``Gone``.
+        With ``metadata_only`` each object is a ``PartialObjectMetadata``.
         """
         query = {
             "watch": "true",
@@ -325,7 +346,8 @@ class Kube:
             query["labelSelector"] = label_selector
         path = resource.path(namespace=namespace)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30)
-        response = await self._send("GET", path, query=query, timeout=timeout)
+        accept = METADATA_ACCEPT if metadata_only else "application/json"
+        response = await self._send("GET", path, query=query, timeout=timeout, accept=accept)
         try:
             if response.status >= 400:
                 raise errors.from_response(

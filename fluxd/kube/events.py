@@ -5,16 +5,21 @@ events`` and ``flux events`` read as core/v1 Events too). Repeats of the same
 (object, type, reason, message) within ``window`` seconds update the existing
 Event's ``series`` instead of creating a new one. Every event is also handed to
 the sinks (the alerting bus), whatever happens to the API write.
+
+Writes are serialised per de-dup key only: the create and later series
+patches of one Event stay in order (and a burst never creates it twice),
+while a slow API call for one object never holds up Events about another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +32,10 @@ from fluxd.kube.resources import EVENT
 log = structlog.get_logger("fluxd.kube.events")
 
 _NOTE_LIMIT = 1024
+# Past this many remembered Events, those older than the window are forgotten.
+_SEEN_LIMIT = 4096
+
+_DedupKey = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,14 @@ class Recorded:
 
 
 Sink = Callable[[Recorded], Awaitable[None] | None]
+
+
+@dataclass
+class _KeyLock:
+    """The lock of one de-dup key, and how many writers hold or await it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 def _micro_time(moment: float) -> str:
@@ -83,8 +100,9 @@ class EventRecorder:
         self.window = window
         self.annotation_prefix = annotation_prefix
         self._sinks: list[Sink] = []
-        self._seen: dict[tuple[str, ...], tuple[str, str, int, float]] = {}
-        self._lock = asyncio.Lock()
+        self._seen: dict[_DedupKey, tuple[str, str, int, float]] = {}
+        # Only keys being written have a lock, so the map is as small as the writes in flight.
+        self._locks: dict[_DedupKey, _KeyLock] = {}
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -141,7 +159,7 @@ class EventRecorder:
         regarding = recorded.regarding
         namespace = str(regarding.get("namespace") or "default")
         note = recorded.message[:_NOTE_LIMIT]
-        key = (
+        key: _DedupKey = (
             str(regarding.get("kind")),
             namespace,
             str(regarding.get("name")),
@@ -151,7 +169,7 @@ class EventRecorder:
             note,
         )
         now = recorded.timestamp
-        async with self._lock:
+        async with self._exclusive(key):
             previous = self._seen.get(key)
             if previous is not None and now - previous[3] < self.window:
                 name, ns, count, first = previous
@@ -188,8 +206,22 @@ class EventRecorder:
             self._seen[key] = (name, namespace, 1, now)
             self._forget_old(now)
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: _DedupKey) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
+
     def _forget_old(self, now: float) -> None:
-        if len(self._seen) < 4096:
+        if len(self._seen) < _SEEN_LIMIT:
             return
         for key, (_, _, _, first) in list(self._seen.items()):
             if now - first >= self.window:

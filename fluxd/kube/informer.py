@@ -5,7 +5,9 @@ with bookmarks; on "410 Gone" it lists again, and when the API server goes
 away it reconnects with backoff. With a set of namespaces it keeps one
 list/watch stream per namespace, all feeding one store. Objects pass through a
 ``transform`` before they are stored, so each cache keeps only what its
-reconciler needs (the restarter keeps digests, not Secret data). Handlers hear
+reconciler needs (the restarter keeps digests, not Secret data); with
+``metadata_only`` the API server sends only each object's metadata
+(``PartialObjectMetadata``), so data never crosses the wire. Handlers hear
 every change, and ``synced`` is set once every stream has listed.
 """
 
@@ -66,6 +68,7 @@ class Informer:
         transform: Callable[[Object], Object] | None = None,
         watch_timeout: int = 300,
         backoff_cap: float = 30.0,
+        metadata_only: bool = False,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -75,6 +78,7 @@ class Informer:
             self.namespaces = (None,)
         self.label_selector = label_selector
         self.transform = transform
+        self.metadata_only = metadata_only
         self.watch_timeout = watch_timeout
         self.backoff_cap = backoff_cap
         self.store: dict[Key, Object] = {}
@@ -156,7 +160,10 @@ class Informer:
 
     async def _list(self, namespace: str | None) -> str:
         items, version = await self.kube.list_all(
-            self.resource, namespace=namespace, label_selector=self.label_selector
+            self.resource,
+            namespace=namespace,
+            label_selector=self.label_selector,
+            **self._read_options(),
         )
         fresh: dict[Key, Object] = {key_of(item): self._slim(item) for item in items}
         previous = {k: v for k, v in self.store.items() if self._in_scope(k, namespace)}
@@ -186,6 +193,7 @@ class Informer:
             resource_version=self._versions[namespace] or "",
             label_selector=self.label_selector,
             timeout_seconds=self.watch_timeout,
+            **self._read_options(),
         ):
             kind = str(event.get("type", ""))
             obj: Object = event.get("object", {})
@@ -208,6 +216,10 @@ class Informer:
                 await self._notify(Change.ADDED if old is None else Change.MODIFIED, slim, old)
             if seen:
                 self._versions[namespace] = seen
+
+    def _read_options(self) -> dict[str, bool]:
+        # Only metadata-only informers add the option; every other list and watch is unchanged.
+        return {"metadata_only": True} if self.metadata_only else {}
 
     def _slim(self, obj: Object) -> Object:
         return self.transform(obj) if self.transform else obj

@@ -16,7 +16,7 @@ from fluxd.notify.delivery import (
     RetryPolicy,
 )
 from fluxd.notify.errors import DeliveryError, NotifyError, ProviderConfigError
-from fluxd.notify.event import Event, EventBus, ObjectReference, Subscription, clean_metadata
+from fluxd.notify.event import Event, ObjectReference, clean_metadata
 from fluxd.notify.matching import (
     Dispatch,
     alert_selects,
@@ -42,7 +42,6 @@ __all__ = [
     "DeliveryRecord",
     "Dispatch",
     "Event",
-    "EventBus",
     "NotifyError",
     "ObjectReference",
     "Outcome",
@@ -52,7 +51,6 @@ __all__ = [
     "RateLimit",
     "ReceiverVerdict",
     "RetryPolicy",
-    "Subscription",
     "alert_selects",
     "build_provider",
     "clean_metadata",

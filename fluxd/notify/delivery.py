@@ -8,6 +8,11 @@ instead of being refused, and drops repeats of the same event (same object,
 message and metadata) sent to the same Provider within the dedup window,
 which is Flux's 5 minutes by default. Every outcome is reported to an observer
 hook, which the daemon turns into ``fluxd_notification_*`` metrics.
+
+A lane lives as long as its Provider sends to the same place: ``retire``
+stops it when the Provider is deleted or its address changes, and drops
+(rather than drains) what it still holds, since those notifications were
+meant for a destination the user has removed.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ class _Lane:
     queue: asyncio.Queue[_Item]
     sent_at: dict[RateLimit, deque[float]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    current: _Item | None = None
 
 
 DedupKey = tuple[str, str, str, str, str, tuple[tuple[str, str], ...]]
@@ -112,6 +118,8 @@ class DeliveryQueue:
         self._rate_limits = dict(rate_limits or {})
         self._clock = clock
         self._lanes: dict[str, _Lane] = {}
+        # Workers of retired lanes, cancelled and awaited by ``aclose``.
+        self._retired: set[asyncio.Task[None]] = set()
         self._recent: dict[DedupKey, float] = {}
         self._submissions = 0
         self._closed = False
@@ -152,11 +160,46 @@ class DeliveryQueue:
     async def aclose(self) -> None:
         self._closed = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        tasks.extend(self._retired)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def retire(self, provider_key: str, *, reason: str) -> int:
+        """Stop ``provider_key``'s lane and drop what it holds; returns how many were dropped.
+
+        The notification being sent, if any, is cancelled and counted as dropped.
+        Synchronous, so a caller can swap a Provider's sender and retire its old
+        lane with nothing submitted in between.
+        """
+        lane = self._lanes.pop(provider_key, None)
+        if lane is None:
+            return 0
+        dropped = [lane.current] if lane.current is not None else []
+        if lane.task is not None:
+            lane.task.cancel()
+            self._retired.add(lane.task)
+            lane.task.add_done_callback(self._retired.discard)
+        while not lane.queue.empty():
+            dropped.append(lane.queue.get_nowait())
+            lane.queue.task_done()
+        for item in dropped:
+            self._record(Outcome.DROPPED, item.provider, reason=reason)
+        if dropped:
+            _log.warning(
+                "notifications dropped: the provider's lane was stopped",
+                provider=provider_key,
+                dropped=len(dropped),
+                reason=reason,
+            )
+        return len(dropped)
+
+    @property
+    def lanes(self) -> int:
+        """How many Providers currently have a lane."""
+        return len(self._lanes)
 
     def _is_duplicate(self, provider_key: str, event: Event) -> bool:
         now = self._clock()
@@ -190,11 +233,14 @@ class DeliveryQueue:
     async def _work(self, lane: _Lane) -> None:
         while True:
             item = await lane.queue.get()
+            lane.current = item
             try:
                 await self._deliver(lane, item)
+                lane.current = None
             except asyncio.CancelledError:
                 raise
             except Exception:
+                lane.current = None
                 # A bug in one provider must not stop the lane for later events.
                 _log.exception("notification delivery crashed", provider=lane.key)
                 self._record(Outcome.FAILED, item.provider, reason="internal error")

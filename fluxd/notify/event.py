@@ -1,24 +1,22 @@
-"""The event every controller step reports, and the in-process bus that carries it.
+"""The event every controller step reports, in Flux's shape.
 
 Flux controllers POST events to notification-controller as JSON; fluxd runs
-every controller in one process, so events travel over an in-memory bus
-instead. The ``Event`` keeps Flux's JSON shape (``involvedObject``, ``severity``,
-``reason``, ``metadata``, ``reportingController`` …) so the generic webhook
-provider forwards exactly what Flux would, and events from external Flux
-controllers can be decoded with the same type.
+every controller in one process, so events are handed over in memory instead
+(the ``EventRecorder``'s sinks). The ``Event`` keeps Flux's JSON shape
+(``involvedObject``, ``severity``, ``reason``, ``metadata``,
+``reportingController`` …) so the generic webhook provider forwards exactly
+what Flux would, and events from external Flux controllers can be decoded
+with the same type.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
-
-import structlog
 
 Severity = Literal["trace", "info", "error"]
 
@@ -39,8 +37,6 @@ META_SUMMARY: Final = "summary"
 
 # The reason Flux uses for "still working on it" events (fluxcd/pkg apis/meta).
 REASON_PROGRESSING: Final = "Progressing"
-
-_log = structlog.get_logger("fluxd.notify.event")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,78 +187,3 @@ def _parse_timestamp(raw: object) -> datetime:
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(text)
     return datetime.now(UTC)
-
-
-class EventBus:
-    """Fan-out of events to any number of subscribers, in process.
-
-    ``publish`` never waits: every subscriber has a bounded buffer, and a
-    subscriber that falls behind loses its oldest events (counted in
-    ``dropped``) rather than slowing down the reconciler that published.
-    """
-
-    def __init__(self, *, buffer_size: int = 1024) -> None:
-        if buffer_size < 1:
-            raise ValueError("buffer_size must be at least 1")
-        self._buffer_size = buffer_size
-        self._subscribers: set[Subscription] = set()
-        self.dropped = 0
-
-    def publish(self, event: Event) -> None:
-        for subscription in tuple(self._subscribers):
-            if not subscription.offer(event):
-                self.dropped += 1
-                _log.warning(
-                    "event dropped: subscriber is behind",
-                    subscriber=subscription.name,
-                    kind=event.involved_object.kind,
-                    name=event.involved_object.name,
-                    namespace=event.involved_object.namespace,
-                )
-
-    def subscribe(self, name: str) -> Subscription:
-        subscription = Subscription(name=name, bus=self, buffer_size=self._buffer_size)
-        self._subscribers.add(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription: Subscription) -> None:
-        self._subscribers.discard(subscription)
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
-
-class Subscription:
-    """One subscriber's view of an ``EventBus``: iterate it, close it when done."""
-
-    def __init__(self, *, name: str, bus: EventBus, buffer_size: int) -> None:
-        self.name = name
-        self._bus = bus
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=buffer_size)
-
-    def offer(self, event: Event) -> bool:
-        """Buffer ``event``; returns False when an older event had to make room."""
-        lost = False
-        if self._queue.full():
-            self._queue.get_nowait()
-            lost = True
-        self._queue.put_nowait(event)
-        return not lost
-
-    async def get(self) -> Event:
-        return await self._queue.get()
-
-    def close(self) -> None:
-        self._bus._unsubscribe(self)
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        """Events as they come, forever; ``close`` (or ``with``) ends the subscription."""
-        while True:
-            yield await self._queue.get()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()

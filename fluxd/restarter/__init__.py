@@ -28,7 +28,6 @@ from fluxd.restarter.annotations import (
     evaluate,
     profile_workload,
 )
-from fluxd.restarter.coalesce import DEFAULT_WINDOW, Batch, Coalescer
 from fluxd.restarter.configs import ConfigKey, ConfigKind
 from fluxd.restarter.errors import (
     InvalidConfigData,
@@ -83,9 +82,6 @@ from fluxd.restarter.workloads import (
 
 __all__ = [
     "DEFAULT_ANNOTATIONS",
-    "DEFAULT_WINDOW",
-    "Batch",
-    "Coalescer",
     "ConfigChange",
     "ConfigFilter",
     "ConfigKey",

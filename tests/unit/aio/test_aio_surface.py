@@ -9,7 +9,9 @@ def test_the_public_surface_is_pinned() -> None:
     assert sorted(fluxd.aio.__all__) == [
         "AioError",
         "Backoff",
+        "Batch",
         "Clock",
+        "Coalescer",
         "FakeClock",
         "LeaderElector",
         "LeaseConflict",

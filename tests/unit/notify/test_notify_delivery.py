@@ -252,3 +252,34 @@ async def test_closed_queue_refuses_work(session: aiohttp.ClientSession) -> None
     await queue.aclose()
     with pytest.raises(RuntimeError):
         queue.submit(generic(session, "http://127.0.0.1:9/"), make_event())
+
+
+async def test_retired_lane_stops_and_drops_what_it_held(
+    start_service: StartService, session: aiohttp.ClientSession
+) -> None:
+    arrived = asyncio.Event()
+    calls = 0
+
+    async def stuck(request: web.Request, body: bytes) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        arrived.set()
+        await asyncio.Event().wait()
+        return web.Response(status=200)
+
+    service = await start_service(stuck)
+    records: list[DeliveryRecord] = []
+    async with DeliveryQueue(observer=records.append) as queue:
+        hook = generic(session, service.url("/"), timeout="30s")
+        for index in range(3):
+            queue.submit(hook, make_event(message=f"m{index}"))
+        await arrived.wait()
+
+        with structlog.testing.capture_logs():
+            dropped = queue.retire(hook.config.key, reason="the provider was deleted")
+
+        assert dropped == 3
+        assert queue.lanes == 0
+        await queue.join()
+    assert [r.outcome for r in records] == [Outcome.DROPPED] * 3
+    assert calls == 1

@@ -1,12 +1,10 @@
-"""Events: Flux's JSON shape, metadata cleanup, and the in-process bus."""
+"""Events: Flux's JSON shape and metadata cleanup."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from fluxd.notify import Event, EventBus
+from fluxd.notify import Event
 from fluxd.notify.providers.commit_status import extract_hash, parse_repository_address
 from tests.unit.notify.notify_services import make_event
 
@@ -108,38 +106,3 @@ def test_commit_hash_from_revision(revision: str, sha: str | None) -> None:
 def test_repository_address(address: str, base: str, owner: str, name: str) -> None:
     repository = parse_repository_address(address, provider_type="gitea")
     assert (repository.base_url, repository.owner, repository.name) == (base, owner, name)
-
-
-async def test_bus_fans_out_to_every_subscriber() -> None:
-    bus = EventBus()
-    first, second = bus.subscribe("alerts"), bus.subscribe("kube-events")
-    event = make_event()
-    bus.publish(event)
-    assert await asyncio.wait_for(first.get(), 1) is event
-    assert await asyncio.wait_for(second.get(), 1) is event
-
-
-async def test_slow_subscriber_loses_oldest_events_and_publisher_never_waits() -> None:
-    bus = EventBus(buffer_size=2)
-    with bus.subscribe("slow") as slow:
-        for index in range(5):
-            bus.publish(make_event(message=f"m{index}"))
-        assert bus.dropped == 3
-        assert [(await slow.get()).message for _ in range(2)] == ["m3", "m4"]
-    assert bus.subscriber_count == 0
-
-
-async def test_subscription_iterates_until_closed() -> None:
-    bus = EventBus()
-    with bus.subscribe("alerts") as subscription:
-        bus.publish(make_event(message="one"))
-        bus.publish(make_event(message="two"))
-        seen: list[str] = []
-        async for event in subscription:
-            seen.append(event.message)
-            if len(seen) == 2:
-                break
-    assert seen == ["one", "two"]
-    assert bus.subscriber_count == 0
-    bus.publish(make_event(message="after"))  # nobody listens any more: nothing to drop
-    assert bus.dropped == 0

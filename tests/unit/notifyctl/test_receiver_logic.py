@@ -7,12 +7,13 @@ import hashlib
 from typing import Any, cast
 
 import pytest
+import structlog
 
+from fluxd import aio
 from fluxd.controllers.outcomes import Reconciled, Transient
 from fluxd.controllers.receiver import (
     RECEIVER,
-    Admission,
-    Coalescer,
+    TRAILING_REQUESTS,
     ReceiverIndex,
     ReceiverReconciler,
     ReconcileRequests,
@@ -155,21 +156,25 @@ async def test_index_sees_a_receiver_being_suspended(kube: FakeKube, clock: Fake
 # -- reconcile requests ---------------------------------------------------------
 
 
-def requests_for(kube: FakeKube, recorded: RecordedEvents, clock: FakeClock) -> ReconcileRequests:
+def requests_for(
+    kube: FakeKube, recorded: RecordedEvents, clock: aio.Clock | None = None
+) -> ReconcileRequests:
     return ReconcileRequests(
         kube=cast(Kube, kube),
         recorder=recorded.recorder,
         window=2.0,
         no_cross_namespace_refs=True,
-        clock=clock,
+        clock=clock or aio.FakeClock(),
     )
 
 
-async def test_accepted_hook_annotates_the_target(
-    kube: FakeKube, recorded: RecordedEvents, clock: FakeClock
-) -> None:
+def trailing_tasks() -> list[asyncio.Task[object]]:
+    return [task for task in asyncio.all_tasks() if task.get_name() == TRAILING_REQUESTS]
+
+
+async def test_accepted_hook_annotates_the_target(kube: FakeKube, recorded: RecordedEvents) -> None:
     kube.add(GIT_REPOSITORY, git_repository("repo"))
-    requests = requests_for(kube, recorded, clock)
+    requests = requests_for(kube, recorded)
 
     assert await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
 
@@ -179,13 +184,13 @@ async def test_accepted_hook_annotates_the_target(
 
 
 async def test_wildcard_annotates_every_labelled_target_in_the_namespace(
-    kube: FakeKube, recorded: RecordedEvents, clock: FakeClock
+    kube: FakeKube, recorded: RecordedEvents
 ) -> None:
     kube.add(GIT_REPOSITORY, git_repository("a", {"team": "edge"}))
     kube.add(GIT_REPOSITORY, git_repository("b", {"team": "edge"}))
     kube.add(GIT_REPOSITORY, git_repository("c", {"team": "core"}))
     resources = [{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}]
-    requests = requests_for(kube, recorded, clock)
+    requests = requests_for(kube, recorded)
 
     await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
 
@@ -219,11 +224,10 @@ async def test_wildcard_annotates_every_labelled_target_in_the_namespace(
 async def test_target_problems_are_events_on_the_receiver_not_failures(
     kube: FakeKube,
     recorded: RecordedEvents,
-    clock: FakeClock,
     resources: list[dict[str, Any]],
     expected: str,
 ) -> None:
-    requests = requests_for(kube, recorded, clock)
+    requests = requests_for(kube, recorded)
 
     assert await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
 
@@ -233,11 +237,11 @@ async def test_target_problems_are_events_on_the_receiver_not_failures(
 
 
 async def test_api_failure_is_reported_as_a_failed_request(
-    kube: FakeKube, recorded: RecordedEvents, clock: FakeClock
+    kube: FakeKube, recorded: RecordedEvents
 ) -> None:
     kube.add(GIT_REPOSITORY, git_repository("repo"))
     kube.fail_patch_with = kube_errors.Forbidden("forbidden", status=403)
-    requests = requests_for(kube, recorded, clock)
+    requests = requests_for(kube, recorded)
 
     assert not await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
     assert "cannot annotate" in recorded.of("Receiver", "gitea")[0].message
@@ -247,48 +251,55 @@ async def test_a_burst_of_pushes_patches_once_now_and_once_after_the_window(
     kube: FakeKube, recorded: RecordedEvents
 ) -> None:
     kube.add(GIT_REPOSITORY, git_repository("repo"))
-    requests = ReconcileRequests(kube=cast(Kube, kube), recorder=recorded.recorder, window=0.05)
+    clock = aio.FakeClock()
+    requests = requests_for(kube, recorded, clock)
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
 
     for _ in range(10):
         await requests(entry)
     assert len(kube.patches) == 1
-    await asyncio.sleep(0.15)
+    await clock.run_for(1.9)
+    assert len(kube.patches) == 1
+    await clock.run_for(0.1)
     assert len(kube.patches) == 2
+    # Nothing is left running between bursts.
+    assert trailing_tasks() == []
+
+
+async def test_stopping_cancels_a_pending_trailing_patch(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    clock = aio.FakeClock()
+    requests = requests_for(kube, recorded, clock)
+    entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
+    await requests(entry)
+    await requests(entry)
+    assert len(trailing_tasks()) == 1
+
     await requests.aclose()
 
+    assert trailing_tasks() == []
+    await clock.run_for(5)
+    assert len(kube.patches) == 1
 
-# -- coalescing as a rule ------------------------------------------------------
 
-
-@pytest.mark.parametrize(
-    ("gaps", "expected"),
-    [
-        pytest.param([0.0], ["now"], id="first"),
-        pytest.param([0.0, 0.5], ["now", "later"], id="second-within-window"),
-        pytest.param([0.0, 0.5, 0.5], ["now", "later", "already-pending"], id="third"),
-        pytest.param([0.0, 2.5], ["now", "now"], id="after-the-window"),
-    ],
-)
-def test_coalescer_admits_leading_and_one_trailing_request(
-    clock: FakeClock, gaps: list[float], expected: list[str]
+async def test_a_crash_writing_a_trailing_patch_is_logged_with_the_task_name(
+    kube: FakeKube, recorded: RecordedEvents
 ) -> None:
-    coalescer = Coalescer(window=2.0, clock=clock)
-    decisions = []
-    for gap in gaps:
-        clock.advance(gap)
-        decisions.append(coalescer.admit("repo").admission.value)
-    assert decisions == expected
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    clock = aio.FakeClock()
+    requests = requests_for(kube, recorded, clock)
+    entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
+    await requests(entry)
+    await requests(entry)
+    kube.fail_patch_with = cast(kube_errors.KubeError, RuntimeError("bug"))
 
+    with structlog.testing.capture_logs() as logs:
+        await clock.run_for(2)
 
-def test_coalescer_trailing_delay_ends_the_window_and_then_resets(clock: FakeClock) -> None:
-    coalescer = Coalescer(window=2.0, clock=clock)
-    coalescer.admit("repo")
-    clock.advance(0.5)
-    decision = coalescer.admit("repo")
-    assert decision.admission is Admission.LATER and decision.delay == pytest.approx(1.5)
-    clock.advance(1.5)
-    coalescer.fired("repo")
-    clock.advance(0.1)
-    assert coalescer.admit("repo").admission is Admission.LATER
-    assert coalescer.admit("other").admission is Admission.NOW
+    assert any(
+        log["event"] == "task crashed, restarting" and log["task"] == TRAILING_REQUESTS
+        for log in logs
+    )
+    await requests.aclose()
