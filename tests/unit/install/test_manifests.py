@@ -178,6 +178,9 @@ def test_storage_and_scratch_space_are_empty_dirs(installed: list[Manifest]) -> 
     mounts = {m["mountPath"]: m["name"] for m in _container(installed)["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/data"]]
     assert "emptyDir" in volumes[mounts["/tmp"]]
+    # Bounded, so growth of the storage cannot fill the node's disk.
+    assert volumes[mounts["/data"]]["emptyDir"]["sizeLimit"] == "1Gi"
+    assert volumes[mounts["/tmp"]]["emptyDir"]["sizeLimit"] == "256Mi"
     assert _args(installed)["--storage-path"] == "/data"
 
 
