@@ -264,13 +264,6 @@ def _address(state: ProviderState | None) -> str | None:
     return state.sender.config.address
 
 
-def _key_of(obj: Mapping[str, object]) -> Key:
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return "", ""
-    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-
-
 def _name(obj: Object) -> str:
     metadata = obj.get("metadata", {})
     return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
@@ -332,7 +325,7 @@ class AlertDispatcher:
             no_cross_namespace_refs=self.no_cross_namespace_refs,
         )
         for dispatch in dispatches:
-            key = _key_of(dispatch.provider)
+            key = key_of(dispatch.provider)
             state = self.registry.sender(key)
             provider_type = str(dispatch.provider.get("spec", {}).get("type", ""))
             if state is None or state.sender is None:

@@ -38,7 +38,7 @@ from fluxd.controllers.runtime import Reconciler, spec_interval
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object, PatchType
 from fluxd.kube.events import EventRecorder
-from fluxd.kube.informer import Key
+from fluxd.kube.informer import Key, key_of
 from fluxd.kube.resources import SECRET, Resource
 from fluxd.notify import webhook_path
 from fluxd.server.receivers import ReceiverEntry
@@ -104,11 +104,6 @@ def is_ready(obj: Object) -> bool:
     return False
 
 
-def _key(obj: Object) -> Key:
-    metadata = obj.get("metadata", {})
-    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-
-
 class ReceiverIndex:
     """Webhook path → Receiver, for the HTTP handler (a ``ReceiverDirectory``)."""
 
@@ -145,7 +140,7 @@ class ReceiverIndex:
 
     def observe(self, receiver: Object) -> None:
         """A newer copy of an indexed Receiver (suspend toggled, resources edited)."""
-        key = _key(receiver)
+        key = key_of(receiver)
         path = self._path_of.get(key)
         if path is None:
             return
@@ -183,7 +178,7 @@ class ReceiverIndex:
         """
         started = self._clock()
         receivers, _ = await self.kube.list_all(RECEIVER)
-        existing = {_key(receiver) for receiver in receivers}
+        existing = {key_of(receiver) for receiver in receivers}
         by_path: dict[str, ReceiverEntry] = {}
         for receiver in receivers:
             path = str(receiver.get("status", {}).get("webhookPath") or "")
@@ -230,7 +225,7 @@ class ReceiverReconciler(Reconciler):
         try:
             token = await read_token(self.kube, obj)
         except TokenError as error:
-            self.index.drop(_key(obj))
+            self.index.drop(key_of(obj))
             # Flux clears the path and retries with backoff; a Secret change retries at once.
             raise Transient(TOKEN_NOT_FOUND, str(error), status={"webhookPath": None}) from None
         path = webhook_path(

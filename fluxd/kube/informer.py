@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import anyio
 import structlog
@@ -42,9 +43,12 @@ Handler = Callable[[Change, Object, Object | None], Awaitable[None] | None]
 """Called with (change, new-or-deleted object, previous object if any)."""
 
 
-def key_of(obj: Object) -> Key:
-    metadata = obj.get("metadata", {})
-    return str(metadata.get("namespace", "")), str(metadata["name"])
+def key_of(obj: Mapping[str, Any]) -> Key:
+    """(namespace, name) of an object; cluster-scoped objects have an empty namespace."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return "", ""
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
 
 
 @dataclass
