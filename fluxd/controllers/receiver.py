@@ -97,13 +97,6 @@ async def read_token(kube: Kube, receiver: Object) -> str:
     return token
 
 
-def is_ready(obj: Object) -> bool:
-    for condition in obj.get("status", {}).get("conditions") or []:
-        if condition.get("type") == meta.ConditionType.READY:
-            return bool(condition.get("status") == "True")
-    return False
-
-
 class ReceiverIndex:
     """Webhook path → Receiver, for the HTTP handler (a ``ReceiverDirectory``)."""
 
@@ -195,7 +188,7 @@ class ReceiverIndex:
             )
             if expected != path:
                 continue  # the token changed since the path was published
-            by_path[path] = ReceiverEntry(receiver=receiver, token=token, ready=is_ready(receiver))
+            by_path[path] = ReceiverEntry(receiver=receiver, token=token, ready=meta.object_is_ready(receiver))
         path_of = {(entry.namespace, entry.name): path for path, entry in by_path.items()}
         for key, put_at in self._put_at.items():
             if started - put_at >= self.max_age or key not in existing:
