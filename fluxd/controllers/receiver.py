@@ -188,7 +188,9 @@ class ReceiverIndex:
             )
             if expected != path:
                 continue  # the token changed since the path was published
-            by_path[path] = ReceiverEntry(receiver=receiver, token=token, ready=meta.object_is_ready(receiver))
+            by_path[path] = ReceiverEntry(
+                receiver=receiver, token=token, ready=meta.object_is_ready(receiver)
+            )
         path_of = {(entry.namespace, entry.name): path for path, entry in by_path.items()}
         for key, put_at in self._put_at.items():
             if started - put_at >= self.max_age or key not in existing:
