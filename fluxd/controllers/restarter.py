@@ -67,9 +67,8 @@ from fluxd.restarter import (
     WorkloadIndex,
     WorkloadKey,
     WorkloadKind,
-    config_digest,
+    config_digests,
     due_resumes,
-    equivalent_digests,
     needs_restart,
     next_resume,
     parse_label_selector,
@@ -584,11 +583,11 @@ async def wire(
 def _deleted(change: ConfigChange, *, previous: str | None) -> ConfigChange:
     """A deleted object as a change to empty content (how Reloader records a deletion)."""
     empty: Mapping[str, Any] = {"metadata": {"namespace": change.namespace, "name": change.name}}
-    digest = config_digest(change.kind, empty)
+    digest, equivalent = config_digests(change.kind, empty)
     return dataclasses.replace(
         change,
         digest=digest,
-        equivalent=equivalent_digests(change.kind, empty) | {digest},
+        equivalent=equivalent,
         previous=previous if previous is not None else change.digest,
     )
 

@@ -39,6 +39,7 @@ from fluxd.restarter.errors import (
 from fluxd.restarter.hashing import (
     DigestAlgorithm,
     config_digest,
+    config_digests,
     digest_payload,
     equivalent_digests,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "WorkloadKind",
     "WorkloadProfile",
     "config_digest",
+    "config_digests",
     "container_for",
     "decide",
     "digest_payload",

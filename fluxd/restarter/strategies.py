@@ -31,7 +31,7 @@ from typing import Any
 
 from fluxd.restarter.annotations import DEFAULT_ANNOTATIONS, RestarterAnnotations, decide
 from fluxd.restarter.configs import ConfigKey, ConfigKind
-from fluxd.restarter.hashing import DigestAlgorithm, config_digest, equivalent_digests
+from fluxd.restarter.hashing import DigestAlgorithm, config_digests
 from fluxd.restarter.pause import pause_patch, rfc3339
 from fluxd.restarter.workloads import (
     SHAPES,
@@ -112,13 +112,13 @@ class ConfigChange:
             for key in names.config_object_keys()
             if key in all_annotations
         }
-        digest = config_digest(kind, obj, algorithm=algorithm)
+        digest, equivalent = config_digests(kind, obj, algorithm=algorithm)
         return cls(
             namespace=str(metadata.get("namespace", "")),
             kind=kind,
             name=str(metadata.get("name", "")),
             digest=digest,
-            equivalent=equivalent_digests(kind, obj) | {digest},
+            equivalent=equivalent,
             previous=previous,
             annotations=kept,
         )
