@@ -60,6 +60,7 @@ from fluxd.restarter import (
     ConfigKind,
     DigestCache,
     InvalidLabelSelector,
+    PauseSchedule,
     RestartAction,
     RestarterAnnotations,
     RestartPlan,
@@ -68,9 +69,7 @@ from fluxd.restarter import (
     WorkloadKey,
     WorkloadKind,
     config_digests,
-    due_resumes,
     needs_restart,
-    next_resume,
     parse_label_selector,
     plan_restart,
     resume_patch,
@@ -148,6 +147,7 @@ class Restarter:
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
         self._resuming: dict[WorkloadKey, str] = {}
+        self.pauses = PauseSchedule(names=self.names)
         self._batch_ready = anyio.Event()
         self._pause_changed = anyio.Event()
 
@@ -221,17 +221,23 @@ class Restarter:
 
     def _on_workload(self, change: Change, obj: Object, old: Object | None) -> None:
         key = workload_key(obj)
+        pause_changed = False
         if change is Change.DELETED:
             self.index.remove(key)
             self.coalescer.discard(key)
             self._first_seen.pop(key, None)
-            self._resuming.pop(key, None)
+            pause_changed = self._resuming.pop(key, None) is not None
+            pause_changed = self.pauses.forget(key) or pause_changed
         else:
             self.index.upsert(obj)
             version = str(obj.get("metadata", {}).get("resourceVersion", ""))
             if self._resuming.get(key, version) != version:
+                # The resume (or a later write) has arrived: look at this key again.
                 del self._resuming[key]
-        if key.kind is WorkloadKind.DEPLOYMENT:
+                pause_changed = True
+            if key.kind is WorkloadKind.DEPLOYMENT:
+                pause_changed = self.pauses.observe(obj) or pause_changed
+        if pause_changed:
             self._pause_changed.set()
 
     def _config_handler(self, kind: ConfigKind, informer: Informer) -> Handler:
@@ -482,19 +488,11 @@ class Restarter:
         await informer.synced.wait()
         while True:
             self._pause_changed = anyio.Event()
-            deployments = [
-                deployment
-                for deployment in informer.values()
-                if workload_key(deployment) not in self._resuming
-            ]
             now = datetime.now(UTC)
             failed = False
-            for key in due_resumes(deployments, now=now, names=self.names):
+            for key in self.pauses.due(now=now, skip=self._resuming):
                 failed = not await self._resume(key, informer) or failed
-            moment = next_resume(
-                [d for d in deployments if workload_key(d) not in self._resuming],
-                names=self.names,
-            )
+            moment = self.pauses.next_deadline(after=now, skip=self._resuming)
             delay = _PAUSE_RECHECK
             if moment is not None:
                 delay = min(delay, max(0.0, (moment - datetime.now(UTC)).total_seconds()))

@@ -46,9 +46,8 @@ from fluxd.restarter.hashing import (
 from fluxd.restarter.index import ConfigFilter, DigestCache, WorkloadIndex
 from fluxd.restarter.label_selectors import LabelSelector, parse_label_selector
 from fluxd.restarter.pause import (
+    PauseSchedule,
     PauseState,
-    due_resumes,
-    next_resume,
     pause_patch,
     pause_state,
     resume_patch,
@@ -99,6 +98,7 @@ __all__ = [
     "InvalidLabelSelector",
     "LabelSelector",
     "PatchType",
+    "PauseSchedule",
     "PauseState",
     "ReferenceSource",
     "RestartAction",
@@ -118,13 +118,11 @@ __all__ = [
     "container_for",
     "decide",
     "digest_payload",
-    "due_resumes",
     "env_var_name",
     "equivalent_digests",
     "evaluate",
     "job_from_cronjob",
     "needs_restart",
-    "next_resume",
     "parse_label_selector",
     "pause_patch",
     "pause_state",

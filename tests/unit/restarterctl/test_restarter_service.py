@@ -23,11 +23,14 @@ from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder, Recorded
 from fluxd.kube.resources import Resource
+from fluxd.restarter import pause
 from fluxd.settings import Settings
 from tests.unit.restarter.restarter_objects import NAMESPACE, configmap, secret, workload
 
 AUTO = {"reloader.stakater.com/auto": "true"}
 ENV = "STAKATER_REALM_CONFIG_IX_SECRET"
+PAUSE_PERIOD = "deployment.reloader.stakater.com/pause-period"
+PAUSED_AT = "deployment.reloader.stakater.com/paused-at"
 
 Object = dict[str, Any]
 
@@ -342,3 +345,30 @@ async def test_a_pause_period_pauses_in_the_restart_patch(api: FakeApi) -> None:
     [patch] = api.patches("held")
     assert patch["spec"]["paused"] is True
     assert "deployment.reloader.stakater.com/paused-at" in patch["metadata"]["annotations"]
+
+
+async def test_a_deployment_event_looks_at_paused_deployments_only(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many Deployments and none paused, an event costs O(1) pause checks, not O(N)."""
+    for number in range(200):
+        api.put(workload(f"plain-{number}", annotations=AUTO))
+    held = workload("held", annotations={**AUTO, PAUSE_PERIOD: "5m"})
+    api.put(held)
+    looks: list[str] = []
+    real_pause_state = pause.pause_state
+
+    def counting(deployment: Object, **kwargs: Any) -> Any:
+        looks.append(deployment["metadata"]["name"])
+        return real_pause_state(deployment, **kwargs)
+
+    monkeypatch.setattr(pause, "pause_state", counting)
+    async with running(api):
+        looks.clear()
+        # Paused by a restart before this daemon started, period long over: resume it.
+        held["metadata"]["annotations"][PAUSED_AT] = "2020-01-01T00:00:00Z"
+        held["spec"]["paused"] = True
+        await api.emit("MODIFIED", held)
+        await eventually(lambda: api.patches("held"), what="resume")
+    assert api.patches("held")[0]["spec"] == {"paused": False}
+    assert len(looks) <= 2, f"{len(looks)} Deployments looked at for one event"
