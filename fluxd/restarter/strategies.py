@@ -285,8 +285,13 @@ def _plan(
         ]
         body = nest(shape.template_path, {"spec": {"containers": touched}})
     else:
-        # A merge patch replaces lists whole: send every container.
+        # A merge patch replaces lists whole: send every container, and only onto
+        # the version they were read from, so a concurrent change cannot be undone
+        # (the server answers 409 Conflict and the caller reads the workload again).
         body = nest(shape.template_path, {"spec": {"containers": template["spec"]["containers"]}})
+        version = (workload.get("metadata") or {}).get("resourceVersion")
+        if version:
+            body["metadata"] = {"resourceVersion": str(version)}
     patch_type = PatchType.STRATEGIC_MERGE if shape.strategic_merge else PatchType.MERGE
     pause = pause_patch(workload, now=now, names=names) if kind is WorkloadKind.DEPLOYMENT else None
     if pause is not None:
