@@ -139,10 +139,7 @@ class Restarter:
         self.filter = config_filter(settings)
         self.namespaces = settings.watch_namespaces
         self.resync_interval = settings.restarter_resync_interval
-        # One failed restart waits, then twice as long, ... (Flux's retry delays).
-        self.retry_backoff = Backoff(
-            base=settings.min_retry_delay, cap=settings.max_retry_delay, jitter=0.1
-        )
+        self.retry_delays = (settings.min_retry_delay, settings.max_retry_delay)
         # Set once the first run has listed everything (start-up catch-up queued).
         self.ready = anyio.Event()
         self._reset()
@@ -162,6 +159,9 @@ class Restarter:
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
         # Set to cut a restart's wait for its next attempt short (a newer change).
         self._retry_wake: dict[WorkloadKey, anyio.Event] = {}
+        # A failed restart waits, then twice as long, ... (Flux's retry delays).
+        base, cap = self.retry_delays
+        self.retry_backoff = Backoff(base=base, cap=cap, jitter=0.1)
         self._resuming: dict[WorkloadKey, str] = {}
         self.pauses = PauseSchedule(names=self.names)
         self._batch_ready = anyio.Event()
