@@ -110,7 +110,27 @@ SETTINGS: tuple[Setting, ...] = (
         "identical alerts to one provider within this window are sent once",
     ),
     # restarter
-    Setting("restarter", "bool", True, "roll workloads when their Secrets/ConfigMaps change"),
+    Setting(
+        "restarter",
+        "bool",
+        True,
+        "roll workloads when their Secrets/ConfigMaps change (with watch-label-selector set, "
+        "only if restarter-in-shard is too)",
+    ),
+    Setting(
+        "restarter-in-shard",
+        "bool",
+        False,
+        "run the restarter although watch-label-selector is set; give it to one instance only "
+        "(e.g. the '!sharding.fluxcd.io/key' one), the restarter is not sharded",
+    ),
+    Setting(
+        "restarter-resync-interval",
+        "duration",
+        300.0,
+        "how often every workload's recorded digest is compared with its config's and stale "
+        "ones restarted (0 disables)",
+    ),
     Setting(
         "reload-strategy", "str", "env-vars", "how restarts are recorded: env-vars|annotations"
     ),
@@ -177,6 +197,8 @@ class Settings:
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0
     restarter: bool = True
+    restarter_in_shard: bool = False
+    restarter_resync_interval: float = 300.0
     reload_strategy: str = "env-vars"
     reload_on_create: bool = False
     reload_on_delete: bool = False

@@ -10,6 +10,14 @@ Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
   coalesced per workload, and each due batch is planned on a freshly read
   workload and written as one patch (or one Job for a CronJob), a bounded
   number at a time, one at a time per workload;
+* a write that fails (429, 5xx, an admission denial, a conflict) is retried
+  with the daemon's backoff (``min-retry-delay``..``max-retry-delay``) until it
+  is done, or a newer change supersedes it, or it is no longer needed;
+* every ``restarter-resync-interval`` the caches are compared again, and any
+  workload whose record disagrees with its config's digest is restarted;
+* with ``watch-namespaces`` every informer watches those namespaces only; in a
+  shard (``watch-label-selector``) the restarter runs only with
+  ``restarter-in-shard``, so two shards never both restart;
 * start-up catch-up falls out of the first list: every config object seen at
   start is compared with the digest recorded on the workloads that use it, so
   a change made while the daemon was down rolls its workloads once, and a
@@ -58,6 +66,7 @@ from fluxd.restarter import (
     ConfigKind,
     DigestCache,
     InvalidLabelSelector,
+    PauseSchedule,
     RestartAction,
     RestarterAnnotations,
     RestartPlan,
@@ -65,11 +74,8 @@ from fluxd.restarter import (
     WorkloadIndex,
     WorkloadKey,
     WorkloadKind,
-    config_digest,
-    due_resumes,
-    equivalent_digests,
+    config_digests,
     needs_restart,
-    next_resume,
     parse_label_selector,
     plan_restart,
     resume_patch,
@@ -97,9 +103,9 @@ WORKLOAD_RESOURCES: Mapping[WorkloadKind, Resource] = {
 }
 ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
 
-# A write refused for one of these reasons will be refused again: report, do not retry.
-_REFUSED = (kube_errors.Forbidden, kube_errors.Invalid, kube_errors.BadRequest)
-_ATTEMPTS = 4
+# A merge patch onto a workload that changed since it was read is re-read and
+# retried at once this many times in a row before it counts as a failure.
+_CONFLICT_RETRIES = 5
 # Longest sleep of the pause timer between looks (changes wake it earlier).
 _PAUSE_RECHECK = 60.0
 _PAUSE_FAILURE_DELAY = 5.0
@@ -129,6 +135,9 @@ class Restarter:
         self.concurrency = max(1, settings.restart_concurrency)
         self.argo_rollouts = settings.restart_argo_rollouts
         self.filter = config_filter(settings)
+        self.namespaces = settings.watch_namespaces
+        self.resync_interval = settings.restarter_resync_interval
+        self.retry_delays = (settings.min_retry_delay, settings.max_retry_delay)
         # Set once the first run has listed everything (start-up catch-up queued).
         self.ready = anyio.Event()
         self._reset()
@@ -146,7 +155,13 @@ class Restarter:
         self._first_seen: dict[WorkloadKey, float] = {}
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
+        # Set to cut a restart's wait for its next attempt short (a newer change).
+        self._retry_wake: dict[WorkloadKey, anyio.Event] = {}
+        # A failed restart waits, then twice as long, ... (Flux's retry delays).
+        base, cap = self.retry_delays
+        self.retry_backoff = Backoff(base=base, cap=cap, jitter=0.1)
         self._resuming: dict[WorkloadKey, str] = {}
+        self.pauses = PauseSchedule(names=self.names)
         self._batch_ready = anyio.Event()
         self._pause_changed = anyio.Event()
 
@@ -170,6 +185,8 @@ class Restarter:
                 group.start_soon(supervise, f"restarter {informer.name}", informer.run)
             group.start_soon(supervise, "restarter batches", self._run_batches)
             group.start_soon(supervise, "restarter pause timer", self._run_pause_timer)
+            if self.resync_interval > 0:
+                group.start_soon(supervise, "restarter resync", self._run_resync)
             for informer in self.config_informers.values():
                 await informer.synced.wait()
             self.ready.set()
@@ -195,11 +212,18 @@ class Restarter:
         for kind, resource in CONFIG_RESOURCES.items():
             if kind in self.filter.ignored_kinds:
                 continue
-            informer = Informer(self.kube, resource, transform=self._config_transform(kind))
+            informer = Informer(
+                self.kube,
+                resource,
+                namespaces=self.namespaces,
+                transform=self._config_transform(kind),
+            )
             informer.add_handler(self._config_handler(kind, informer))
             self.config_informers[kind] = informer
         for workload_kind, resource in self.workload_resources.items():
-            informer = Informer(self.kube, resource, transform=self._slim_workload)
+            informer = Informer(
+                self.kube, resource, namespaces=self.namespaces, transform=self._slim_workload
+            )
             informer.add_handler(self._on_workload)
             self.workload_informers[workload_kind] = informer
         if self.filter.namespace_selector is not None:
@@ -220,17 +244,27 @@ class Restarter:
 
     def _on_workload(self, change: Change, obj: Object, old: Object | None) -> None:
         key = workload_key(obj)
+        pause_changed = False
         if change is Change.DELETED:
             self.index.remove(key)
             self.coalescer.discard(key)
             self._first_seen.pop(key, None)
-            self._resuming.pop(key, None)
+            pause_changed = self._resuming.pop(key, None) is not None
+            pause_changed = self.pauses.forget(key) or pause_changed
+            wake = self._retry_wake.get(key)
+            if wake is not None:
+                # A restart waiting to retry finds the workload gone at once.
+                wake.set()
         else:
             self.index.upsert(obj)
             version = str(obj.get("metadata", {}).get("resourceVersion", ""))
             if self._resuming.get(key, version) != version:
+                # The resume (or a later write) has arrived: look at this key again.
                 del self._resuming[key]
-        if key.kind is WorkloadKind.DEPLOYMENT:
+                pause_changed = True
+            if key.kind is WorkloadKind.DEPLOYMENT:
+                pause_changed = self.pauses.observe(obj) or pause_changed
+        if pause_changed:
             self._pause_changed.set()
 
     def _config_handler(self, kind: ConfigKind, informer: Informer) -> Handler:
@@ -249,12 +283,7 @@ class Restarter:
             self.digests.forget(key)
         elif observed is not None:
             previous = self.digests.observe(key, observed.digest)
-        admitted = self.filter.admits(
-            key,
-            labels=metadata.get("labels") or {},
-            namespace_labels=self._namespace_labels(key),
-        )
-        if not admitted:
+        if not self._admits(key, metadata):
             if change is Change.MODIFIED:
                 RESTART_SKIPPED.labels(reason="filtered").inc()
             return
@@ -283,6 +312,13 @@ class Restarter:
             RESTART_SKIPPED.labels(reason="no-workload").inc()
         for workload in affected:
             self._enqueue(workload, [observed])
+
+    def _admits(self, key: ConfigKey, metadata: Mapping[str, Any]) -> bool:
+        return self.filter.admits(
+            key,
+            labels=metadata.get("labels") or {},
+            namespace_labels=self._namespace_labels(key),
+        )
 
     def _deleted_without_restart(self, key: ConfigKey, observed: ConfigChange) -> None:
         RESTART_SKIPPED.labels(reason="deleted").inc()
@@ -332,6 +368,9 @@ class Restarter:
                     if batch.key in self._in_flight:
                         # One write at a time per workload; this batch follows the running one.
                         self._parked.setdefault(batch.key, []).extend(batch.items)
+                        wake = self._retry_wake.get(batch.key)
+                        if wake is not None:
+                            wake.set()
                         continue
                     self._in_flight.add(batch.key)
                     group.start_soon(self._restart_guarded, batch, limiter)
@@ -340,65 +379,98 @@ class Restarter:
         self, batch: Batch[WorkloadKey, ConfigChange], limiter: anyio.CapacityLimiter
     ) -> None:
         try:
-            async with limiter:
-                await self._restart(batch.key, batch.items)
+            await self._restart(batch.key, batch.items, limiter)
         except Exception:
             log.exception("restart failed unexpectedly", workload=str(batch.key))
         finally:
             self._in_flight.discard(batch.key)
+            self._retry_wake.pop(batch.key, None)
             parked = self._parked.pop(batch.key, None)
             if parked:
                 self._enqueue(batch.key, parked)
 
-    async def _restart(self, key: WorkloadKey, changes: Sequence[ConfigChange]) -> None:
+    async def _restart(
+        self,
+        key: WorkloadKey,
+        changes: Sequence[ConfigChange],
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        """Restart ``key`` for ``changes``, retrying until it is done or no longer due.
+
+        Every attempt reads the workload and plans on the latest digests, so a
+        newer change of the same object supersedes the pending one, and a change
+        back to what the workload records ends the retries with nothing to do.
+        """
         resource = self.workload_resources[key.kind]
-        backoff = Backoff(base=0.5, cap=5.0)
-        workload: Object | None = None
-        for attempt in range(1, _ATTEMPTS + 1):
+        pending = list(changes)
+        conflicts = 0
+        while True:
+            pending = _merged(pending, self._parked.pop(key, ()))
+            workload: Object | None = None
             try:
-                workload = await self.kube.get_or_none(resource, key.name, namespace=key.namespace)
-                if workload is None:
-                    RESTART_SKIPPED.labels(reason="workload-gone").inc()
-                    self._first_seen.pop(key, None)
-                    return
-                workload.setdefault("apiVersion", resource.api_version)
-                workload.setdefault("kind", resource.kind)
-                plan = plan_restart(
-                    workload,
-                    [self._current(change) for change in changes],
-                    now=datetime.now(UTC),
-                    strategy=self.strategy,
-                    names=self.names,
-                    auto_reload_all=self.auto_reload_all,
-                )
-                if plan is None:
-                    RESTART_SKIPPED.labels(reason="up-to-date").inc()
-                    self._first_seen.pop(key, None)
-                    return
-                written = await self._write(plan, resource)
+                async with limiter:
+                    workload = await self.kube.get_or_none(
+                        resource, key.name, namespace=key.namespace
+                    )
+                    if workload is None:
+                        raise kube_errors.NotFound(f"{key} is gone", status=404)
+                    workload.setdefault("apiVersion", resource.api_version)
+                    workload.setdefault("kind", resource.kind)
+                    plan = plan_restart(
+                        workload,
+                        [self._current(change) for change in pending],
+                        now=datetime.now(UTC),
+                        strategy=self.strategy,
+                        names=self.names,
+                        auto_reload_all=self.auto_reload_all,
+                    )
+                    if plan is None:
+                        RESTART_SKIPPED.labels(reason="up-to-date").inc()
+                        self._done(key)
+                        return
+                    written = await self._write(plan, resource)
             except kube_errors.NotFound:
                 RESTART_SKIPPED.labels(reason="workload-gone").inc()
-                self._first_seen.pop(key, None)
+                self._done(key)
                 return
-            except _REFUSED as error:
-                await self._failed(key, workload, changes, error)
-                return
+            except kube_errors.Conflict as error:
+                conflicts += 1
+                if conflicts <= _CONFLICT_RETRIES:
+                    log.info(
+                        "workload changed while restarting, reading it again",
+                        workload=str(key),
+                        error=str(error),
+                    )
+                    continue
+                failure: kube_errors.KubeError = error
             except kube_errors.KubeError as error:
-                if attempt == _ATTEMPTS:
-                    await self._failed(key, workload, changes, error)
-                    return
-                delay = backoff.next(key)
-                log.warning(
-                    "restart attempt failed, retrying",
-                    workload=str(key),
-                    attempt=attempt,
-                    retry_in=round(delay, 2),
-                    error=str(error),
-                )
-                await anyio.sleep(delay)
-                continue
-            await self._succeeded(key, workload, plan, written)
-            return
+                failure = error
+            else:
+                self.retry_backoff.reset(key)
+                await self._succeeded(key, workload, plan, written)
+                return
+            conflicts = 0
+            delay = self.retry_backoff.next(key)
+            if isinstance(failure, kube_errors.ApiError) and failure.retry_after:
+                delay = max(delay, failure.retry_after)
+            await self._failed(key, workload, pending, failure, retry_in=delay)
+            await self._wait_for_retry(key, delay)
+
+    async def _wait_for_retry(self, key: WorkloadKey, delay: float) -> None:
+        """Sleep ``delay``, or less when a newer change of the workload's config arrives."""
+        wake = anyio.Event()
+        self._retry_wake[key] = wake
+        if self._parked.get(key):
+            wake.set()
+        with anyio.move_on_after(delay):
+            await wake.wait()
+        if wake.is_set():
+            # New content is a new attempt, not one more of the same failure.
+            self.retry_backoff.reset(key)
+
+    def _done(self, key: WorkloadKey) -> None:
+        self.retry_backoff.reset(key)
+        self._first_seen.pop(key, None)
 
     def _current(self, change: ConfigChange) -> ConfigChange:
         """The change with the object's latest digest (it may have moved on while waiting)."""
@@ -456,8 +528,9 @@ class Restarter:
         workload: Object | None,
         changes: Sequence[ConfigChange],
         error: kube_errors.KubeError,
+        *,
+        retry_in: float,
     ) -> None:
-        self._first_seen.pop(key, None)
         RELOADS.labels(success="false").inc()
         message = (
             f"Update for '{key.name}' of type '{key.kind}' in namespace '{key.namespace}' "
@@ -467,12 +540,56 @@ class Restarter:
             "workload restart failed",
             workload=str(key),
             changed=[str(change.key) for change in changes],
+            attempt=self.retry_backoff.failures(key),
+            retry_in=round(retry_in, 2),
             error=str(error),
         )
         regarding = workload or _reference_object(key, self.workload_resources[key.kind])
         await self.recorder.record(
             regarding, type_="Warning", reason=RELOAD_FAILED, message=message, action=EVENT_ACTION
         )
+
+    # -- resync -------------------------------------------------------------------
+
+    async def _run_resync(self) -> None:
+        while True:
+            await anyio.sleep(self.resync_interval)
+            self.resync()
+
+    def resync(self) -> int:
+        """Queue a restart of every workload whose record disagrees with its config's digest.
+
+        The safety net under the event path: whatever left a workload behind (a
+        write that kept failing until leadership moved, a template re-applied
+        with an old record), the next resync finds it from the caches, without
+        an API list. Workloads being restarted are left to their retries.
+        Returns the number of restarts queued.
+        """
+        stale: dict[WorkloadKey, list[ConfigChange]] = {}
+        for informer in self.config_informers.values():
+            for slim in informer.values():
+                observed = config_change_of(slim)
+                if observed is None or not self._admits(observed.key, slim.get("metadata", {})):
+                    continue
+                # First-sight semantics: only a recorded digest that differs counts.
+                observed = dataclasses.replace(observed, previous=None)
+                for workload in self.index.affected(
+                    observed.key, config_annotations=observed.annotations
+                ):
+                    if workload in self._in_flight:
+                        continue
+                    if self._record_differs(workload, observed):
+                        stale.setdefault(workload, []).append(observed)
+        for workload, changes in stale.items():
+            self._enqueue(workload, changes)
+        if stale:
+            log.info(
+                "restarter resync found stale workloads",
+                workloads=sorted(str(workload) for workload in stale),
+            )
+        else:
+            log.debug("restarter resync found nothing stale", workloads=len(self.index))
+        return len(stale)
 
     # -- pause period -------------------------------------------------------------
 
@@ -481,19 +598,11 @@ class Restarter:
         await informer.synced.wait()
         while True:
             self._pause_changed = anyio.Event()
-            deployments = [
-                deployment
-                for deployment in informer.values()
-                if workload_key(deployment) not in self._resuming
-            ]
             now = datetime.now(UTC)
             failed = False
-            for key in due_resumes(deployments, now=now, names=self.names):
+            for key in self.pauses.due(now=now, skip=self._resuming):
                 failed = not await self._resume(key, informer) or failed
-            moment = next_resume(
-                [d for d in deployments if workload_key(d) not in self._resuming],
-                names=self.names,
-            )
+            moment = self.pauses.next_deadline(after=now, skip=self._resuming)
             delay = _PAUSE_RECHECK
             if moment is not None:
                 delay = min(delay, max(0.0, (moment - datetime.now(UTC)).total_seconds()))
@@ -562,6 +671,7 @@ def config_filter(settings: Settings) -> ConfigFilter:
     except InvalidLabelSelector as error:
         raise SettingsError(f"restarter: {error}") from error
     return ConfigFilter(
+        namespaces=frozenset(settings.watch_namespaces) or None,
         ignored_namespaces=frozenset(settings.namespaces_to_ignore),
         namespace_selector=namespace_selector,
         resource_selector=resource_selector,
@@ -569,11 +679,29 @@ def config_filter(settings: Settings) -> ConfigFilter:
     )
 
 
+def runs_restarter(settings: Settings) -> bool:
+    """Whether this instance runs the restarter.
+
+    The restarter is not sharded (Secrets and workloads carry no shard label),
+    so of several shards' leaders only one may run it: an instance with a
+    ``watch-label-selector`` runs it only when ``restarter-in-shard`` says so.
+    """
+    if not settings.restarter:
+        return False
+    return not settings.watch_label_selector or settings.restarter_in_shard
+
+
 async def wire(
     *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
 ) -> None:
-    """Add the restarter as a leader-only service (unless switched off)."""
-    if not settings.restarter:
+    """Add the restarter as a leader-only service (unless switched off or in a shard)."""
+    if not runs_restarter(settings):
+        if settings.restarter:
+            log.info(
+                "restarter not run in a shard (watch-label-selector is set); "
+                "restarter-in-shard runs it here",
+                watch_label_selector=settings.watch_label_selector,
+            )
         return
     restarter = Restarter(kube=kube, recorder=recorder, settings=settings)
     components.services["restarter"] = restarter.run
@@ -582,13 +710,21 @@ async def wire(
 def _deleted(change: ConfigChange, *, previous: str | None) -> ConfigChange:
     """A deleted object as a change to empty content (how Reloader records a deletion)."""
     empty: Mapping[str, Any] = {"metadata": {"namespace": change.namespace, "name": change.name}}
-    digest = config_digest(change.kind, empty)
+    digest, equivalent = config_digests(change.kind, empty)
     return dataclasses.replace(
         change,
         digest=digest,
-        equivalent=equivalent_digests(change.kind, empty) | {digest},
+        equivalent=equivalent,
         previous=previous if previous is not None else change.digest,
     )
+
+
+def _merged(pending: Sequence[ConfigChange], newer: Sequence[ConfigChange]) -> list[ConfigChange]:
+    """``pending`` with ``newer`` changes added; a newer change of one object replaces its older."""
+    by_object = {change.key: change for change in pending}
+    for change in newer:
+        by_object[change.key] = change
+    return list(by_object.values())
 
 
 def _reloaded_message(key: WorkloadKey, changes: Sequence[ConfigChange]) -> str:

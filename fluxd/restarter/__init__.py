@@ -38,15 +38,15 @@ from fluxd.restarter.errors import (
 from fluxd.restarter.hashing import (
     DigestAlgorithm,
     config_digest,
+    config_digests,
     digest_payload,
     equivalent_digests,
 )
 from fluxd.restarter.index import ConfigFilter, DigestCache, WorkloadIndex
 from fluxd.restarter.label_selectors import LabelSelector, parse_label_selector
 from fluxd.restarter.pause import (
+    PauseSchedule,
     PauseState,
-    due_resumes,
-    next_resume,
     pause_patch,
     pause_state,
     resume_patch,
@@ -94,6 +94,7 @@ __all__ = [
     "InvalidLabelSelector",
     "LabelSelector",
     "PatchType",
+    "PauseSchedule",
     "PauseState",
     "ReferenceSource",
     "RestartAction",
@@ -109,16 +110,15 @@ __all__ = [
     "WorkloadKind",
     "WorkloadProfile",
     "config_digest",
+    "config_digests",
     "container_for",
     "decide",
     "digest_payload",
-    "due_resumes",
     "env_var_name",
     "equivalent_digests",
     "evaluate",
     "job_from_cronjob",
     "needs_restart",
-    "next_resume",
     "parse_label_selector",
     "pause_patch",
     "pause_state",

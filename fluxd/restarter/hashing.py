@@ -57,14 +57,33 @@ def config_digest(
     return hashlib.new(algorithm.value, digest_payload(kind, obj)).hexdigest()
 
 
-def equivalent_digests(kind: ConfigKind, obj: Mapping[str, Any]) -> frozenset[str]:
-    """Every value a Reloader release (or fluxd) could have recorded for this content."""
+def config_digests(
+    kind: ConfigKind,
+    obj: Mapping[str, Any],
+    *,
+    algorithm: DigestAlgorithm = DigestAlgorithm.SHA1,
+) -> tuple[str, frozenset[str]]:
+    """The digest to record and every equivalent one, from one pass over the payload.
+
+    Every watched Secret and ConfigMap event needs both; decoding and hashing
+    the data once per algorithm (not once per question) keeps a busy
+    cluster's events cheap.
+    """
     payload = digest_payload(kind, obj)
-    digests = {hashlib.new(algorithm.value, payload).hexdigest() for algorithm in DigestAlgorithm}
+    by_algorithm = {
+        candidate: hashlib.new(candidate.value, payload).hexdigest()
+        for candidate in DigestAlgorithm
+    }
+    equivalent = set(by_algorithm.values())
     if not payload:
         # One Reloader release recorded "" instead of hashing an empty object.
-        digests.add("")
-    return frozenset(digests)
+        equivalent.add("")
+    return by_algorithm[algorithm], frozenset(equivalent)
+
+
+def equivalent_digests(kind: ConfigKind, obj: Mapping[str, Any]) -> frozenset[str]:
+    """Every value a Reloader release (or fluxd) could have recorded for this content."""
+    return config_digests(kind, obj)[1]
 
 
 def _configmap_entries(obj: Mapping[str, Any]) -> list[bytes]:

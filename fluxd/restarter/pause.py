@@ -14,7 +14,7 @@ broken while paused, resumes at once rather than leaving a Deployment stuck.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,30 +113,50 @@ def resume_patch(*, names: RestarterAnnotations = DEFAULT_ANNOTATIONS) -> dict[s
     return {"metadata": {"annotations": {names.paused_at: None}}, "spec": {"paused": False}}
 
 
-def due_resumes(
-    deployments: Iterable[Mapping[str, Any]],
-    *,
-    now: datetime,
-    names: RestarterAnnotations = DEFAULT_ANNOTATIONS,
-) -> list[WorkloadKey]:
-    """Deployments the restarter paused whose pause period is over at ``now``."""
-    due: list[WorkloadKey] = []
-    for deployment in deployments:
-        state = pause_state(deployment, names=names)
-        if state.resume_at is not None and state.resume_at <= now:
-            due.append(workload_key(deployment))
-    return due
+class PauseSchedule:
+    """When each Deployment the restarter paused falls due, kept current event by event.
 
+    Only Deployments paused by the restarter are held, so a Deployment event
+    costs one ``pause_state`` and the timer's look costs the number of paused
+    Deployments, not the number of Deployments in the cluster.
+    """
 
-def next_resume(
-    deployments: Iterable[Mapping[str, Any]],
-    *,
-    names: RestarterAnnotations = DEFAULT_ANNOTATIONS,
-) -> datetime | None:
-    """The earliest moment a paused Deployment falls due, to sleep until then."""
-    moments = [
-        state.resume_at
-        for state in (pause_state(deployment, names=names) for deployment in deployments)
-        if state.resume_at is not None
-    ]
-    return min(moments, default=None)
+    def __init__(self, *, names: RestarterAnnotations = DEFAULT_ANNOTATIONS) -> None:
+        self._names = names
+        self._resume_at: dict[WorkloadKey, datetime] = {}
+
+    def observe(self, deployment: Mapping[str, Any]) -> bool:
+        """Take a Deployment's latest state; True when its resume moment changed."""
+        key = workload_key(deployment)
+        resume_at = pause_state(deployment, names=self._names).resume_at
+        if resume_at is None:
+            return self.forget(key)
+        if self._resume_at.get(key) == resume_at:
+            return False
+        self._resume_at[key] = resume_at
+        return True
+
+    def forget(self, key: WorkloadKey) -> bool:
+        """Drop a Deployment (deleted, or no longer paused by us); True if it was held."""
+        return self._resume_at.pop(key, None) is not None
+
+    def due(self, *, now: datetime, skip: Container[WorkloadKey] = ()) -> list[WorkloadKey]:
+        """Held Deployments whose pause period is over at ``now``, earliest first."""
+        ready = sorted((moment, key) for key, moment in self._resume_at.items() if moment <= now)
+        return [key for _, key in ready if key not in skip]
+
+    def next_deadline(
+        self, *, after: datetime, skip: Container[WorkloadKey] = ()
+    ) -> datetime | None:
+        """The earliest resume moment later than ``after``, to sleep until then."""
+        return min(
+            (
+                moment
+                for key, moment in self._resume_at.items()
+                if moment > after and key not in skip
+            ),
+            default=None,
+        )
+
+    def __len__(self) -> int:
+        return len(self._resume_at)

@@ -31,7 +31,7 @@ from typing import Any
 
 from fluxd.restarter.annotations import DEFAULT_ANNOTATIONS, RestarterAnnotations, decide
 from fluxd.restarter.configs import ConfigKey, ConfigKind
-from fluxd.restarter.hashing import DigestAlgorithm, config_digest, equivalent_digests
+from fluxd.restarter.hashing import DigestAlgorithm, config_digests
 from fluxd.restarter.pause import pause_patch, rfc3339
 from fluxd.restarter.workloads import (
     SHAPES,
@@ -112,13 +112,13 @@ class ConfigChange:
             for key in names.config_object_keys()
             if key in all_annotations
         }
-        digest = config_digest(kind, obj, algorithm=algorithm)
+        digest, equivalent = config_digests(kind, obj, algorithm=algorithm)
         return cls(
             namespace=str(metadata.get("namespace", "")),
             kind=kind,
             name=str(metadata.get("name", "")),
             digest=digest,
-            equivalent=equivalent_digests(kind, obj) | {digest},
+            equivalent=equivalent,
             previous=previous,
             annotations=kept,
         )
@@ -285,8 +285,13 @@ def _plan(
         ]
         body = nest(shape.template_path, {"spec": {"containers": touched}})
     else:
-        # A merge patch replaces lists whole: send every container.
+        # A merge patch replaces lists whole: send every container, and only onto
+        # the version they were read from, so a concurrent change cannot be undone
+        # (the server answers 409 Conflict and the caller reads the workload again).
         body = nest(shape.template_path, {"spec": {"containers": template["spec"]["containers"]}})
+        version = (workload.get("metadata") or {}).get("resourceVersion")
+        if version:
+            body["metadata"] = {"resourceVersion": str(version)}
     patch_type = PatchType.STRATEGIC_MERGE if shape.strategic_merge else PatchType.MERGE
     pause = pause_patch(workload, now=now, names=names) if kind is WorkloadKind.DEPLOYMENT else None
     if pause is not None:

@@ -11,7 +11,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from testenv.api import Api, wait_for
+from testenv.api import Api, ApiError, wait_for
 
 AUTO = "reloader.stakater.com/auto"
 
@@ -215,3 +215,87 @@ def jobs_of(api: Api, namespace: str, cronjob: str) -> list[JSON]:
             for ref in job["metadata"].get("ownerReferences") or ()
         )
     ]
+
+
+VAP = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+VAP_BINDINGS = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+
+
+def deny_deployment_updates(api: Api, namespace: str, name: str) -> str:
+    """A ValidatingAdmissionPolicy refusing every update of one Deployment (403), in force.
+
+    Returns the policy's name for ``allow_deployment_updates``. The API server
+    loads policies asynchronously, so this waits until a dry-run update is refused.
+    """
+    policy = f"freeze-{namespace}-{name}"
+    api.create(
+        VAP,
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["deployments"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": f"object.metadata.name != '{name}'",
+                        "message": f"deployment {name} is frozen",
+                        "reason": "Forbidden",
+                    }
+                ],
+            },
+        },
+    )
+    api.create(
+        VAP_BINDINGS,
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    )
+    wait_for(
+        lambda: not _update_allowed(api, namespace, name),
+        timeout=30,
+        what="admission policy in force",
+    )
+    return policy
+
+
+def allow_deployment_updates(api: Api, policy: str) -> None:
+    """Remove a policy made by ``deny_deployment_updates`` (its binding first)."""
+    api.delete(f"{VAP_BINDINGS}/{policy}")
+    api.delete(f"{VAP}/{policy}")
+
+
+def _update_allowed(api: Api, namespace: str, name: str) -> bool:
+    try:
+        api.request(
+            "PATCH",
+            path("Deployment", namespace, name),
+            {"metadata": {"labels": {"probe": "1"}}},
+            content_type="application/merge-patch+json",
+            query={"dryRun": "All"},
+        )
+    except ApiError as error:
+        if error.status == 403:
+            return False
+        raise
+    return True

@@ -7,6 +7,7 @@ The defaults are the user's scenario: Deployment ``realm-ix`` in namespace
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -133,3 +134,26 @@ def _containers(node: Any) -> list[Mapping[str, Any]]:
     if isinstance(node, list):
         return [c for item in node for c in _containers(item)]
     return []
+
+
+def apply_strategic(target: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Enough of a strategic merge for these patches: maps merge, containers/env by name."""
+    result = copy.deepcopy(target)
+
+    def merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
+        for key, value in patch.items():
+            if key in ("containers", "env") and isinstance(value, list):
+                existing = into.setdefault(key, [])
+                for item in value:
+                    match = next((e for e in existing if e["name"] == item["name"]), None)
+                    if match is None:
+                        existing.append(copy.deepcopy(item))
+                    else:
+                        merge(match, item)
+            elif isinstance(value, dict):
+                merge(into.setdefault(key, {}), value)
+            else:
+                into[key] = value
+
+    merge(result, body)
+    return result

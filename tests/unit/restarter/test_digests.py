@@ -8,6 +8,7 @@ sorted bytewise, joined with ``;``, SHA-1 as lower-case hex.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,9 @@ from fluxd.restarter import (
     InvalidConfigData,
     config_digest,
     equivalent_digests,
+    hashing,
 )
+from fluxd.restarter.slim import config_change_of, slim_config
 from tests.unit.restarter.restarter_objects import configmap, secret
 
 
@@ -112,3 +115,30 @@ def test_bad_base64_names_the_key_not_the_value() -> None:
         config_digest(ConfigKind.SECRET, broken)
     assert "token" in str(raised.value)
     assert "s3cr3t" not in str(raised.value)
+
+
+def test_a_secret_event_decodes_and_hashes_its_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each watched Secret is slimmed on every event: one decode pass, one hash per algorithm."""
+    decodes: list[str] = []
+    hashes: list[str] = []
+    real_decode = hashing._decode
+    real_new = hashlib.new
+
+    def counting_decode(*args: Any, **kwargs: Any) -> bytes:
+        decodes.append(kwargs["key"])
+        return real_decode(*args, **kwargs)
+
+    def counting_new(name: str, *args: Any, **kwargs: Any) -> Any:
+        hashes.append(name)
+        return real_new(name, *args, **kwargs)
+
+    monkeypatch.setattr(hashing, "_decode", counting_decode)
+    monkeypatch.setattr(hashlib, "new", counting_new)
+    slim = slim_config(ConfigKind.SECRET, secret(data={"a": b"1", "b": b"2"}))
+    monkeypatch.undo()
+
+    change = config_change_of(slim)
+    assert change is not None
+    assert change.digest == sha1(b"a=1;b=2")
+    assert sorted(decodes) == ["a", "b"]
+    assert sorted(hashes) == sorted(algorithm.value for algorithm in DigestAlgorithm)

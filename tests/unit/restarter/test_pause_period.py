@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from fluxd.restarter import (
+    PauseSchedule,
     WorkloadKey,
     WorkloadKind,
-    due_resumes,
-    next_resume,
     pause_patch,
     pause_state,
     resume_patch,
@@ -55,13 +54,17 @@ def test_pause_state_round_trip() -> None:
     assert state.resume_at == NOW + timedelta(minutes=5)
     # A new process reading the same object resumes at the same moment.
     key = WorkloadKey("edge", WorkloadKind.DEPLOYMENT, "realm-ix")
-    assert due_resumes([paused], now=NOW + timedelta(minutes=4, seconds=59)) == []
-    assert due_resumes([paused], now=NOW + timedelta(minutes=5)) == [key]
+    schedule = PauseSchedule()
+    assert schedule.observe(paused)
+    assert schedule.due(now=NOW + timedelta(minutes=4, seconds=59)) == []
+    assert schedule.due(now=NOW + timedelta(minutes=5)) == [key]
 
     resumed = apply_merge(paused, resume_patch())
     assert resumed["spec"]["paused"] is False
     assert PAUSED_AT not in resumed["metadata"]["annotations"]
-    assert due_resumes([resumed], now=NOW + timedelta(hours=1)) == []
+    assert schedule.observe(resumed)
+    assert schedule.due(now=NOW + timedelta(hours=1)) == []
+    assert len(schedule) == 0
 
 
 @pytest.mark.parametrize(
@@ -82,7 +85,9 @@ def test_when_to_pause(target: dict[str, Any], expected: str | None) -> None:
 def test_paused_by_someone_else_is_never_resumed() -> None:
     by_user = deployment({PERIOD: "5m"}, paused=True)
     assert not pause_state(by_user).paused_by_restarter
-    assert due_resumes([by_user], now=NOW + timedelta(days=1)) == []
+    schedule = PauseSchedule()
+    assert not schedule.observe(by_user)
+    assert schedule.due(now=NOW + timedelta(days=1)) == []
 
 
 @pytest.mark.parametrize(
@@ -94,14 +99,22 @@ def test_paused_by_someone_else_is_never_resumed() -> None:
 )
 def test_broken_pause_resumes_at_once(annotations: dict[str, str]) -> None:
     stuck = deployment(annotations, paused=True)
-    assert due_resumes([stuck], now=NOW) == [stuck_key()]
+    schedule = PauseSchedule()
+    schedule.observe(stuck)
+    assert schedule.due(now=NOW) == [stuck_key()]
 
 
-def test_next_resume_is_the_earliest() -> None:
+def test_the_next_deadline_is_the_earliest_resume() -> None:
     stamp = "2024-05-01T12:00:00Z"
     later = deployment({PERIOD: "10m", PAUSED_AT: stamp}, name="a", paused=True)
     sooner = deployment({PERIOD: "2m", PAUSED_AT: stamp}, name="b", paused=True)
-    assert next_resume([later, sooner, deployment(name="c")]) == NOW + timedelta(minutes=2)
+    schedule = PauseSchedule()
+    for each in (later, sooner, deployment(name="c")):
+        schedule.observe(each)
+    assert len(schedule) == 2
+    assert schedule.next_deadline(after=NOW) == NOW + timedelta(minutes=2)
+    sooner_key = WorkloadKey("edge", WorkloadKind.DEPLOYMENT, "b")
+    assert schedule.next_deadline(after=NOW, skip={sooner_key}) == NOW + timedelta(minutes=10)
 
 
 def stuck_key() -> WorkloadKey:

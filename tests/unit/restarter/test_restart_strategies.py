@@ -22,6 +22,7 @@ from fluxd.restarter import (
 )
 from tests.unit.restarter.restarter_objects import (
     SECRET_NAME,
+    apply_strategic,
     configmap,
     container,
     env_of,
@@ -39,29 +40,6 @@ def change(content: bytes = b"v2", *, previous: str | None = "seen-before") -> C
     return ConfigChange.from_object(
         ConfigKind.SECRET, secret(data={"realm_ix.toml": content}), previous=previous
     )
-
-
-def apply_strategic(target: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """Enough of a strategic merge for these patches: maps merge, containers/env by name."""
-    result = copy.deepcopy(target)
-
-    def merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
-        for key, value in patch.items():
-            if key in ("containers", "env") and isinstance(value, list):
-                existing = into.setdefault(key, [])
-                for item in value:
-                    match = next((e for e in existing if e["name"] == item["name"]), None)
-                    if match is None:
-                        existing.append(copy.deepcopy(item))
-                    else:
-                        merge(match, item)
-            elif isinstance(value, dict):
-                merge(into.setdefault(key, {}), value)
-            else:
-                into[key] = value
-
-    merge(result, body)
-    return result
 
 
 @pytest.mark.parametrize(
@@ -300,6 +278,13 @@ class TestRollouts:
         names = [c["name"] for c in plan.body["spec"]["template"]["spec"]["containers"]]
         assert names == ["metrics", "realm"]
         assert env_of(plan.body, "realm") == {ENV: new.digest}
+
+    def test_the_whole_list_patch_applies_only_to_the_version_read(self) -> None:
+        target = self.rollout()
+        target["metadata"]["resourceVersion"] = "42"
+        plan = plan_restart(target, [change()], now=NOW)
+        assert plan is not None
+        assert plan.body["metadata"] == {"resourceVersion": "42"}
 
     def test_restart_strategy_sets_restart_at(self) -> None:
         plan = plan_restart(

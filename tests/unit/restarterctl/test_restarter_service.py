@@ -18,16 +18,27 @@ import anyio
 import pytest
 from anyio.streams.memory import MemoryObjectSendStream
 
-from fluxd.controllers.restarter import RELOAD_FAILED, RELOADED, Restarter
+from fluxd.controllers.manager import Components
+from fluxd.controllers.restarter import RELOAD_FAILED, RELOADED, Restarter, wire
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder, Recorded
 from fluxd.kube.resources import Resource
+from fluxd.metrics import REGISTRY
+from fluxd.restarter import pause
 from fluxd.settings import Settings
-from tests.unit.restarter.restarter_objects import NAMESPACE, configmap, secret, workload
+from tests.unit.restarter.restarter_objects import (
+    NAMESPACE,
+    apply_strategic,
+    configmap,
+    secret,
+    workload,
+)
 
 AUTO = {"reloader.stakater.com/auto": "true"}
 ENV = "STAKATER_REALM_CONFIG_IX_SECRET"
+PAUSE_PERIOD = "deployment.reloader.stakater.com/pause-period"
+PAUSED_AT = "deployment.reloader.stakater.com/paused-at"
 
 Object = dict[str, Any]
 
@@ -38,6 +49,7 @@ class Write:
     kind: str
     name: str
     body: Object
+    namespace: str = NAMESPACE
 
 
 class FakeApi:
@@ -45,9 +57,16 @@ class FakeApi:
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[tuple[str, str], Object]] = {}
-        self.streams: dict[str, list[MemoryObjectSendStream[Object]]] = {}
+        self.streams: dict[str, list[tuple[str | None, MemoryObjectSendStream[Object]]]] = {}
         self.writes: list[Write] = []
         self.forbidden: set[str] = set()
+        # Errors the next patches of a workload fail with, in order.
+        self.failing: dict[str, list[kube_errors.KubeError]] = {}
+        # Called before a patch of a workload is looked at (a concurrent writer).
+        self.before_patch: dict[str, Callable[[], None]] = {}
+        self.rejected: list[Write] = []
+        self.lists: list[tuple[str, str | None]] = []
+        self.rollouts = False
         self._version = 1
 
     def put(self, obj: Object) -> None:
@@ -62,16 +81,26 @@ class FakeApi:
         else:
             self.put(obj)
             obj = self.objects[obj["kind"]][_key(obj)]
-        for stream in self.streams.get(obj["kind"], []):
-            await stream.send({"type": change, "object": copy.deepcopy(obj)})
+        for namespace, stream in self.streams.get(obj["kind"], []):
+            if namespace in (None, obj["metadata"].get("namespace")):
+                await stream.send({"type": change, "object": copy.deepcopy(obj)})
 
-    async def list_all(self, resource: Resource, **_: Any) -> tuple[list[Object], str]:
-        items = [copy.deepcopy(o) for o in self.objects.get(resource.kind, {}).values()]
+    async def list_all(
+        self, resource: Resource, *, namespace: str | None = None, **_: Any
+    ) -> tuple[list[Object], str]:
+        self.lists.append((resource.kind, namespace))
+        items = [
+            copy.deepcopy(o)
+            for (object_namespace, _name), o in self.objects.get(resource.kind, {}).items()
+            if namespace in (None, object_namespace)
+        ]
         return items, str(self._version)
 
-    async def watch(self, resource: Resource, **_: Any) -> AsyncIterator[Object]:
+    async def watch(
+        self, resource: Resource, *, namespace: str | None = None, **_: Any
+    ) -> AsyncIterator[Object]:
         send, receive = anyio.create_memory_object_stream[Object](100)
-        self.streams.setdefault(resource.kind, []).append(send)
+        self.streams.setdefault(resource.kind, []).append((namespace, send))
         async with receive:
             async for event in receive:
                 yield event
@@ -83,11 +112,29 @@ class FakeApi:
     async def patch(
         self, resource: Resource, name: str, body: Object, *, namespace: str, **_: Any
     ) -> Object:
+        if name in self.before_patch:
+            self.before_patch.pop(name)()
         if name in self.forbidden:
             raise kube_errors.Forbidden(f"{resource.plural} {name!r} is forbidden", status=403)
-        self.writes.append(Write("patch", resource.kind, name, body))
         current = self.objects[resource.kind][(namespace, name)]
-        return copy.deepcopy(current)
+        failures = self.failing.get(name)
+        if failures:
+            self.rejected.append(Write("patch", resource.kind, name, body))
+            raise failures.pop(0)
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+            self.rejected.append(Write("patch", resource.kind, name, body))
+            raise kube_errors.Conflict(f"{name!r} has been modified", status=409)
+        self.writes.append(Write("patch", resource.kind, name, body, namespace))
+        # Enough of the server's merge for what the restarter sends; watchers see it.
+        change = {key: value for key, value in body.items() if key != "metadata"}
+        change["metadata"] = {
+            key: value
+            for key, value in (body.get("metadata") or {}).items()
+            if key != "resourceVersion"
+        }
+        await self.emit("MODIFIED", apply_strategic(current, change))
+        return copy.deepcopy(self.objects[resource.kind][(namespace, name)])
 
     async def create(self, resource: Resource, body: Object, *, namespace: str) -> Object:
         created = copy.deepcopy(body)
@@ -96,11 +143,13 @@ class FakeApi:
         return created
 
     async def resource_for(self, api_version: str, kind: str) -> Resource:
+        if self.rollouts and kind == "Rollout":
+            return Resource("argoproj.io", "v1alpha1", "Rollout", "rollouts")
         raise kube_errors.NotFound(f"no kind {kind}", status=404)
 
     def close(self) -> None:
         for streams in self.streams.values():
-            for stream in streams:
+            for _namespace, stream in streams:
                 stream.close()
         self.streams.clear()
 
@@ -342,3 +391,203 @@ async def test_a_pause_period_pauses_in_the_restart_patch(api: FakeApi) -> None:
     [patch] = api.patches("held")
     assert patch["spec"]["paused"] is True
     assert "deployment.reloader.stakater.com/paused-at" in patch["metadata"]["annotations"]
+
+
+async def test_a_deployment_event_looks_at_paused_deployments_only(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With many Deployments and none paused, an event costs O(1) pause checks, not O(N)."""
+    for number in range(200):
+        api.put(workload(f"plain-{number}", annotations=AUTO))
+    held = workload("held", annotations={**AUTO, PAUSE_PERIOD: "5m"})
+    api.put(held)
+    looks: list[str] = []
+    real_pause_state = pause.pause_state
+
+    def counting(deployment: Object, **kwargs: Any) -> Any:
+        looks.append(deployment["metadata"]["name"])
+        return real_pause_state(deployment, **kwargs)
+
+    monkeypatch.setattr(pause, "pause_state", counting)
+    async with running(api):
+        looks.clear()
+        # Paused by a restart before this daemon started, period long over: resume it.
+        held["metadata"]["annotations"][PAUSED_AT] = "2020-01-01T00:00:00Z"
+        held["spec"]["paused"] = True
+        await api.emit("MODIFIED", held)
+        await eventually(lambda: api.patches("held"), what="resume")
+    assert api.patches("held")[0]["spec"] == {"paused": False}
+    assert len(looks) < 10, f"{len(looks)} Deployments looked at for one event"
+
+
+# -- retries ---------------------------------------------------------------------------
+
+FAST_RETRIES = {"min_retry_delay": 0.01, "max_retry_delay": 0.05}
+
+
+def skipped(reason: str) -> float:
+    """fluxd_restarter_skipped_total{reason} as /metrics shows it."""
+    return REGISTRY.get_sample_value("fluxd_restarter_skipped_total", {"reason": reason}) or 0.0
+
+
+def denied(name: str) -> kube_errors.KubeError:
+    return kube_errors.Forbidden(
+        f'admission webhook "deny.example.com" denied the request to update {name}', status=403
+    )
+
+
+async def test_a_restart_is_retried_until_the_api_accepts_it(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(workload(annotations=AUTO))
+    api.failing["realm-ix"] = [
+        kube_errors.Throttled("too many requests", status=429),
+        kube_errors.ServerError("etcd leader changed", status=500),
+        kube_errors.Unreachable("connection reset"),
+        kube_errors.Invalid("denied by ValidatingAdmissionPolicy", status=422),
+        *(denied("realm-ix") for _ in range(6)),
+    ]
+    async with running(api, **FAST_RETRIES) as run:
+        await api.emit("MODIFIED", secret(data={"realm_ix.toml": b"v2"}))
+        await eventually(lambda: api.patches("realm-ix"), what="patch accepted")
+        await settle()
+    [patch] = api.patches("realm-ix")
+    assert env_in(patch) == {ENV: sha1_of({"realm_ix.toml": b"v2"})}
+    assert [event.reason for event in run.events] == [RELOAD_FAILED] * 10 + [RELOADED]
+
+
+async def test_a_newer_change_supersedes_the_restart_being_retried(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(workload(annotations=AUTO))
+    api.failing["realm-ix"] = [denied("realm-ix") for _ in range(1000)]
+    async with running(api, **FAST_RETRIES) as run:
+        await api.emit("MODIFIED", secret(data={"realm_ix.toml": b"v2"}))
+        await eventually(lambda: len(api.rejected) >= 3, what="retries")
+        await api.emit("MODIFIED", secret(data={"realm_ix.toml": b"v3"}))
+        retried = len(api.rejected)
+        await eventually(lambda: len(api.rejected) >= retried + 3, what="retries of v3")
+        api.failing["realm-ix"].clear()
+        await eventually(lambda: api.patches("realm-ix"), what="patch accepted")
+        await settle()
+    [patch] = api.patches("realm-ix")
+    assert env_in(patch) == {ENV: sha1_of({"realm_ix.toml": b"v3"})}
+    assert env_in(api.rejected[-1].body) == {ENV: sha1_of({"realm_ix.toml": b"v3"})}
+    assert [e.reason for e in run.events if e.reason == RELOADED] == [RELOADED]
+
+
+async def test_a_change_back_ends_the_retries_with_nothing_written(api: FakeApi) -> None:
+    content = {"realm_ix.toml": b"v1"}
+    api.put(secret(data=content))
+    api.put(stamped("realm-ix", sha1_of(content)))
+    api.failing["realm-ix"] = [denied("realm-ix") for _ in range(1000)]
+    up_to_date = skipped("up-to-date")
+    async with running(api, **FAST_RETRIES):
+        await api.emit("MODIFIED", secret(data={"realm_ix.toml": b"v2"}))
+        await eventually(lambda: len(api.rejected) >= 2, what="retries")
+        await api.emit("MODIFIED", secret(data=content))
+        await eventually(lambda: skipped("up-to-date") > up_to_date, what="retries over")
+        rejected = len(api.rejected)
+        await settle()
+    assert len(api.rejected) == rejected
+    assert api.writes == []
+
+
+# -- resync ----------------------------------------------------------------------------
+
+
+async def test_the_resync_restarts_a_workload_left_with_a_stale_record(api: FakeApi) -> None:
+    content = {"realm_ix.toml": b"current"}
+    api.put(secret(data=content))
+    api.put(stamped("realm-ix", sha1_of(content)))
+    async with running(api, restarter_resync_interval=0.05):
+        # Re-applied from an old manifest: the template records an old digest again.
+        await api.emit("MODIFIED", stamped("realm-ix", sha1_of({"realm_ix.toml": b"old"})))
+        await eventually(lambda: api.patches("realm-ix"), what="resync restart")
+        await settle()
+    [patch] = api.patches("realm-ix")
+    assert env_in(patch) == {ENV: sha1_of(content)}
+
+
+# -- Argo Rollouts ---------------------------------------------------------------------
+
+
+async def test_a_rollout_patch_cannot_undo_a_concurrent_change(api: FakeApi) -> None:
+    api.rollouts = True
+    api.put(secret())
+    rollout = workload(kind="Rollout", api_version="argoproj.io/v1alpha1", annotations=AUTO)
+    api.put(rollout)
+
+    def add_sidecar() -> None:
+        current = copy.deepcopy(api.objects["Rollout"][(NAMESPACE, "realm-ix")])
+        current["spec"]["template"]["spec"]["containers"].append({"name": "sidecar"})
+        api.put(current)
+
+    api.before_patch["realm-ix"] = add_sidecar
+    async with running(api, restart_argo_rollouts=True) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
+        await settle()
+    # The first write was based on the Rollout before the sidecar; the server refused it.
+    [refused] = api.rejected
+    [patch] = api.patches("realm-ix")
+    assert [c["name"] for c in refused.body["spec"]["template"]["spec"]["containers"]] == ["realm"]
+    assert patch["metadata"]["resourceVersion"] != refused.body["metadata"]["resourceVersion"]
+    # A merge patch replaces the list whole: the one accepted keeps the sidecar.
+    names = [c["name"] for c in patch["spec"]["template"]["spec"]["containers"]]
+    assert names == ["realm", "sidecar"]
+    assert [event.reason for event in run.events] == [RELOADED]
+
+
+# -- scope -----------------------------------------------------------------------------
+
+
+async def test_watch_namespaces_limit_what_is_listed_and_restarted(api: FakeApi) -> None:
+    for namespace in (NAMESPACE, "other"):
+        config = secret()
+        config["metadata"]["namespace"] = namespace
+        api.put(config)
+        api.put(workload(namespace=namespace, annotations=AUTO))
+    async with running(api, watch_namespaces=(NAMESPACE, "apps")):
+        for namespace in ("other", NAMESPACE):
+            changed = secret(data={"a": b"2"})
+            changed["metadata"]["namespace"] = namespace
+            await api.emit("MODIFIED", changed)
+        await eventually(lambda: api.writes, what="patch")
+        await settle()
+    assert [(w.namespace, w.name) for w in api.writes] == [(NAMESPACE, "realm-ix")]
+    # One list per watched namespace, none cluster-wide (namespaced RBAC is enough).
+    assert {namespace for _, namespace in api.lists} == {NAMESPACE, "apps"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "runs"),
+    [
+        pytest.param({}, True, id="unsharded"),
+        pytest.param({"restarter": False}, False, id="switched-off"),
+        pytest.param({"watch_label_selector": "sharding.fluxcd.io/key=shard1"}, False, id="shard"),
+        pytest.param(
+            {"watch_label_selector": "!sharding.fluxcd.io/key", "restarter_in_shard": True},
+            True,
+            id="shard-chosen-to-run-it",
+        ),
+        pytest.param(
+            {
+                "watch_label_selector": "!sharding.fluxcd.io/key",
+                "restarter_in_shard": True,
+                "restarter": False,
+            },
+            False,
+            id="chosen-shard-switched-off",
+        ),
+    ],
+)
+async def test_only_one_shard_runs_the_restarter(
+    api: FakeApi, settings: dict[str, Any], runs: bool
+) -> None:
+    components = Components()
+    await wire(
+        kube=cast(Kube, api),
+        recorder=EventRecorder(None),
+        settings=Settings(**settings),
+        components=components,
+    )
+    assert ("restarter" in components.services) is runs
