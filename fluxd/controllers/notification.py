@@ -40,7 +40,6 @@ from fluxd.controllers.receiver import (
     ReceiverIndex,
     ReceiverReconciler,
     ReconcileRequests,
-    secret_text,
 )
 from fluxd.controllers.runtime import Controller
 from fluxd.kube import errors as kube_errors
@@ -48,6 +47,7 @@ from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder, Recorded
 from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.resources import SECRET, Resource
+from fluxd.kube.secrets import secret_texts
 from fluxd.metrics import NOTIFICATION_DURATION, NOTIFICATIONS, QueueMetrics
 from fluxd.notify import (
     COMMIT_STATUS_TYPES,
@@ -159,7 +159,7 @@ class NotificationRegistry:
             secret = await self.kube.get_or_none(SECRET, name, namespace=namespace)
             if secret is None:
                 return ProviderState(obj, None, f"{ref} '{namespace}/{name}' not found")
-            secrets[ref] = _decoded(secret)
+            secrets[ref] = secret_texts(secret)
         try:
             config = ProviderConfig.from_objects(
                 obj,
@@ -249,12 +249,6 @@ class NotificationRegistry:
             reason=reason,
             message=problem,
         )
-
-
-def _decoded(secret: Object) -> dict[str, str]:
-    keys = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
-    values = {key: secret_text(secret, key) for key in keys}
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _address(state: ProviderState | None) -> str | None:

@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +38,7 @@ from fluxd.kube.client import Kube, Object, PatchType
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Key, key_of
 from fluxd.kube.resources import SECRET, Resource
+from fluxd.kube.secrets import secret_text
 from fluxd.notify import webhook_path
 from fluxd.server.receivers import ReceiverEntry
 
@@ -66,20 +65,6 @@ DEFAULT_API_VERSIONS: Final[Mapping[str, str]] = {
 
 class TokenError(Exception):
     """The Receiver's Secret or its ``token`` key is missing; the message names which."""
-
-
-def secret_text(secret: Object, key: str) -> str | None:
-    """The decoded value of ``key`` in a Secret's ``data`` (or ``stringData``), None if absent."""
-    string_data = secret.get("stringData") or {}
-    if key in string_data:
-        return str(string_data[key])
-    raw = (secret.get("data") or {}).get(key)
-    if raw is None:
-        return None
-    try:
-        return base64.b64decode(str(raw), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
 
 
 async def read_token(kube: Kube, receiver: Object) -> str:

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 from fluxd.restarter.configs import ConfigKind
 from fluxd.restarter.errors import InvalidConfigData
 
@@ -96,13 +97,10 @@ def _configmap_entries(obj: Mapping[str, Any]) -> list[bytes]:
 
 
 def _secret_entries(obj: Mapping[str, Any]) -> list[bytes]:
-    values: dict[str, bytes] = {}
-    for key, value in (obj.get("data") or {}).items():
-        values[key] = _decode(ConfigKind.SECRET, obj, key=key, value=value)
-    # The apiserver folds stringData into data on write; objects that have not
-    # been through it yet (a rendered manifest) hash as they will once stored.
-    for key, value in (obj.get("stringData") or {}).items():
-        values[key] = str(value).encode()
+    try:
+        values = secret_bytes(obj)
+    except InvalidSecretData as error:
+        raise _invalid(ConfigKind.SECRET, obj, key=error.key) from None
     return [key.encode() + b"=" + value for key, value in values.items()]
 
 
@@ -110,11 +108,15 @@ def _decode(kind: ConfigKind, obj: Mapping[str, Any], *, key: str, value: object
     try:
         return base64.b64decode(str(value or ""), validate=True)
     except (binascii.Error, ValueError):
-        metadata = obj.get("metadata") or {}
         # "from None": the decoder's own message could quote the value.
-        raise InvalidConfigData(
-            kind=kind.value,
-            namespace=str(metadata.get("namespace", "")),
-            name=str(metadata.get("name", "")),
-            key=key,
-        ) from None
+        raise _invalid(kind, obj, key=key) from None
+
+
+def _invalid(kind: ConfigKind, obj: Mapping[str, Any], *, key: str) -> InvalidConfigData:
+    metadata = obj.get("metadata") or {}
+    return InvalidConfigData(
+        kind=kind.value,
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        key=key,
+    )

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from fluxd.kube import secrets
 from fluxd.restarter import (
     ConfigKind,
     DigestAlgorithm,
     InvalidConfigData,
     config_digest,
     equivalent_digests,
-    hashing,
 )
 from fluxd.restarter.slim import config_change_of, slim_config
 from tests.unit.restarter.restarter_objects import configmap, secret
@@ -121,18 +121,18 @@ def test_a_secret_event_decodes_and_hashes_its_data_once(monkeypatch: pytest.Mon
     """Each watched Secret is slimmed on every event: one decode pass, one hash per algorithm."""
     decodes: list[str] = []
     hashes: list[str] = []
-    real_decode = hashing._decode
+    real_decode = secrets._decode
     real_new = hashlib.new
 
-    def counting_decode(*args: Any, **kwargs: Any) -> bytes:
-        decodes.append(kwargs["key"])
-        return real_decode(*args, **kwargs)
+    def counting_decode(key: str, value: object) -> bytes:
+        decodes.append(key)
+        return real_decode(key, value)
 
     def counting_new(name: str, *args: Any, **kwargs: Any) -> Any:
         hashes.append(name)
         return real_new(name, *args, **kwargs)
 
-    monkeypatch.setattr(hashing, "_decode", counting_decode)
+    monkeypatch.setattr(secrets, "_decode", counting_decode)
     monkeypatch.setattr(hashlib, "new", counting_new)
     slim = slim_config(ConfigKind.SECRET, secret(data={"a": b"1", "b": b"2"}))
     monkeypatch.undo()
