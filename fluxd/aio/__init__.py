@@ -5,7 +5,7 @@ Nothing here knows about Kubernetes objects or Flux; controllers build on it.
 
 from __future__ import annotations
 
-from fluxd.aio.backoff import Backoff
+from fluxd.aio.backoff import Backoff, exponential_delay
 from fluxd.aio.clock import Clock, FakeClock, SystemClock, run_with_timeout
 from fluxd.aio.coalesce import Batch, Coalescer
 from fluxd.aio.errors import AioError, LeaseConflict
@@ -31,6 +31,7 @@ __all__ = [
     "WorkQueue",
     "Worker",
     "cancel_on_stop_signal",
+    "exponential_delay",
     "run_with_timeout",
     "supervise",
     "wait_for_stop_signal",

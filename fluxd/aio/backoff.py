@@ -18,6 +18,15 @@ DEFAULT_CAP = 15 * 60.0
 _MAX_DOUBLINGS = 64
 
 
+def exponential_delay(failures: int, *, base: float, cap: float) -> float:
+    """The delay after ``failures`` consecutive failures: ``base``, doubling, at most ``cap``.
+
+    The one backoff formula of fluxd; ``Backoff`` keeps the count per key.
+    """
+    doublings = min(max(failures - 1, 0), _MAX_DOUBLINGS)
+    return min(cap, base * 2.0**doublings)
+
+
 class Backoff:
     """Delays that double with each consecutive failure of a key, bounded by ``cap``.
 
@@ -50,8 +59,7 @@ class Backoff:
         """Record one more failure of ``key`` and return how long it should wait."""
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        doublings = min(failures - 1, _MAX_DOUBLINGS)
-        delay = min(self.cap, self.base * 2.0**doublings)
+        delay = exponential_delay(failures, base=self.base, cap=self.cap)
         if self.jitter:
             delay *= self._rng.uniform(1 - self.jitter, 1 + self.jitter)
         return min(delay, self.cap)

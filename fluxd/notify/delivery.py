@@ -28,6 +28,7 @@ from typing import Final
 
 import structlog
 
+from fluxd.aio import exponential_delay
 from fluxd.notify.errors import DeliveryError, ProviderConfigError
 from fluxd.notify.event import Event
 from fluxd.notify.providers.base import Provider, RateLimit
@@ -65,15 +66,14 @@ DeliveryObserver = Callable[[DeliveryRecord], None]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``max_attempts`` sends at most, waiting ``initial_delay * factor**n`` (capped) between."""
+    """``max_attempts`` sends at most, waiting ``initial_delay``, doubling, capped, between."""
 
     max_attempts: int = 5
     initial_delay: float = 1.0
     max_delay: float = 30.0
-    factor: float = 2.0
 
     def delay(self, *, failed_attempts: int) -> float:
-        return float(min(self.max_delay, self.initial_delay * self.factor ** (failed_attempts - 1)))
+        return exponential_delay(failed_attempts, base=self.initial_delay, cap=self.max_delay)
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ def test_the_public_surface_is_pinned() -> None:
         "WorkQueue",
         "Worker",
         "cancel_on_stop_signal",
+        "exponential_delay",
         "run_with_timeout",
         "supervise",
         "wait_for_stop_signal",
