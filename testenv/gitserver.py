@@ -69,9 +69,15 @@ class TLSBundle:
     server_key: bytes
 
 
-def generate_tls_bundle(*, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TLSBundle:
-    """Generate a throwaway CA and a server certificate valid for ``hosts``."""
-    ca = make_ca("fluxd test git CA")
+def generate_tls_bundle(
+    *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), ca_name: str = "fluxd test git CA"
+) -> TLSBundle:
+    """Generate a throwaway CA and a server certificate valid for ``hosts``.
+
+    Two CAs trusted by one process need distinct names: OpenSSL looks an
+    issuer up by name and these CAs carry no key identifiers.
+    """
+    ca = make_ca(ca_name)
     server_cert, server_key = issue(ca=ca, common_name=hosts[0], hosts=hosts)
     return TLSBundle(
         ca_cert=ca[0].public_bytes(serialization.Encoding.PEM),
@@ -216,7 +222,8 @@ class GitServer:
     Use as a context manager (sync or async) or call :meth:`start` / :meth:`stop`.
     Basic auth is on when ``username`` is set (wrong credentials get 401); a
     ``bearer_token`` is accepted as an alternative. ``tls=True`` serves HTTPS with
-    a certificate from a generated CA, available as :attr:`ca_cert`.
+    a certificate from a generated CA (or from ``tls_bundle``), available as
+    :attr:`ca_cert`.
     """
 
     def __init__(
@@ -227,6 +234,7 @@ class GitServer:
         password: str | None = None,
         bearer_token: str | None = None,
         tls: bool = False,
+        tls_bundle: TLSBundle | None = None,
         default_branch: str = "main",
     ) -> None:
         self._own_root = root is None
@@ -235,7 +243,9 @@ class GitServer:
         self.password = password
         self.bearer_token = bearer_token
         self.default_branch = default_branch
-        self.tls_bundle = generate_tls_bundle() if tls else None
+        if tls and tls_bundle is None:
+            tls_bundle = generate_tls_bundle()
+        self.tls_bundle = tls_bundle
         self.requests: list[str] = []
         self._httpd: _GitHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -45,7 +45,6 @@ from fluxd.source import (
     GitAuth,
     GitRef,
     GitWorkers,
-    IgnoreRules,
     InvalidSource,
     ProxySettings,
     SourceError,
@@ -250,14 +249,13 @@ class GitRepositoryReconciler(Reconciler):
                         to_path=str(include.get("toPath") or include["repository"]["name"]),
                     )
                 )
-            rules = IgnoreRules.load(checkout_dir, spec_ignore=ignore)
             stored = await self.storage.store(
                 namespace=namespace,
                 name=name,
                 revision=resolved.revision,
                 commit=resolved.commit,
                 source_dir=checkout_dir,
-                rules=rules,
+                ignore=ignore,
             )
             return dict(stored)
         finally:

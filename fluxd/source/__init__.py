@@ -9,7 +9,7 @@ back. Typical use, one poll::
     resolved = await resolve(url, GitRef.from_spec(spec.get("ref")), auth, workers=workers, ...)
     if resolved.revision != current_revision:
         resolved = await checkout(url, resolved, auth, workdir, ...)
-        artifact = await storage.store(..., rules=IgnoreRules.load(workdir, ...))
+        artifact = await storage.store(..., source_dir=workdir, ignore=spec.get("ignore"))
 """
 
 from __future__ import annotations
