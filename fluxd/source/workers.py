@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import queue
 import threading
 from collections.abc import Callable
 from typing import TypeVar, cast
@@ -37,29 +38,36 @@ class WorkerBusy(Exception):
 
 
 class GitWorkers:
-    """Run blocking callables in at most ``capacity`` threads, one at a time per key."""
+    """Run blocking callables in at most ``capacity`` threads, one at a time per key.
+
+    Threads are started on demand and then kept, waiting for the next job:
+    starting a thread per operation cost more than the rest of an unchanged
+    poll's local work.
+    """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("git workers need a capacity of at least one thread")
         self.capacity = capacity
         self._running: set[str] = set()
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # Threads started, and jobs queued or running; both only ever under _lock.
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._pending = 0
         # Created on first use: the semaphore must belong to the running loop.
         self._slots: asyncio.Semaphore | None = None
 
     @property
     def running(self) -> int:
-        """Threads that have started and not yet finished (abandoned ones included)."""
+        """Operations that have started and not yet finished (abandoned ones included)."""
         return len(self._running)
-
-    def busy(self, key: str) -> bool:
-        return key in self._running
 
     async def run(self, work: Callable[[], _T], *, key: str) -> _T:
         """Run ``work`` in a worker thread and return its result.
 
         Waits for a free slot first. If the caller is cancelled (a timeout),
-        the thread keeps its slot and its key until ``work`` returns.
+        the operation keeps its slot and its key until ``work`` returns.
         """
         if key in self._running:
             raise WorkerBusy(key)
@@ -85,24 +93,33 @@ class GitWorkers:
             else:
                 outcome.set_result(cast(_T, result))
 
-        def thread_main() -> None:
+        def job() -> None:
             result: _T | None = None
             error: BaseException | None = None
             try:
                 result = work()
             except BaseException as caught:
                 error = caught
+            with self._lock:
+                self._pending -= 1
             # RuntimeError: the loop is closed, the process is stopping.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(finish, result, error)
 
-        thread = threading.Thread(
-            target=thread_main, name=f"fluxd-git-{next(_thread_names)}", daemon=True
-        )
-        try:
-            thread.start()
-        except BaseException:
-            self._running.discard(key)
-            slots.release()
-            raise
+        # Jobs in flight never outnumber the slots, so at most `capacity` threads
+        # are started: a job finds an idle thread, or one that is just returning.
+        with self._lock:
+            self._pending += 1
+            start = self._pending > self._threads
+            if start:
+                self._threads += 1
+        self._jobs.put(job)
+        if start:
+            threading.Thread(
+                target=self._serve, name=f"fluxd-git-{next(_thread_names)}", daemon=True
+            ).start()
         return await outcome
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
