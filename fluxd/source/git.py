@@ -34,12 +34,14 @@ identity are handled:
 
 Unsupported by libgit2 and reported as a stalled error rather than ignored:
 client certificates (``tls.crt``/``tls.key``), SOCKS5 proxies, and proxies for
-SSH remotes. Bearer tokens are sent as an ``Authorization`` header.
+SSH remotes. Bearer tokens, and basic credentials for http(s) remotes, are sent
+as an ``Authorization`` header with every request, so a poll is one request.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import collections
 import dataclasses
 import hashlib
@@ -485,8 +487,10 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._check_deadline()
         self._attempts += 1
         where = redact_url(self._url)
-        if self._attempts > 1:
-            # libgit2 asks again only when the server refused what we gave.
+        if self._attempts > 1 or (
+            allowed_types & CredentialType.USERPASS_PLAINTEXT and self._basic_up_front()
+        ):
+            # libgit2 asks (again) only when the server refused what we gave.
             raise AuthenticationFailed(
                 f"authentication to '{where}' failed: the server refused the credentials",
                 url=self._url,
@@ -530,9 +534,17 @@ class _Callbacks(pygit2.RemoteCallbacks):
             url=self._url,
         )
 
+    def _basic_up_front(self) -> bool:
+        return self._auth.username is not None and url_scheme(self._url) in ("http", "https")
+
     def custom_headers(self) -> list[str] | None:
         if self._auth.bearer_token is not None:
             return [f"Authorization: Bearer {self._auth.bearer_token}"]
+        if self._basic_up_front():
+            # Sent with the first request, as git does once it knows the
+            # credentials: libgit2 would first take a 401, then ask again.
+            pair = f"{self._auth.username}:{self._auth.password or ''}".encode()
+            return [f"Authorization: Basic {base64.b64encode(pair).decode()}"]
         return None
 
     def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:

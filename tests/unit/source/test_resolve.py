@@ -162,6 +162,15 @@ class TestAuthentication:
         assert wrong not in str(caught.value)
         assert PASSWORD not in str(caught.value)
 
+    async def test_a_poll_with_basic_auth_is_one_request(
+        self, git_server: GitServer, repo: str, basic_auth: GitAuth, workers: GitWorkers
+    ) -> None:
+        git_server.commit(repo, {"a": "1"})
+        seen = len(git_server.requests)
+        await _resolve(git_server, repo, GitRef(branch="main"), basic_auth, workers)
+        # The credentials go with the first request: no 401 and retry.
+        assert git_server.requests[seen:] == [f"GET /{repo}/info/refs?service=git-upload-pack"]
+
     async def test_missing_credentials_are_reported(
         self, git_server: GitServer, repo: str, workers: GitWorkers
     ) -> None:
