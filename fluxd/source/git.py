@@ -80,8 +80,9 @@ __all__ = ["GitRef", "Resolved", "checkout", "resolve"]
 RefKind = Literal["commit", "name", "semver", "tag", "branch"]
 _T = TypeVar("_T")
 
-# After the deadline, callbacks abort the transfer; if libgit2 is stuck where no
-# callback runs (a silent TCP peer), the awaiting task stops waiting this much later.
+# libgit2's read timeout and the callbacks end an operation at about its
+# deadline; should libgit2 be stuck anyway, the awaiting task stops waiting this
+# much later (the thread keeps its worker slot until it returns).
 _ABANDON_GRACE = 5.0
 
 
@@ -317,14 +318,11 @@ class _SSHGateTimeout(Exception):
     """Other SSH handshakes held the known_hosts gate until this operation's deadline."""
 
 
-class _SSHHandshakeExpired(Exception):
-    """The handshake outlived its lease on the gate; its host key check cannot be trusted."""
-
-
 # How long one SSH handshake may keep the known_hosts gate from handshakes that
 # need another known_hosts. A healthy server has shown its host key within a
 # second; after this, a waiting handshake takes the gate over and the slow one
-# is refused at its host key check.
+# is refused at its host key check, since it cannot tell which file libgit2
+# read (libgit2 reads known_hosts once the TCP connection is up).
 _SSH_HANDSHAKE_LEASE = 10.0
 
 
@@ -365,8 +363,8 @@ class _SSHGate:
 
     Handshakes needing the same ``known_hosts`` share the gate. One needing
     another waits until the holders are done or their lease has run out; it
-    then revokes them, so a revoked holder's host key check (which may have
-    read the new file) is refused instead of trusted.
+    then revokes them. A revoked holder may have connected after the file was
+    replaced, so its host key check is refused instead of trusted.
     """
 
     _condition = threading.Condition()

@@ -6,7 +6,10 @@ not leave a thread behind each time, and must not hold up other sources.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import anyio
@@ -134,3 +137,86 @@ async def test_stuck_ssh_handshake_does_not_hold_up_other_ssh_sources(
             )
         assert resolved.revision == f"main@sha1:{sha}"
         group.cancel_scope.cancel()
+
+
+class _SlowRelay:
+    """Forwards TCP connections to ``port`` after holding them silent for ``delay`` seconds."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.target, self.delay = port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        time.sleep(self.delay)
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        with client, upstream:
+            back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+            back.start()
+            pump(client, upstream)
+            back.join()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+async def test_a_handshake_that_lost_the_gate_is_refused(
+    git_server: GitServer,
+    ssh_server: SSHServer,
+    repo: str,
+    workers: GitWorkers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(git_module, "_SSH_HANDSHAKE_LEASE", 0.3)
+    git_server.commit(repo, {"app.yaml": "kind: ConfigMap\n"})
+    path = git_server.repo_path(repo)
+    relay = _SlowRelay(ssh_server.port, delay=1.5)
+    slow_auth = _ssh_auth(ssh_server.identity, relay_known_hosts(ssh_server, relay))
+    other_auth = _ssh_auth(ssh_server.identity, ssh_server.known_hosts)
+    slow_url = ssh_server.url(path).replace(f":{ssh_server.port}/", f":{relay.port}/")
+    outcome: list[BaseException] = []
+
+    async def poll_slow() -> None:
+        try:
+            await resolve(slow_url, GitRef(branch="main"), slow_auth, timeout=20, workers=workers)
+        except GitOperationFailed as error:
+            outcome.append(error)
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(poll_slow)
+            await _eventually(lambda: relay.accepted == 1, "the slow handshake started")
+            await resolve(
+                ssh_server.url(path), GitRef(branch="main"), other_auth, timeout=20, workers=workers
+            )
+    finally:
+        relay.close()
+    # Its known_hosts is right, but once the gate was taken over fluxd cannot
+    # tell which file libgit2 read: refused, never trusted.
+    assert len(outcome) == 1, "the handshake that lost the gate must not be accepted"
+    assert isinstance(outcome[0], GitTimeout)
+    assert "took longer than 0.3s" in str(outcome[0])
+
+
+def relay_known_hosts(server: SSHServer, relay: _SlowRelay) -> str:
+    key_type, key = server.host_public_key.split()[:2]
+    return f"[127.0.0.1]:{relay.port} {key_type} {key}\n"
