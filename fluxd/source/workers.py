@@ -4,9 +4,9 @@ libgit2 blocks in C, so a git operation cannot be interrupted: when the caller
 gives up on it (a timeout), the thread goes on until libgit2 returns. A plain
 thread pool with a capacity limiter forgets such a thread as soon as its
 caller is cancelled, so every poll of a silent server started one more thread
-that stayed stuck. Here a slot is held by the thread itself and released only
-when its work really ends, so at most ``capacity`` git threads exist whatever
-the callers do; and a key (one source) whose previous operation is still
+that stayed stuck. Here an operation holds its slot until its work really
+ends, whether or not anyone still waits for it, so at most ``capacity`` git
+threads exist whatever the callers do; and a key (one source) whose previous operation is still
 running is refused at once instead of stacking a second thread behind it.
 
 Threads are daemons: a thread stuck in a network call must not hold up the
@@ -41,8 +41,8 @@ class GitWorkers:
     """Run blocking callables in at most ``capacity`` threads, one at a time per key.
 
     Threads are started on demand and then kept, waiting for the next job:
-    starting a thread per operation cost more than the rest of an unchanged
-    poll's local work.
+    starting one costs a few hundred microseconds, several times a hand-off
+    to a waiting thread.
     """
 
     def __init__(self, capacity: int) -> None:

@@ -109,8 +109,7 @@ def test_silent_ssh_host_fails_alone_and_does_not_grow_threads(
             "secretRef": {"name": "ssh"},
         },
     )
-    _polled(blackhole, 3)
-    threads_early = _threads(daemon)
+    _polled(blackhole, 1)
 
     git_repository(
         api,
@@ -146,6 +145,8 @@ def test_silent_ssh_host_fails_alone_and_does_not_grow_threads(
     assert f"127.0.0.1:{blackhole.port}" in message
     assert "timed out" in message
 
-    _polled(blackhole, 12)
-    # Each poll of the silent host used to leave a thread stuck behind it.
-    assert _threads(daemon) <= threads_early + GIT_CONCURRENCY
+    polls, threads = blackhole.accepted, _threads(daemon)
+    _polled(blackhole, polls + 10)
+    # Each poll of the silent host used to leave a thread stuck behind it (+10
+    # here); the slack is for executor threads the runtime starts on demand.
+    assert _threads(daemon) <= threads + 3
