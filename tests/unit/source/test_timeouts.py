@@ -56,16 +56,16 @@ async def _eventually(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out waiting until {what}")
 
 
-async def test_silent_ssh_server_times_out_and_frees_its_thread(
-    blackhole: Blackhole, deploy_key: str, workers: GitWorkers
+@pytest.mark.parametrize("scheme", ["ssh", "http"])
+async def test_silent_server_times_out_and_frees_its_thread(
+    scheme: str, blackhole: Blackhole, deploy_key: str, workers: GitWorkers
 ) -> None:
     before = threading.active_count()
-    url = blackhole.url("ssh")
+    url = blackhole.url(scheme)
+    auth = _blackhole_auth(blackhole, deploy_key) if scheme == "ssh" else GitAuth()
     for _ in range(3):
         with anyio.fail_after(20), pytest.raises(GitTimeout) as caught:
-            await resolve(
-                url, GitRef(), _blackhole_auth(blackhole, deploy_key), timeout=1, workers=workers
-            )
+            await resolve(url, GitRef(), auth, timeout=1, workers=workers)
         assert f"127.0.0.1:{blackhole.port}" in caught.value.message
         assert "timed out" in caught.value.message
         assert caught.value.reason == "GitOperationFailed"
