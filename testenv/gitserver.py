@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from testenv.certs import issue, make_ca
 
 __all__ = [
+    "Blackhole",
     "FileContent",
     "GitServer",
     "Symlink",
@@ -68,9 +69,15 @@ class TLSBundle:
     server_key: bytes
 
 
-def generate_tls_bundle(*, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TLSBundle:
-    """Generate a throwaway CA and a server certificate valid for ``hosts``."""
-    ca = make_ca("fluxd test git CA")
+def generate_tls_bundle(
+    *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), ca_name: str = "fluxd test git CA"
+) -> TLSBundle:
+    """Generate a throwaway CA and a server certificate valid for ``hosts``.
+
+    Two CAs trusted by one process need distinct names: OpenSSL looks an
+    issuer up by name and these CAs carry no key identifiers.
+    """
+    ca = make_ca(ca_name)
     server_cert, server_key = issue(ca=ca, common_name=hosts[0], hosts=hosts)
     return TLSBundle(
         ca_cert=ca[0].public_bytes(serialization.Encoding.PEM),
@@ -215,7 +222,8 @@ class GitServer:
     Use as a context manager (sync or async) or call :meth:`start` / :meth:`stop`.
     Basic auth is on when ``username`` is set (wrong credentials get 401); a
     ``bearer_token`` is accepted as an alternative. ``tls=True`` serves HTTPS with
-    a certificate from a generated CA, available as :attr:`ca_cert`.
+    a certificate from a generated CA (or from ``tls_bundle``), available as
+    :attr:`ca_cert`.
     """
 
     def __init__(
@@ -226,6 +234,7 @@ class GitServer:
         password: str | None = None,
         bearer_token: str | None = None,
         tls: bool = False,
+        tls_bundle: TLSBundle | None = None,
         default_branch: str = "main",
     ) -> None:
         self._own_root = root is None
@@ -234,7 +243,9 @@ class GitServer:
         self.password = password
         self.bearer_token = bearer_token
         self.default_branch = default_branch
-        self.tls_bundle = generate_tls_bundle() if tls else None
+        if tls and tls_bundle is None:
+            tls_bundle = generate_tls_bundle()
+        self.tls_bundle = tls_bundle
         self.requests: list[str] = []
         self._httpd: _GitHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -411,3 +422,86 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class Blackhole:
+    """A TCP listener on 127.0.0.1 that accepts connections and never sends a byte.
+
+    It stands in for a Git host that hangs after the TCP handshake (a stuck
+    server, a firewall that swallows packets): clients connect, then wait for
+    a greeting that never comes. Stopping it closes every connection, so a
+    client still waiting on one gets an error and returns.
+    """
+
+    def __init__(self) -> None:
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def start(self) -> Self:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        # accept() is not woken by close() from another thread: poll the stop flag.
+        listener.settimeout(0.2)
+        self._listener = listener
+        self._thread = threading.Thread(
+            target=self._accept, name="fluxd-test-blackhole", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._connections.append(connection)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError("blackhole is not running")
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted so far."""
+        with self._lock:
+            return len(self._connections)
+
+    def url(self, scheme: str = "ssh", repo: str = "team/repo.git") -> str:
+        """A clone URL of ``repo`` on the blackhole (``ssh://git@...`` or ``http://...``)."""
+        user = "git@" if scheme == "ssh" else ""
+        return f"{scheme}://{user}127.0.0.1:{self.port}/{repo}"

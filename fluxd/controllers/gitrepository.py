@@ -44,7 +44,7 @@ from fluxd.source import (
     ArtifactPathRefused,
     GitAuth,
     GitRef,
-    IgnoreRules,
+    GitWorkers,
     InvalidSource,
     ProxySettings,
     SourceError,
@@ -80,7 +80,7 @@ class GitRepositoryReconciler(Reconciler):
         self.kube = kube
         self.storage = storage
         self.settings = settings
-        self.limiter = anyio.CapacityLimiter(settings.git_concurrency)
+        self.workers = GitWorkers(settings.git_concurrency)
         self.workdir = storage.root / ".work"
         # (namespace, included name) -> repositories that include it
         self.includers: dict[Key, set[Key]] = {}
@@ -166,7 +166,13 @@ class GitRepositoryReconciler(Reconciler):
                 proxy = ProxySettings.from_secret(data, secret_name=proxy_ref)
             ref = GitRef.from_spec(spec.get("ref"))
             resolved = await resolve(
-                url, ref, auth, timeout=timeout, limiter=self.limiter, proxy=proxy
+                url,
+                ref,
+                auth,
+                timeout=timeout,
+                workers=self.workers,
+                key=f"{namespace}/{name}",
+                proxy=proxy,
             )
             includes = await self._included_artifacts(namespace, spec)
             included: list[dict[str, Any]] = [dict(artifact) for _, artifact in includes]
@@ -228,7 +234,8 @@ class GitRepositoryReconciler(Reconciler):
                 auth,
                 checkout_dir,
                 timeout=timeout,
-                limiter=self.limiter,
+                workers=self.workers,
+                key=f"{namespace}/{name}",
                 recurse_submodules=submodules,
                 proxy=proxy,
             )
@@ -242,14 +249,13 @@ class GitRepositoryReconciler(Reconciler):
                         to_path=str(include.get("toPath") or include["repository"]["name"]),
                     )
                 )
-            rules = IgnoreRules.load(checkout_dir, spec_ignore=ignore)
             stored = await self.storage.store(
                 namespace=namespace,
                 name=name,
                 revision=resolved.revision,
                 commit=resolved.commit,
                 source_dir=checkout_dir,
-                rules=rules,
+                ignore=ignore,
             )
             return dict(stored)
         finally:

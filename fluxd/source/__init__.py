@@ -5,10 +5,11 @@ and its Secrets, passes plain values in, and writes the status from what comes
 back. Typical use, one poll::
 
     auth = GitAuth.from_secret(secret_data, url=url, secret_name=name)
-    resolved = await resolve(url, GitRef.from_spec(spec.get("ref")), auth, ...)
+    workers = GitWorkers(capacity)  # one per process: it bounds the git threads
+    resolved = await resolve(url, GitRef.from_spec(spec.get("ref")), auth, workers=workers, ...)
     if resolved.revision != current_revision:
         resolved = await checkout(url, resolved, auth, workdir, ...)
-        artifact = await storage.store(..., rules=IgnoreRules.load(workdir, ...))
+        artifact = await storage.store(..., source_dir=workdir, ignore=spec.get("ignore"))
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fluxd.source.errors import (
 from fluxd.source.git import GitRef, Resolved, checkout, resolve
 from fluxd.source.ignore import IgnoreRules
 from fluxd.source.storage import DEFAULT_RETENTION, Storage, resolve_safe
+from fluxd.source.workers import GitWorkers
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -37,6 +39,7 @@ __all__ = [
     "GitOperationFailed",
     "GitRef",
     "GitTimeout",
+    "GitWorkers",
     "IgnoreRules",
     "InvalidSource",
     "PackedArchive",

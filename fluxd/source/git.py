@@ -6,32 +6,46 @@ without fetching anything, so an unchanged repository costs one round trip;
 only when that revision is new does the caller run :func:`checkout`, a shallow
 fetch (depth 1) into a fresh directory that is moved into place atomically.
 
-libgit2 blocks, so every operation runs in a worker thread under the caller's
-capacity limiter, and honours a timeout: callbacks abort a transfer past its
-deadline, and the awaiting task gives up shortly after in any case.
+libgit2 blocks, so every operation runs in a thread of the caller's
+:class:`~fluxd.source.workers.GitWorkers`, which never holds more threads
+than its capacity, even when operations are abandoned, and refuses a source
+whose previous operation is still stuck. Every operation honours its timeout
+three ways: libgit2's own connect and read timeouts end a silent connection,
+callbacks abort a transfer past its deadline, and the awaiting task gives up
+shortly after in any case.
 
-Two libgit2 settings are process-wide, which shapes how server identity is
-checked:
+Three libgit2 settings are process-wide, which shapes how timeouts and server
+identity are handled:
 
+* The connect and read timeouts are copied into each new connection, so
+  fluxd sets them to the longest timeout of the operations in flight: no
+  operation gets less time than its own ``spec.timeout``.
 * SSH host keys are checked by libgit2 against ``$HOME/.ssh/known_hosts``,
   where HOME is libgit2's own home directory. fluxd points it at a private
   directory and writes the GitRepository's ``known_hosts`` there for the
-  duration of each SSH handshake, holding a lock from before the connection
-  until the host key has been checked. A mismatch is refused.
+  duration of each SSH handshake, holding a gate from before the connection
+  until the host key has been checked. Handshakes with the same
+  ``known_hosts`` share the gate. A handshake holds it for a short lease
+  only: one with a silent server cannot keep the others out, it is revoked
+  and refused at its host key check. A mismatch is refused.
 * Extra CAs for HTTPS (``ca.crt``) are added to libgit2's single OpenSSL trust
   store, which only grows: a CA given for one GitRepository is then trusted
   for every HTTPS remote of this process, on top of the system CAs.
 
 Unsupported by libgit2 and reported as a stalled error rather than ignored:
 client certificates (``tls.crt``/``tls.key``), SOCKS5 proxies, and proxies for
-SSH remotes. Bearer tokens are sent as an ``Authorization`` header.
+SSH remotes. Bearer tokens, and basic credentials for http(s) remotes, are sent
+as an ``Authorization`` header with every request, so a poll is one request.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
+import collections
 import dataclasses
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -45,7 +59,6 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import anyio
-import anyio.to_thread
 import pygit2
 from pygit2.enums import CheckoutStrategy, CredentialType
 
@@ -60,14 +73,16 @@ from fluxd.source.errors import (
     redact_url,
 )
 from fluxd.source.semver_range import SemverRange, highest_match
+from fluxd.source.workers import GitWorkers, WorkerBusy
 
 __all__ = ["GitRef", "Resolved", "checkout", "resolve"]
 
 RefKind = Literal["commit", "name", "semver", "tag", "branch"]
 _T = TypeVar("_T")
 
-# After the deadline, callbacks abort the transfer; if libgit2 is stuck where no
-# callback runs (a silent TCP peer), the awaiting task stops waiting this much later.
+# libgit2's read timeout and the callbacks end an operation at about its
+# deadline; should libgit2 be stuck anyway, the awaiting task stops waiting this
+# much later (the thread keeps its worker slot until it returns).
 _ABANDON_GRACE = 5.0
 
 
@@ -154,13 +169,18 @@ async def resolve(
     auth: GitAuth,
     *,
     timeout: float,
-    limiter: anyio.CapacityLimiter,
+    workers: GitWorkers,
+    key: str | None = None,
     proxy: ProxySettings | None = None,
 ) -> Resolved:
-    """Resolve ``ref`` to a commit with one remote ref listing; fetch nothing."""
+    """Resolve ``ref`` to a commit with one remote ref listing; fetch nothing.
+
+    ``key`` names the source (default: the URL); while an earlier operation
+    of the same key is still stuck in its thread, this one is refused.
+    """
     remote = _Remote.prepare(url, auth, proxy=proxy, timeout=timeout)
     _validate_ref(ref, url)
-    heads = await _off_loop(remote.list_refs, timeout=timeout, limiter=limiter, url=url)
+    heads = await _off_loop(remote.list_refs, timeout=timeout, workers=workers, key=key, url=url)
     return _pick(ref, heads, url)
 
 
@@ -171,7 +191,8 @@ async def checkout(
     dest: Path,
     *,
     timeout: float,
-    limiter: anyio.CapacityLimiter,
+    workers: GitWorkers,
+    key: str | None = None,
     recurse_submodules: bool = False,
     proxy: ProxySettings | None = None,
 ) -> Resolved:
@@ -187,15 +208,21 @@ async def checkout(
     def work() -> Resolved:
         return remote.checkout(resolved, dest, recurse_submodules=recurse_submodules)
 
-    return await _off_loop(work, timeout=timeout, limiter=limiter, url=url)
+    return await _off_loop(work, timeout=timeout, workers=workers, key=key, url=url)
 
 
 async def _off_loop(
-    work: Callable[[], _T], *, timeout: float, limiter: anyio.CapacityLimiter, url: str
+    work: Callable[[], _T], *, timeout: float, workers: GitWorkers, key: str | None, url: str
 ) -> _T:
     try:
         with anyio.fail_after(timeout + _ABANDON_GRACE):
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
+            return await workers.run(work, key=key or url)
+    except WorkerBusy:
+        raise GitOperationFailed(
+            f"git operation on '{redact_url(url)}' not started: the previous one is still "
+            "running (the server is not answering)",
+            url=url,
+        ) from None
     except TimeoutError:
         raise GitTimeout(
             f"git operation on '{redact_url(url)}' timed out after {timeout:g}s", url=url
@@ -287,12 +314,23 @@ def _pick(ref: GitRef, heads: dict[str, str], url: str) -> Resolved:
 # libgit2 plumbing, all of it run in worker threads.
 
 
+class _SSHGateTimeout(Exception):
+    """Other SSH handshakes held the known_hosts gate until this operation's deadline."""
+
+
+# How long one SSH handshake may keep the known_hosts gate from handshakes that
+# need another known_hosts. A healthy server has shown its host key within a
+# second; after this, a waiting handshake takes the gate over and the slow one
+# is refused at its host key check, since it cannot tell which file libgit2
+# read (libgit2 reads known_hosts once the TCP connection is up).
+_SSH_HANDSHAKE_LEASE = 10.0
+
+
 class _Libgit2Home:
     """libgit2's process-wide home directory, whose .ssh/known_hosts checks SSH host keys."""
 
     _lock = threading.Lock()
     _home: Path | None = None
-    _ssh_gate = threading.Lock()
     _trusted_cas: set[str] = set()
 
     @classmethod
@@ -319,25 +357,99 @@ class _Libgit2Home:
             pygit2.settings.set_ssl_cert_locations(str(path), None)
             cls._trusted_cas.add(digest)
 
+
+class _SSHGate:
+    """Who may have libgit2's known_hosts file in place, from connect to host key check.
+
+    Handshakes needing the same ``known_hosts`` share the gate. One needing
+    another waits until the holders are done or their lease has run out; it
+    then revokes them. A revoked holder may have connected after the file was
+    replaced, so its host key check is refused instead of trusted.
+    """
+
+    _condition = threading.Condition()
+    _known_hosts: str | None = None
+    #: Holders: ticket -> monotonic time their lease ends.
+    _holders: dict[int, float] = {}
+    _tickets = itertools.count()
+
     @classmethod
     @contextmanager
-    def known_hosts(cls, known_hosts: str) -> Iterator[Callable[[], None]]:
-        """Hold the SSH gate with ``known_hosts`` in place; yield the early release."""
-        home = cls.ensure()
-        cls._ssh_gate.acquire()
-        released = False
+    def held(cls, known_hosts: str, *, deadline: float) -> Iterator[Callable[[], bool]]:
+        """Hold the gate with ``known_hosts`` in place; yield the release.
 
-        def release() -> None:
+        The release returns False if the hold was revoked before it. Raises
+        _SSHGateTimeout if the gate is not free by ``deadline`` (monotonic).
+        """
+        home = _Libgit2Home.ensure()
+        with cls._condition:
+            while cls._holders and cls._known_hosts != known_hosts:
+                now = time.monotonic()
+                lease_end = max(cls._holders.values())
+                if now >= lease_end:
+                    cls._holders.clear()  # revoked: their release will say so
+                    break
+                if now >= deadline:
+                    raise _SSHGateTimeout
+                cls._condition.wait(min(lease_end, deadline) - now)
+            if not cls._holders:
+                (home / ".ssh" / "known_hosts").write_text(known_hosts)
+                cls._known_hosts = known_hosts
+            ticket = next(cls._tickets)
+            cls._holders[ticket] = time.monotonic() + _SSH_HANDSHAKE_LEASE
+        released: bool | None = None
+
+        def release() -> bool:
             nonlocal released
-            if not released:
-                released = True
-                cls._ssh_gate.release()
+            if released is None:
+                with cls._condition:
+                    released = cls._holders.pop(ticket, None) is not None
+                    cls._condition.notify_all()
+            return released
 
         try:
-            (home / ".ssh" / "known_hosts").write_text(known_hosts)
             yield release
         finally:
             release()
+
+
+class _Libgit2Timeouts:
+    """libgit2's connect and read timeouts, process-wide, copied into each new connection.
+
+    While operations are in flight the options hold the longest of their
+    timeouts, so a connection opened by any of them waits at least as long as
+    its own operation allows, and a silent server ends the connection (and
+    frees the thread) instead of holding it forever.
+    """
+
+    _lock = threading.Lock()
+    _in_flight: collections.Counter[int] = collections.Counter()
+    _applied: int | None = None
+
+    @classmethod
+    @contextmanager
+    def at_least(cls, timeout: float) -> Iterator[None]:
+        millis = max(1, round(timeout * 1000))
+        with cls._lock:
+            cls._in_flight[millis] += 1
+            cls._apply()
+        try:
+            yield
+        finally:
+            with cls._lock:
+                cls._in_flight[millis] -= 1
+                if cls._in_flight[millis] == 0:
+                    del cls._in_flight[millis]
+                if cls._in_flight:
+                    cls._apply()
+
+    @classmethod
+    def _apply(cls) -> None:
+        longest = max(cls._in_flight)
+        if longest != cls._applied:
+            pygit2.settings.server_connect_timeout = longest
+            pygit2.settings.server_timeout = longest
+            cls._applied = longest
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
@@ -350,7 +462,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
         auth: GitAuth,
         deadline: float,
         timeout: float,
-        after_host_check: Callable[[], None],
+        after_host_check: Callable[[], bool],
     ) -> None:
         super().__init__()
         self._url = url
@@ -373,8 +485,10 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._check_deadline()
         self._attempts += 1
         where = redact_url(self._url)
-        if self._attempts > 1:
-            # libgit2 asks again only when the server refused what we gave.
+        if self._attempts > 1 or (
+            allowed_types & CredentialType.USERPASS_PLAINTEXT and self._basic_up_front()
+        ):
+            # libgit2 asks (again) only when the server refused what we gave.
             raise AuthenticationFailed(
                 f"authentication to '{where}' failed: the server refused the credentials",
                 url=self._url,
@@ -396,7 +510,13 @@ class _Callbacks(pygit2.RemoteCallbacks):
         )
 
     def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
-        self._after_host_check()
+        if not self._after_host_check():
+            # Another known_hosts may have been in place when libgit2 checked the key.
+            raise GitTimeout(
+                f"SSH handshake with '{redact_url(self._url)}' took longer than "
+                f"{_SSH_HANDSHAKE_LEASE:g}s before the server showed its host key",
+                url=self._url,
+            )
         if valid:
             return True
         where = redact_url(self._url)
@@ -412,9 +532,17 @@ class _Callbacks(pygit2.RemoteCallbacks):
             url=self._url,
         )
 
+    def _basic_up_front(self) -> bool:
+        return self._auth.username is not None and url_scheme(self._url) in ("http", "https")
+
     def custom_headers(self) -> list[str] | None:
         if self._auth.bearer_token is not None:
             return [f"Authorization: Bearer {self._auth.bearer_token}"]
+        if self._basic_up_front():
+            # Sent with the first request, as git does once it knows the
+            # credentials: libgit2 would first take a 401, then ask again.
+            pair = f"{self._auth.username}:{self._auth.password or ''}".encode()
+            return [f"Authorization: Basic {base64.b64encode(pair).decode()}"]
         return None
 
     def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
@@ -422,23 +550,6 @@ class _Callbacks(pygit2.RemoteCallbacks):
 
     def sideband_progress(self, string: str) -> None:
         self._check_deadline()
-
-
-_scratch = threading.local()
-
-
-def _scratch_repository() -> pygit2.Repository:
-    """An empty bare repository to hang anonymous remotes on, one per worker thread.
-
-    Listing refs needs a repository but never writes to it; making a fresh one
-    for every poll cost more CPU than the network exchange itself.
-    """
-    repo: pygit2.Repository | None = getattr(_scratch, "repository", None)
-    if repo is None:
-        directory = tempfile.mkdtemp(prefix="fluxd-ls-remote-")
-        repo = pygit2.init_repository(directory, bare=True)
-        _scratch.repository = repo
-    return repo
 
 
 @dataclass(frozen=True)
@@ -484,23 +595,31 @@ class _Remote:
                     reason="InvalidProxySecret",
                 )
             proxy_url = proxy.transport_url()
-        if auth.ca_cert is not None:
-            _Libgit2Home.trust_ca(auth.ca_cert)
         return cls(url=url, auth=auth, proxy_url=proxy_url, timeout=timeout)
 
     @contextmanager
     def _session(self) -> Iterator[_Callbacks]:
         """Callbacks for one connection, with the SSH known_hosts gate when needed."""
         _Libgit2Home.ensure()
+        if self.auth.ca_cert is not None:
+            _Libgit2Home.trust_ca(self.auth.ca_cert)
         deadline = time.monotonic() + self.timeout
-        if url_scheme(self.url) == "ssh":
+        with _Libgit2Timeouts.at_least(self.timeout):
+            if url_scheme(self.url) != "ssh":
+                yield self._callbacks(deadline, lambda: True)
+                return
             assert self.auth.known_hosts is not None
-            with _Libgit2Home.known_hosts(self.auth.known_hosts) as release:
-                yield self._callbacks(deadline, release)
-        else:
-            yield self._callbacks(deadline, lambda: None)
+            try:
+                with _SSHGate.held(self.auth.known_hosts, deadline=deadline) as release:
+                    yield self._callbacks(deadline, release)
+            except _SSHGateTimeout:
+                raise GitTimeout(
+                    f"git operation on '{redact_url(self.url)}' timed out after "
+                    f"{self.timeout:g}s waiting for other SSH handshakes to finish",
+                    url=self.url,
+                ) from None
 
-    def _callbacks(self, deadline: float, release: Callable[[], None]) -> _Callbacks:
+    def _callbacks(self, deadline: float, release: Callable[[], bool]) -> _Callbacks:
         return _Callbacks(
             url=self.url,
             auth=self.auth,
@@ -511,7 +630,9 @@ class _Remote:
 
     def list_refs(self) -> dict[str, str]:
         """``git ls-remote``: every advertised ref name to its object id."""
-        remote = _scratch_repository().remotes.create_anonymous(self.url)
+        # Listing needs a repository to hang the remote on but never touches it:
+        # an in-memory one has no files to leak and costs microseconds.
+        remote = pygit2.Repository().remotes.create_anonymous(self.url)
         with self._session() as callbacks, self._translated("list remote refs of"):
             heads = remote.list_heads(callbacks=callbacks, proxy=self.proxy_url)
         return {head.name: str(head.oid) for head in heads if head.name and head.name != "HEAD"}
@@ -586,6 +707,11 @@ class _Remote:
         detail = _scrub(detail, self.auth, self.url)
         where = redact_url(self.url)
         lowered = detail.lower()
+        if "timed out" in lowered:
+            return GitTimeout(
+                f"unable to {action} '{where}': timed out after {self.timeout:g}s ({detail})",
+                url=self.url,
+            )
         if "401" in lowered or "403" in lowered or "authentication" in lowered:
             return AuthenticationFailed(
                 f"unable to {action} '{where}': authentication failed: {detail}", url=self.url

@@ -98,9 +98,14 @@ class Storage:
         revision: str,
         commit: str,
         source_dir: Path,
-        rules: IgnoreRules,
+        ignore: str | None = None,
     ) -> Artifact:
-        """Pack ``source_dir`` as the artifact for ``revision``, then collect old ones."""
+        """Pack ``source_dir`` as the artifact for ``revision``, then collect old ones.
+
+        ``ignore`` is ``spec.ignore``; the ``.sourceignore`` files are read
+        from ``source_dir``. All of it (walking the tree for ignore files,
+        packing, deleting old artifacts) runs in a worker thread.
+        """
         return await anyio.to_thread.run_sync(
             lambda: self.store_sync(
                 kind=kind,
@@ -109,7 +114,7 @@ class Storage:
                 revision=revision,
                 commit=commit,
                 source_dir=source_dir,
-                rules=rules,
+                ignore=ignore,
             )
         )
 
@@ -122,9 +127,10 @@ class Storage:
         revision: str,
         commit: str,
         source_dir: Path,
-        rules: IgnoreRules,
+        ignore: str | None = None,
     ) -> Artifact:
         """Blocking form of :meth:`store`, for callers already in a worker thread."""
+        rules = IgnoreRules.load(source_dir, spec_ignore=ignore)
         relpath = self.artifact_path(
             kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
         )

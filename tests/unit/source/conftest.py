@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-import anyio
 import pytest
 
-from fluxd.source import GitAuth
+from fluxd.source import GitAuth, GitWorkers
 from testenv.gitserver import GitServer
 from testenv.sshd import SSHServer
 
@@ -46,5 +45,5 @@ def basic_auth(git_server: GitServer) -> GitAuth:
 
 
 @pytest.fixture
-async def limiter() -> anyio.CapacityLimiter:
-    return anyio.CapacityLimiter(2)
+async def workers() -> GitWorkers:
+    return GitWorkers(2)

@@ -14,6 +14,7 @@ def test_public_surface_is_pinned() -> None:
         "GitOperationFailed",
         "GitRef",
         "GitTimeout",
+        "GitWorkers",
         "IgnoreRules",
         "InvalidSource",
         "PackedArchive",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxd.source import ArtifactPathRefused, IgnoreRules, Storage, resolve_safe
+from fluxd.source import ArtifactPathRefused, Storage, resolve_safe
 
 COMMIT = "132f4e719209eb10b9485302f8593fc0e680f4fc"
 
@@ -26,7 +26,6 @@ async def _store(storage: Storage, source: Path, commit: str) -> dict[str, objec
         revision=f"master@sha1:{commit}",
         commit=commit,
         source_dir=source,
-        rules=IgnoreRules.load(source),
     )
     return dict(artifact)
 
