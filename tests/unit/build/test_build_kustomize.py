@@ -470,3 +470,40 @@ async def test_engine_timeout_kills_the_engines_children(tree: Tree, tmp_path: P
     else:
         os.kill(pid, 9)
         pytest.fail(f"the engine's child {pid} outlived the timeout")
+
+
+async def test_cancelling_a_build_kills_the_engines_children(tree: Tree, tmp_path: Path) -> None:
+    child_pid = tmp_path / "child.pid"
+    engine = tmp_path / "forking-kubectl"
+    engine.write_text(
+        f"#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {child_pid}.tmp\n"
+        f"mv {child_pid}.tmp {child_pid}\nwait\n"
+    )
+    engine.chmod(0o755)
+    root = app_tree(tree)
+    building = asyncio.create_task(
+        build(
+            artifact_root=root,
+            path="apps/realm",
+            options=BuildOptions(),
+            settings=BuildSettings(engine_binary=str(engine), timeout_seconds=300),
+        )
+    )
+    # The engine announces its child by renaming the pid file into place.
+    for _ in range(200):
+        if child_pid.exists():
+            break
+        await asyncio.sleep(0.05)
+    pid = int(child_pid.read_text())
+
+    building.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await building
+
+    for _ in range(200):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"the engine's child {pid} outlived the cancelled build")
