@@ -12,11 +12,12 @@ help:
 	@echo "make testenv   build (or reuse) etcd, kube-apiserver, ... from Go modules"
 	@echo "make crds      regenerate manifests/crds from the Python API types"
 
-# Runtime dependencies are pinned by constraints.txt (the versions the image installs).
-$(BIN)/.installed: pyproject.toml constraints.txt
+# Runtime dependencies are pinned by constraints.txt (the versions the image installs),
+# test and lint tools by constraints-test.txt (never read by the image).
+$(BIN)/.installed: pyproject.toml constraints.txt constraints-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-test.txt -e '.[test]'
 	touch $@
 
 venv: $(BIN)/.installed

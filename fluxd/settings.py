@@ -160,6 +160,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log-level", "str", "info", "debug|info|warning|error"),
     Setting("log-format", "str", "json", "json|console"),
     Setting("shutdown-grace", "duration", 30.0, "how long in-flight work may finish on SIGTERM"),
+    Setting(
+        "debug-slow-callback",
+        "duration",
+        0.0,
+        "log each event-loop callback running longer than this (asyncio debug mode); 0 is off",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -218,6 +224,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     shutdown_grace: float = 30.0
+    debug_slow_callback: float = 0.0
 
     @property
     def effective_lease_name(self) -> str:

@@ -3,7 +3,8 @@
 One entry point, :func:`build`: copy the artifact, generate or edit the
 kustomization with the spec's options, run the official kustomize engine,
 substitute ``postBuild`` variables and stamp ``commonMetadata``. Results are
-cached by a digest of their inputs when a :class:`BuildCache` is given. No
+cached by a digest of their inputs when a :class:`BuildCache` is given, except
+builds that use remote bases (see :mod:`fluxd.build.cache`). No
 Kubernetes I/O happens here: ``substituteFrom`` data is fetched by the caller
 and merged with :func:`collect_variables`.
 """
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fluxd.build.cache import BuildCache, build_key, tree_digest
+from fluxd.build.cache import BuildCache, Built, build_key, tree_digest
 from fluxd.build.engine import run_engine
 from fluxd.build.errors import (
     BuildError,
@@ -40,7 +41,7 @@ from fluxd.build.options import (
     PatchTarget,
     SubstituteReference,
 )
-from fluxd.build.remote import refuse_remote_bases
+from fluxd.build.remote import refuse_remote_bases, uses_remote_bases
 from fluxd.build.substitute import (
     collect_variables,
     decode_secret_data,
@@ -96,7 +97,7 @@ async def build(
     """
     effective = dict(options.substitute) if variables is None else dict(variables)
 
-    async def produce() -> list[dict[str, Any]]:
+    async def produce() -> Built:
         return await _build_uncached(
             artifact_root=artifact_root,
             path=path,
@@ -106,7 +107,7 @@ async def build(
         )
 
     if cache is None:
-        return await produce()
+        return (await produce()).objects
     digest = artifact_digest
     if digest is None:
         digest = await asyncio.to_thread(tree_digest, artifact_root)
@@ -127,8 +128,8 @@ async def _build_uncached(
     options: BuildOptions,
     variables: Mapping[str, str],
     settings: BuildSettings,
-) -> list[dict[str, Any]]:
-    workspace = await asyncio.to_thread(
+) -> Built:
+    workspace, remote = await asyncio.to_thread(
         _prepare, artifact_root=artifact_root, path=path, options=options, settings=settings
     )
     try:
@@ -137,24 +138,29 @@ async def _build_uncached(
         )
     finally:
         await asyncio.to_thread(workspace.cleanup)
-    return await asyncio.to_thread(
+    objects = await asyncio.to_thread(
         _finish, output=output, options=options, variables=variables, settings=settings
     )
+    return Built(objects=objects, cacheable=not remote)
 
 
 def _prepare(
     *, artifact_root: Path, path: str, options: BuildOptions, settings: BuildSettings
-) -> Workspace:
+) -> tuple[Workspace, bool]:
+    """The private workspace, and whether its build uses remote bases."""
     workspace = prepare_workspace(artifact_root=artifact_root, path=path)
     try:
         kustomization_file = ensure_kustomization(workspace)
         apply_spec(kustomization_file=kustomization_file, options=options, workspace=workspace)
         if not settings.allow_remote_bases:
             refuse_remote_bases(directory=workspace.directory, workspace=workspace.root)
+            remote = False
+        else:
+            remote = uses_remote_bases(directory=workspace.directory, workspace=workspace.root)
     except BaseException:
         workspace.cleanup()
         raise
-    return workspace
+    return workspace, remote
 
 
 def _finish(

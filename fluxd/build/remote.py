@@ -4,12 +4,14 @@ Kustomize fetches a ``resources`` entry such as
 ``https://github.com/stakater/Reloader/deployments/kubernetes?ref=v1.0.10`` with
 ``git clone``. Flux's ``--no-remote-bases`` forbids that; fluxd checks every
 kustomization reachable from the build path before the engine runs, so the user
-gets one clear message naming the file and the entry.
+gets one clear message naming the file and the entry. The same walk tells the
+build cache that a result depends on the network and must not be reused.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,11 @@ def find_kustomization_file(directory: Path) -> Path | None:
     return None
 
 
-def refuse_remote_bases(*, directory: Path, workspace: Path) -> None:
-    """Raise if any kustomization reachable from ``directory`` references a remote base."""
+def remote_references(*, directory: Path, workspace: Path) -> Iterator[tuple[str, str]]:
+    """``(kustomization file, entry)`` for each remote base reachable from ``directory``.
+
+    The file is relative to ``workspace``; local bases and components are followed.
+    """
     pending = [directory.resolve()]
     seen: set[Path] = set()
     while pending:
@@ -77,14 +82,25 @@ def refuse_remote_bases(*, directory: Path, workspace: Path) -> None:
             continue
         for entry in _references(kustomization, workspace=workspace):
             if is_remote_reference(entry):
-                relative = kustomization.relative_to(workspace.resolve()).as_posix()
-                raise RemoteBaseRefusedError(
-                    f"remote bases are disabled: '{relative}' references '{entry}'",
-                    path=relative,
-                )
+                yield kustomization.relative_to(workspace.resolve()).as_posix(), entry
+                continue
             target = (current / entry).resolve()
             if target.is_dir():
                 pending.append(target)
+
+
+def refuse_remote_bases(*, directory: Path, workspace: Path) -> None:
+    """Raise if any kustomization reachable from ``directory`` references a remote base."""
+    for relative, entry in remote_references(directory=directory, workspace=workspace):
+        raise RemoteBaseRefusedError(
+            f"remote bases are disabled: '{relative}' references '{entry}'",
+            path=relative,
+        )
+
+
+def uses_remote_bases(*, directory: Path, workspace: Path) -> bool:
+    """Whether building ``directory`` fetches anything from the network."""
+    return next(remote_references(directory=directory, workspace=workspace), None) is not None
 
 
 def _references(kustomization: Path, *, workspace: Path) -> list[str]:

@@ -54,8 +54,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     daemon = Daemon(settings, assemble=assemble)
+
+    async def run() -> int:
+        if settings.debug_slow_callback > 0:
+            from fluxd.aio.loopwatch import watch_slow_callbacks
+
+            watch_slow_callbacks(threshold=settings.debug_slow_callback)
+        return await daemon.run()
+
     try:
-        return anyio.run(daemon.run)
+        return anyio.run(run)
     except ConfigError as error:
         print(f"fluxd: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ list/watch stream per namespace, all feeding one store. Objects pass through a
 reconciler needs (the restarter keeps digests, not Secret data); with
 ``metadata_only`` the API server sends only each object's metadata
 (``PartialObjectMetadata``), so data never crosses the wire. Handlers hear
-every change, and ``synced`` is set once every stream has listed.
+every change, and ``synced`` is set once every stream has listed. A list of
+thousands of objects is transformed and announced in slices, giving the event
+loop back between them so webhooks, probes and other watches are not starved.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ log = structlog.get_logger("fluxd.kube.informer")
 
 Key = tuple[str, str]
 """(namespace, name); namespace is "" for cluster-scoped objects."""
+
+# Objects handled between two yields to the loop while a list is processed.
+_LIST_SLICE = 200
 
 
 class Change(StrEnum):
@@ -169,18 +174,25 @@ class Informer:
             label_selector=self.label_selector,
             **self._read_options(),
         )
-        fresh: dict[Key, Object] = {key_of(item): self._slim(item) for item in items}
+        fresh: dict[Key, Object] = {}
+        for index, item in enumerate(items, 1):
+            fresh[key_of(item)] = self._slim(item)
+            if index % _LIST_SLICE == 0:
+                await asyncio.sleep(0)
+        # The store changes in one step, after every transform is done.
         previous = {k: v for k, v in self.store.items() if self._in_scope(k, namespace)}
         for key in previous:
             del self.store[key]
         self.store.update(fresh)
         # Tell handlers what changed while we were not watching: new, changed, and gone.
-        for key, obj in fresh.items():
+        for index, (key, obj) in enumerate(fresh.items(), 1):
             old = previous.get(key)
             if old is None:
                 await self._notify(Change.ADDED, obj, None)
             elif _version(old) != _version(obj):
                 await self._notify(Change.MODIFIED, obj, old)
+            if index % _LIST_SLICE == 0:
+                await asyncio.sleep(0)
         for key, old in previous.items():
             if key not in fresh:
                 await self._notify(Change.DELETED, old, old)

@@ -28,6 +28,7 @@ from tests.support.faults import (
     RestartableGitServer,
     labelled_namespace,
     log_count,
+    reconciles,
     reloader_digest,
     start_fluxd,
 )
@@ -169,7 +170,14 @@ def test_git_server_outage_is_reported_and_recovers_by_itself(
         assert f"127.0.0.1:{git.pinned_port}" in ready["message"], ready
         assert TOKEN not in ready["message"]
         # Retries keep failing the same way while the outage lasts; nothing flaps to Ready.
-        time.sleep(4)
+        # Two more finished retries prove the daemon looked again, rather than a timed wait.
+        source = api.get(realm.source_path)["metadata"]["name"]
+        tried = reconciles(daemon, "GitRepository", realm.namespace, source)
+        wait_for(
+            lambda: reconciles(daemon, "GitRepository", realm.namespace, source) >= tried + 2,
+            timeout=60,
+            what="two more GitRepository retries during the outage",
+        )
         still = condition(api.get(realm.source_path))
         assert still is not None and still["status"] == "False", still
         assert still["reason"] == "GitOperationFailed"
@@ -227,12 +235,15 @@ def test_sigkill_mid_apply_and_mid_restart_rolls_each_change_once(
         assert realm.template_digest() == reloader_digest(realm.contents[-2]), "rolled before kill"
         daemon = start_fluxd(cluster, workdir, realm.namespace, name="fluxd", extra=extra)
         realm.wait_converged(timeout=120)
-        # A late second roll would come from the catch-up; give it time to show.
-        time.sleep(3)
+        # A late second roll would come from the catch-up. Rather than wait and hope, push
+        # one more change: the restarter handles the workload in order, so a duplicate
+        # roll of the earlier change would land before this one's and show up below.
+        realm.push()
+        realm.wait_converged(timeout=120, what="a later change rolled")
 
         realm.assert_settled()
-        digests = realm.assert_rolled_once_per_change(baseline, pushed_since=2)
-        assert len(digests) == 2, "each of the two changes rolls exactly once"
+        digests = realm.assert_rolled_once_per_change(baseline, pushed_since=3)
+        assert len(digests) == 3, "each of the three changes rolls exactly once"
         _healthy(daemon)
     finally:
         stop_all(daemon)
@@ -267,9 +278,11 @@ def test_leader_failover_mid_burst_converges_without_double_rolls(
 
         wait_for(lambda: follower.metric("fluxd_leader") == 1, timeout=30, what="failover")
         realm.wait_converged(timeout=120)
-        time.sleep(3)
+        # A marker change after the burst: any late duplicate roll lands before it.
+        realm.push()
+        realm.wait_converged(timeout=120, what="a change after the burst rolled")
         realm.assert_settled()
-        realm.assert_rolled_once_per_change(baseline, pushed_since=4)
+        realm.assert_rolled_once_per_change(baseline, pushed_since=5)
         _healthy(follower)
     finally:
         stop_all(first, second)

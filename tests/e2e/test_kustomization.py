@@ -317,6 +317,51 @@ def test_reloader_installs_from_a_pinned_remote_base_into_a_new_namespace(
         api.delete(kustomization_path(namespace, "reloader"))
 
 
+def test_a_remote_base_on_a_moving_branch_is_rebuilt_every_interval(
+    api: Api, daemon: Fluxd, git: GitServer, public_git: GitServer, namespace: str
+) -> None:
+    # The source repository never changes (and polls hourly); only the remote base's
+    # branch moves. Flux rebuilds at every interval, so the move shows within one.
+    upstream = f"team/{uuid.uuid4().hex[:8]}.git"
+    public_git.create_repo(upstream)
+    public_git.commit(
+        upstream,
+        {
+            "base/kustomization.yaml": "resources:\n- settings.yaml\n",
+            "base/settings.yaml": _configmap("shared-settings", {"level": "one"}),
+        },
+    )
+    remote = f"git::{public_git.base_url}/{upstream}//base?ref=master"
+    files = {
+        "apps/kustomization.yaml": yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [remote],
+                "namespace": namespace,
+            }
+        )
+    }
+    _, sha = _source(api, git, namespace, files)
+    kustomization(api, namespace, "moving-base", _spec("./apps", interval="10s"))
+    try:
+        _applied(api, namespace, "moving-base", sha)
+        settings = _configmap_path(namespace, "shared-settings")
+        assert api.get(settings)["data"] == {"level": "one"}
+
+        public_git.commit(
+            upstream, {"base/settings.yaml": _configmap("shared-settings", {"level": "two"})}
+        )
+        # Three intervals of margin for a loaded machine; the source would take an hour.
+        wait_for(
+            lambda: api.get(settings)["data"] == {"level": "two"},
+            timeout=30,
+            what="the moved remote base applied at the next interval",
+        )
+    finally:
+        api.delete(kustomization_path(namespace, "moving-base"))
+
+
 # -- dependsOn ---------------------------------------------------------------------------
 
 

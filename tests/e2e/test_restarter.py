@@ -133,6 +133,8 @@ def test_seed_secret_change_replaces_every_pod_and_metadata_change_does_nothing(
     r.wait_rolled_out(api, ns, "realm-ix")
     old_pods = {pod["metadata"]["name"] for pod in r.pods(api, ns, "realm-ix")}
     assert len(r.replica_sets(api, ns, "realm-ix")) == 1
+    # The daemon is shared: compare with the count before this test's restart.
+    reloads_before = shared.metric("reloader_reload_executed_total", success="true") or 0
 
     change_secret(api, ns, "realm-config-ix", {"realm_ix.toml": "port = 2"})
 
@@ -157,7 +159,14 @@ def test_seed_secret_change_replaces_every_pod_and_metadata_change_does_nothing(
     )
     assert "realm-config-ix" in reloaded[0]["note"]
     assert reloaded[0]["type"] == "Normal"
-    assert (shared.metric("reloader_reload_executed_total", success="true") or 0) >= 1
+    wait_for(
+        lambda: (
+            (shared.metric("reloader_reload_executed_total", success="true") or 0)
+            == reloads_before + 1
+        ),
+        timeout=30,
+        what="one more successful reload counted",
+    )
 
     # Labels and annotations only: same content, nothing rolls.
     generation = deployment["metadata"]["generation"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +130,18 @@ def test_two_replicas_one_leader_and_failover(
         )
         # Both serve probes, only one leads.
         assert first.get("/readyz")[0] == 200 and second.get("/readyz")[0] == 200
-        time.sleep(3)
+        # Leadership stays single across renewals: wait for two renewals of the lease
+        # (every retry-period) instead of a timed pause, then ask both again.
+        lease = "/apis/coordination.k8s.io/v1/namespaces/default/leases/failover-test"
+        renewals = [cluster.api.get(lease)["spec"].get("renewTime")]
+
+        def renewed_twice() -> bool:
+            renewed = cluster.api.get(lease)["spec"].get("renewTime")
+            if renewed != renewals[-1]:
+                renewals.append(renewed)
+            return len(renewals) >= 3
+
+        wait_for(renewed_twice, timeout=30, what="two lease renewals")
         leaders = [d for d in (first, second) if d.metric("fluxd_leader") == 1]
         assert len(leaders) == 1
         leader = leaders[0]

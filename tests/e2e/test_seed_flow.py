@@ -1,85 +1,44 @@
 """The user's whole flow, from the README's quickstart manifests (demo/seed/), on the real thing.
 
 Push a config change to the private repository, deliver Gitea's webhook, and
-the Secret is rebuilt and the annotated Deployment rolled, long before the 1m
-poll would have noticed. A forged delivery changes nothing.
+the Secret is rebuilt and the annotated Deployment rolled. The GitRepository
+polls only hourly here, so the change can only have come from the webhook. A
+forged delivery changes nothing.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from demo.seedflow import (
-    KUSTOMIZATION,
-    PATHS,
-    REALM_TOML,
-    SEED,
-    apply_file,
-    ready,
-    running_pods,
-    secret_value,
-)
+from demo.seedflow import PATHS, REALM_TOML, ready, running_pods, secret_value
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
-from testenv.gitea import gitea_headers, gitea_push
+from testenv.gitea import gitea_push
 from testenv.gitserver import GitServer
 from tests.support.daemon import Fluxd
+from tests.support.seedflow import (
+    KS_PATH,
+    RECEIVER_PATH,
+    REPO,
+    REPO_PATH,
+    SECRET_PATH,
+    WEBHOOK_TOKEN,
+    deliver,
+    seeded_flow,
+)
 
-REPO = "k3s/k3s-private.git"
-SEED_URL = "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git"
-WEBHOOK_TOKEN = "change-me-to-a-long-random-string"
-REPO_PATH = PATHS["GitRepository"].format(namespace="flux-system", name="k3s-private-repo")
-KS_PATH = PATHS["Kustomization"].format(namespace="flux-system", name="realm-ix")
-SECRET_PATH = PATHS["Secret"].format(namespace="realm", name="realm-config-ix")
-RECEIVER_PATH = PATHS["Receiver"].format(namespace="flux-system", name="gitea")
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 
 
 @pytest.fixture(scope="module")
 def seeded(
     cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[GitServer, Fluxd]]:
-    api = cluster.api
-    if api.get_or_none("/api/v1/namespaces/flux-system") is None:
-        cluster.create_namespace("flux-system")
-    with GitServer(
-        username="k3s", password="gitea-personal-access-token", default_branch="master"
-    ) as git:
-        git.create_repo(REPO)
-        git.commit(
-            REPO,
-            {"realm/ix/kustomization.yaml": KUSTOMIZATION, "realm/ix/realm_ix.toml": REALM_TOML},
-        )
-        daemon = Fluxd(
-            cluster, tmp_path_factory.mktemp("seed-flow"), extra_args=["--lease-name=seed-flow"]
-        ).start()
-        try:
-            for manifest in sorted(SEED.glob("*.yaml")):
-                apply_file(api, manifest, replace={SEED_URL: git.url(REPO)})
-            yield git, daemon
-        finally:
-            assert daemon.stop() == 0, daemon.log_tail()
-            for path in (RECEIVER_PATH, KS_PATH, REPO_PATH):
-                api.delete(path)
-            api.delete("/api/v1/namespaces/realm")
-
-
-def _deliver(daemon: Fluxd, hook: str, body: bytes, *, secret: str) -> int:
-    request = urllib.request.Request(
-        f"{daemon.webhook_url}{hook}",
-        data=body,
-        headers=gitea_headers(body, secret=secret),
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
+    with seeded_flow(cluster, tmp_path_factory.mktemp("seed-flow")) as flow:
+        yield flow
 
 
 def test_quickstart_reaches_a_running_deployment(api: Api, seeded: tuple[GitServer, Fluxd]) -> None:
@@ -110,11 +69,20 @@ def test_push_and_webhook_roll_the_deployment(
     body = gitea_push(repository="k3s/k3s-private", after=sha)
 
     # A forged delivery is refused and fetches nothing.
-    assert _deliver(daemon, hook, body, secret="not-the-token") == 401
+    assert deliver(daemon, hook, body, secret="not-the-token") == 401
     assert not api.get(REPO_PATH)["status"]["artifact"]["revision"].endswith(sha)
 
-    assert _deliver(daemon, hook, body, secret=WEBHOOK_TOKEN) == 200
-    # The GitRepository polls every minute; these waits are well inside that.
+    assert deliver(daemon, hook, body, secret=WEBHOOK_TOKEN) == 200
+    # The GitRepository polls hourly: only the receiver's request can fetch the commit.
+    wait_for(
+        lambda: api.get(REPO_PATH)["status"]["artifact"]["revision"] == f"master@sha1:{sha}",
+        timeout=45,
+        what="the GitRepository to fetch the pushed commit",
+    )
+    repository = api.get(REPO_PATH)
+    requested = repository["metadata"].get("annotations", {}).get(REQUESTED_AT)
+    assert requested, "the receiver did not request a reconcile"
+    assert repository["status"].get("lastHandledReconcileAt") == requested
     wait_for(
         lambda: secret_value(api, SECRET_PATH, "realm_ix.toml") == changed.encode(),
         timeout=45,

@@ -335,5 +335,16 @@ class Realm:
         return digests
 
 
+def reconciles(daemon: Fluxd, kind: str, namespace: str, name: str) -> float:
+    """How many reconciles of one object ``daemon`` has finished (its duration count)."""
+    # Fluxd.metric takes labels as keywords, and this series has a label called "name".
+    wanted = f'kind="{kind}",name="{name}",namespace="{namespace}"'
+    for line in daemon.get("/metrics")[1].splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == f"gotk_reconcile_duration_seconds_count{{{wanted}}}":
+            return float(value)
+    return 0.0
+
+
 def log_count(daemon: Fluxd, event: str) -> int:
     return sum(1 for record in daemon.log_records() if record.get("event") == event)

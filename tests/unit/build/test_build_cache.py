@@ -10,6 +10,7 @@ import pytest
 
 from fluxd.build import BuildCache, BuildOptions, BuildSettings, EngineError, build
 from fluxd.build.engine import locate_engine
+from testenv.gitserver import GitServer
 from tests.unit.build.conftest import Tree
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  v: '${v:=one}'\n"
@@ -149,6 +150,62 @@ async def test_failures_are_not_cached(
                 settings=settings,
                 cache=cache,
             )
+
+    assert engine_runs(runs) == 2
+
+
+def _remote_configmap(value: str) -> dict[str, str]:
+    return {
+        "base/kustomization.yaml": "resources:\n  - cm.yaml\n",
+        "base/cm.yaml": CONFIGMAP.replace("${v:=one}", value),
+    }
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [pytest.param("?ref=main", id="branch-ref"), pytest.param("", id="no-ref")],
+)
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param("direct", id="build-path"),
+        pytest.param("included", id="included-kustomization"),
+    ],
+)
+async def test_remote_base_on_a_moving_ref_is_rebuilt(
+    tree: Tree, counting_engine: tuple[BuildSettings, Path], ref: str, layout: str
+) -> None:
+    # The artifact (and so the cache key) stays the same while the remote branch moves.
+    settings, runs = counting_engine
+    with GitServer() as server:
+        server.create_repo("team/base.git")
+        server.commit("team/base.git", _remote_configmap("first"))
+        remote = f"git::{server.url('team/base.git')}//base{ref}"
+        if layout == "direct":
+            root = tree({"app/kustomization.yaml": f"resources:\n  - {remote}\n"})
+        else:
+            root = tree(
+                {
+                    "app/kustomization.yaml": "resources:\n  - ../shared\n",
+                    "shared/kustomization.yaml": f"resources:\n  - {remote}\n",
+                }
+            )
+        cache = BuildCache()
+
+        async def build_app() -> str:
+            objects = await build(
+                artifact_root=root,
+                path="app",
+                options=BuildOptions(),
+                settings=settings,
+                cache=cache,
+                artifact_digest="sha256:unchanged",
+            )
+            return str(objects[0]["data"]["v"])
+
+        assert await build_app() == "first"
+        server.commit("team/base.git", _remote_configmap("second"))
+        assert await build_app() == "second"
 
     assert engine_runs(runs) == 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from pathlib import Path
@@ -431,3 +432,78 @@ async def test_engine_timeout_is_reported(tree: Tree, tmp_path: Path) -> None:
             options=BuildOptions(),
             settings=BuildSettings(engine_binary=str(slow), timeout_seconds=0.3),
         )
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_engine_timeout_kills_the_engines_children(tree: Tree, tmp_path: Path) -> None:
+    # kubectl clones remote bases with git children; a timeout must not leave them running.
+    child_pid = tmp_path / "child.pid"
+    engine = tmp_path / "forking-kubectl"
+    engine.write_text(
+        f"#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {child_pid}\nwait\n"
+    )
+    engine.chmod(0o755)
+    root = app_tree(tree)
+
+    with pytest.raises(EngineError, match="timed out"):
+        await build(
+            artifact_root=root,
+            path="apps/realm",
+            options=BuildOptions(),
+            settings=BuildSettings(engine_binary=str(engine), timeout_seconds=0.5),
+        )
+
+    pid = int(child_pid.read_text())
+    # SIGKILL is delivered at once but the exit is asynchronous: wait for it, bounded.
+    for _ in range(200):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"the engine's child {pid} outlived the timeout")
+
+
+async def test_cancelling_a_build_kills_the_engines_children(tree: Tree, tmp_path: Path) -> None:
+    child_pid = tmp_path / "child.pid"
+    engine = tmp_path / "forking-kubectl"
+    engine.write_text(
+        f"#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {child_pid}.tmp\n"
+        f"mv {child_pid}.tmp {child_pid}\nwait\n"
+    )
+    engine.chmod(0o755)
+    root = app_tree(tree)
+    building = asyncio.create_task(
+        build(
+            artifact_root=root,
+            path="apps/realm",
+            options=BuildOptions(),
+            settings=BuildSettings(engine_binary=str(engine), timeout_seconds=300),
+        )
+    )
+    # The engine announces its child by renaming the pid file into place.
+    for _ in range(200):
+        if child_pid.exists():
+            break
+        await asyncio.sleep(0.05)
+    pid = int(child_pid.read_text())
+
+    building.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await building
+
+    for _ in range(200):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"the engine's child {pid} outlived the cancelled build")

@@ -24,6 +24,7 @@ from tests.support.install import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 CONSTRAINTS = ROOT / "constraints.txt"
+TEST_CONSTRAINTS = ROOT / "constraints-test.txt"
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 
 
@@ -40,14 +41,14 @@ def _instructions() -> list[tuple[str, str]]:
     return result
 
 
-def _pins() -> dict[str, str]:
+def _pins(path: Path = CONSTRAINTS) -> dict[str, str]:
     pins = {}
-    for line in CONSTRAINTS.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name, _, version = line.partition("==")
-        assert version, f"constraints.txt: {line!r} is not pinned with =="
+        assert version, f"{path.name}: {line!r} is not pinned with =="
         pins[_normalise(name)] = version
     return pins
 
@@ -58,8 +59,19 @@ def _normalise(name: str) -> str:
 
 def _runtime_closure() -> dict[str, str]:
     """fluxd's runtime dependencies and theirs, as installed in the tested environment."""
+    return _closure(_project()["dependencies"])
+
+
+def _test_tools_closure() -> dict[str, str]:
+    """The ``test`` extra and its dependencies, less what the runtime already pins."""
+    runtime = _runtime_closure()
+    tools = _closure(_optional_dependencies()["test"])
+    return {name: version for name, version in tools.items() if name not in runtime}
+
+
+def _closure(requirements: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    pending = [Requirement(r) for r in _project()["dependencies"]]
+    pending = [Requirement(r) for r in requirements]
     while pending:
         requirement = pending.pop()
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
@@ -71,6 +83,13 @@ def _runtime_closure() -> dict[str, str]:
         found[name] = distribution.version
         pending.extend(Requirement(r) for r in distribution.requires or [])
     return found
+
+
+def _optional_dependencies() -> dict[str, list[str]]:
+    extras: dict[str, list[str]] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    return extras
 
 
 def _project() -> dict[str, list[str]]:
@@ -140,6 +159,19 @@ def test_every_runtime_dependency_is_pinned_to_the_tested_version() -> None:
     closure = _runtime_closure()
     expected = "\n".join(f"{name}=={version}" for name, version in sorted(closure.items()))
     assert _pins() == closure, f"constraints.txt is stale; its pins should read:\n{expected}"
+
+
+def test_every_test_tool_is_pinned_to_the_tested_version() -> None:
+    closure = _test_tools_closure()
+    expected = "\n".join(f"{name}=={version}" for name, version in sorted(closure.items()))
+    assert _pins(TEST_CONSTRAINTS) == closure, (
+        f"constraints-test.txt is stale; its pins should read:\n{expected}"
+    )
+
+
+def test_the_make_install_uses_both_pin_files() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c constraints.txt -c constraints-test.txt -e '.[test]'" in makefile
 
 
 def test_the_pins_satisfy_the_projects_requirements() -> None:

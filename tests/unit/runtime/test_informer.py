@@ -132,3 +132,31 @@ async def test_transform_limits_what_is_cached(transform_keeps: str) -> None:
     )
     await _run_until(informer, lambda s: len(s) >= 1)
     assert informer.get("a", "s") == {"metadata": secret["metadata"]}
+
+
+async def test_a_large_list_gives_the_loop_back_while_it_is_processed() -> None:
+    kube = ScriptedKube()
+    kube.lists[None] = [([_obj("a", f"s{i}", str(i)) for i in range(2000)], "2001")]
+    kube.watches[None] = [None]
+    other_task_ran = anyio.Event()
+    seen_while_listing: list[bool] = []
+
+    def transform(obj: Object) -> Object:
+        seen_while_listing.append(other_task_ran.is_set())
+        return obj
+
+    informer = Informer(kube, SECRET, transform=transform)  # type: ignore[arg-type]
+
+    async def other_task() -> None:
+        other_task_ran.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(informer.run)
+            group.start_soon(other_task)
+            await informer.synced.wait()
+            group.cancel_scope.cancel()
+
+    assert len(informer.store) == 2000
+    # Some objects were transformed after the other task had its turn, not all before it.
+    assert seen_while_listing[-1], "the whole list was processed without yielding to the loop"

@@ -1,0 +1,70 @@
+"""Large API answers are decoded off the event loop, small ones on it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from fluxd.kube.client import Kube
+from fluxd.kube.resources import SECRET
+
+
+class _Response:
+    status = 200
+    headers: dict[str, str] = {}
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    def release(self) -> None:
+        pass
+
+
+class _ApiClient:
+    """Answers every call with one canned body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def call_api(self, *args: Any, **kwargs: Any) -> _Response:
+        return _Response(self.body)
+
+
+def _secret_list(count: int) -> bytes:
+    items = [
+        {"metadata": {"namespace": "apps", "name": f"s{i}"}, "data": {"key": "x" * 200}}
+        for i in range(count)
+    ]
+    return json.dumps({"metadata": {"resourceVersion": "7"}, "items": items}).encode()
+
+
+@pytest.mark.parametrize(
+    ("count", "off_loop"),
+    [
+        pytest.param(3, False, id="small-page-on-loop"),
+        pytest.param(20_000, True, id="multi-megabyte-page-in-a-thread"),
+    ],
+)
+async def test_list_page_decoding_thread(
+    monkeypatch: pytest.MonkeyPatch, count: int, off_loop: bool
+) -> None:
+    decoded_on: list[int] = []
+    real_loads = json.loads
+
+    def recording_loads(payload: Any, **kwargs: Any) -> Any:
+        decoded_on.append(threading.get_ident())
+        return real_loads(payload, **kwargs)
+
+    monkeypatch.setattr(json, "loads", recording_loads)
+    kube = Kube(_ApiClient(_secret_list(count)), headers={})
+
+    page = await kube.list_page(SECRET, namespace="apps")
+
+    assert len(page["items"]) == count
+    assert (decoded_on != [threading.get_ident()]) is off_loop

@@ -1,0 +1,256 @@
+"""The reconcile skeleton every kind shares: suspend, finalizers, stop.
+
+A fake API server holds one object; a scripted reconciler records what it was
+asked to do. The skeleton is driven either one key at a time (``run_one``) or
+through its real work queue.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+import anyio
+import pytest
+
+from fluxd.api import meta
+from fluxd.controllers.outcomes import Reconciled
+from fluxd.controllers.runtime import Controller, Reconciler
+from fluxd.kube import errors as kube_errors
+from fluxd.kube.client import Kube, Object, PatchType
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.resources import Resource
+from fluxd.settings import Settings
+
+WIDGET = Resource("example.fluxd.io", "v1", "Widget", "widgets", namespaced=True)
+KEY = ("apps", "w")
+
+
+class FakeApi:
+    """One namespace's Widgets, with the verbs the skeleton uses."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], Object] = {}
+        self.status_patches: list[Object] = []
+
+    def put(self, obj: Object) -> None:
+        metadata = obj["metadata"]
+        metadata.setdefault("resourceVersion", "1")
+        metadata.setdefault("generation", 1)
+        self.objects[(metadata["namespace"], metadata["name"])] = obj
+
+    def stored(self) -> Object:
+        return self.objects[KEY]
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Object:
+        found = self.objects.get((namespace or "", name))
+        if found is None:
+            raise kube_errors.NotFound(f"{name} not found", status=404)
+        return copy.deepcopy(found)
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        patch_type: PatchType = PatchType.MERGE,
+        subresource: str | None = None,
+    ) -> Object:
+        obj = self.objects[(namespace or "", name)]
+        metadata = obj["metadata"]
+        if patch_type is PatchType.JSON:
+            for operation in patch:
+                if operation["op"] == "test":
+                    assert metadata["resourceVersion"] == operation["value"]
+                elif operation["path"] == "/metadata/finalizers":
+                    metadata["finalizers"] = list(operation["value"])
+        else:
+            metadata.update(patch.get("metadata", {}))
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
+            del self.objects[(namespace or "", name)]
+        metadata["resourceVersion"] = str(int(metadata["resourceVersion"]) + 1)
+        return copy.deepcopy(obj)
+
+    async def patch_status(
+        self, resource: Resource, name: str, status: Object, *, namespace: str | None = None
+    ) -> Object:
+        self.status_patches.append(copy.deepcopy(status))
+        obj = self.objects[(namespace or "", name)]
+        obj["status"] = {**obj.get("status", {}), **status}
+        return copy.deepcopy(obj)
+
+
+class QuietRecorder(EventRecorder):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.reasons: list[str] = []
+
+    async def record(self, obj: Object, *, type_: str, reason: str, **_: Any) -> None:
+        self.reasons.append(reason)
+
+
+class ScriptedReconciler(Reconciler):
+    resource = WIDGET
+
+    def __init__(self) -> None:
+        self.reconciled: list[Object] = []
+        self.finalized: list[Object] = []
+        self.started = anyio.Event()
+        self.release: anyio.Event | None = None
+
+    async def reconcile(self, obj: Object) -> Reconciled:
+        self.started.set()
+        if self.release is not None:
+            await self.release.wait()
+        self.reconciled.append(obj)
+        return Reconciled(meta.Reason.SUCCEEDED, "done", status={"seen": True})
+
+    async def finalize(self, obj: Object) -> None:
+        self.finalized.append(obj)
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+def reconciler() -> ScriptedReconciler:
+    return ScriptedReconciler()
+
+
+@pytest.fixture
+def controller(api: FakeApi, reconciler: ScriptedReconciler) -> Controller:
+    return Controller(
+        kube=cast(Kube, api),
+        reconciler=reconciler,
+        recorder=QuietRecorder(),
+        settings=Settings(),
+    )
+
+
+def widget(*, suspend: bool = False, **metadata: Any) -> Object:
+    return {
+        "apiVersion": WIDGET.api_version,
+        "kind": "Widget",
+        "metadata": {"namespace": KEY[0], "name": KEY[1], **metadata},
+        "spec": {"suspend": suspend, "interval": "5m"},
+    }
+
+
+READY = {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "before"}
+
+
+async def test_a_suspended_object_is_not_reconciled_and_keeps_its_status(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    obj = widget(suspend=True, finalizers=[meta.FINALIZER])
+    obj["status"] = {"conditions": [READY], "observedGeneration": 1}
+    api.put(obj)
+
+    await controller.run_one(KEY)
+
+    assert reconciler.reconciled == []
+    assert api.status_patches == []
+    assert api.stored()["status"] == {"conditions": [READY], "observedGeneration": 1}
+
+
+async def test_resuming_reconciles_again(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    api.put(widget(suspend=True, finalizers=[meta.FINALIZER]))
+    await controller.run_one(KEY)
+    api.stored()["spec"]["suspend"] = False
+
+    await controller.run_one(KEY)
+
+    assert len(reconciler.reconciled) == 1
+    assert api.stored()["status"]["seen"] is True
+
+
+async def test_the_finalizer_is_added_before_the_first_reconcile(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    api.put(widget())
+    finalizers_when_reconciled: list[list[str]] = []
+
+    async def reconcile(obj: Object) -> Reconciled:
+        finalizers_when_reconciled.append(list(api.stored()["metadata"].get("finalizers", [])))
+        return Reconciled(meta.Reason.SUCCEEDED, "done")
+
+    reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    await controller.run_one(KEY)
+
+    assert finalizers_when_reconciled == [[meta.FINALIZER]]
+    assert api.stored()["metadata"]["finalizers"] == [meta.FINALIZER]
+
+
+async def test_a_suspended_object_still_gets_its_finalizer(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    # Flux adds the finalizer before looking at suspend, so deleting it later still cleans up.
+    api.put(widget(suspend=True))
+
+    await controller.run_one(KEY)
+
+    assert api.stored()["metadata"]["finalizers"] == [meta.FINALIZER]
+    assert reconciler.reconciled == []
+
+
+async def test_deleting_finalizes_then_removes_the_finalizer(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    api.put(
+        widget(
+            finalizers=["other.example/keep", meta.FINALIZER],
+            deletionTimestamp="2026-01-01T00:00:00Z",
+        )
+    )
+
+    await controller.run_one(KEY)
+
+    assert [obj["metadata"]["name"] for obj in reconciler.finalized] == ["w"]
+    assert reconciler.reconciled == []
+    assert api.stored()["metadata"]["finalizers"] == ["other.example/keep"]
+
+
+async def test_deleting_without_other_finalizers_lets_the_object_go(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    api.put(widget(finalizers=[meta.FINALIZER], deletionTimestamp="2026-01-01T00:00:00Z"))
+
+    await controller.run_one(KEY)
+
+    assert KEY not in api.objects
+    assert len(reconciler.finalized) == 1
+
+
+async def test_stopping_lets_the_reconcile_in_flight_finish(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    api.put(widget(finalizers=[meta.FINALIZER]))
+    api.put({**widget(finalizers=[meta.FINALIZER]), "metadata": {"namespace": "apps", "name": "x"}})
+    reconciler.release = anyio.Event()
+    controller.queue.add(KEY)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(controller.queue.run, controller.run_one)
+        await reconciler.started.wait()
+        stopping = anyio.Event()
+
+        async def stop() -> None:
+            await controller.queue.shutdown(grace=60)
+            stopping.set()
+
+        group.start_soon(stop)
+        # Work queued after the stop began must not start.
+        await anyio.wait_all_tasks_blocked()
+        controller.queue.add(("apps", "x"))
+        assert not stopping.is_set(), "shutdown returned while a reconcile was in flight"
+        reconciler.release.set()
+        await stopping.wait()
+
+    assert [obj["metadata"]["name"] for obj in reconciler.reconciled] == ["w"]
+    assert api.stored()["status"]["seen"] is True, "the in-flight reconcile's status was lost"
