@@ -44,7 +44,7 @@ from fluxd.build.options import (
 from fluxd.build.remote import refuse_remote_bases, uses_remote_bases
 from fluxd.build.substitute import (
     collect_variables,
-    decode_secret_data,
+    referenced_variables,
     substitute_document,
     validate_variable_names,
 )
@@ -70,8 +70,8 @@ __all__ = [
     "SymlinkEscapeError",
     "build",
     "collect_variables",
-    "decode_secret_data",
     "object_id",
+    "referenced_variables",
 ]
 
 _DEFAULT_SETTINGS = BuildSettings()

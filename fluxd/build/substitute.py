@@ -13,8 +13,6 @@ naming the variable and the object. Variable values never appear in messages.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 
 from fluxd.build.errors import SubstitutionError
 from fluxd.build.manifests import load_object, object_id
+from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 
 SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED_VALUE = "disabled"
@@ -41,7 +40,7 @@ def collect_variables(
     """Merge ``substituteFrom`` data (in order, later wins) under the inline ``substitute``.
 
     ``referenced`` holds the data of each ConfigMap/Secret that exists, in spec
-    order (Secret values already decoded, see :func:`decode_secret_data`). Newlines
+    order (Secret values already decoded, see :func:`referenced_variables`). Newlines
     are removed from values, as Flux does.
     """
     variables: dict[str, str] = {}
@@ -53,15 +52,16 @@ def collect_variables(
     return variables
 
 
-def decode_secret_data(data: Mapping[str, str]) -> dict[str, str]:
-    """Decode a Secret's base64 ``data`` into text variables."""
-    decoded: dict[str, str] = {}
-    for name, value in data.items():
-        try:
-            decoded[name] = base64.b64decode(value, validate=True).decode("utf-8", "replace")
-        except (binascii.Error, ValueError) as error:
-            raise SubstitutionError(f"Secret data key '{name}' is not valid base64") from error
-    return decoded
+def referenced_variables(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
+    """The variables one ``substituteFrom`` object provides: a ConfigMap's data, or a Secret's
+    decoded data."""
+    if kind != "Secret":
+        return {str(name): str(value) for name, value in (obj.get("data") or {}).items()}
+    try:
+        values = secret_bytes(obj)
+    except InvalidSecretData as error:
+        raise SubstitutionError(str(error)) from None
+    return {name: value.decode("utf-8", "replace") for name, value in values.items()}
 
 
 def validate_variable_names(variables: Mapping[str, str]) -> None:

@@ -43,7 +43,7 @@ from fluxd.build import (
     BuildSettings,
     build,
     collect_variables,
-    decode_secret_data,
+    referenced_variables,
 )
 from fluxd.cli.failures import CommandError, UsageError
 from fluxd.cli.kinds import KUSTOMIZATIONS
@@ -124,11 +124,7 @@ async def substitution_variables(
                 f"substitute from '{reference.kind}/{reference.name}' failed: "
                 f"{reference.kind} '{namespace}/{reference.name}' not found"
             )
-        data = found.get("data") or {}
-        if reference.kind == "Secret":
-            referenced.append(decode_secret_data(data))
-        else:
-            referenced.append({str(key): str(value) for key, value in data.items()})
+        referenced.append(referenced_variables(reference.kind, found))
     return collect_variables(inline=dict(options.substitute), referenced=referenced)
 
 

@@ -9,7 +9,6 @@ hooks) so that Kustomizations using this source reconcile at once.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import os
@@ -39,6 +38,7 @@ from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Key
 from fluxd.kube.resources import SECRET, Resource
+from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 from fluxd.settings import Settings, split_addr
 from fluxd.source import (
     ArtifactPathRefused,
@@ -61,15 +61,6 @@ ARTIFACT_IN_STORAGE = meta.ConditionType.ARTIFACT_IN_STORAGE
 FETCH_FAILED = meta.ConditionType.FETCH_FAILED
 STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
 INCLUDE_UNAVAILABLE = meta.ConditionType.INCLUDE_UNAVAILABLE
-
-
-def decode_secret(secret: Object) -> dict[str, bytes]:
-    data: dict[str, bytes] = {
-        key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()
-    }
-    for key, value in (secret.get("stringData") or {}).items():
-        data[key] = str(value).encode()
-    return data
 
 
 class GitRepositoryReconciler(Reconciler):
@@ -103,7 +94,19 @@ class GitRepositoryReconciler(Reconciler):
                     )
                 ],
             ) from error
-        return decode_secret(secret)
+        try:
+            return secret_bytes(secret)
+        except InvalidSecretData as error:
+            message = f"invalid {purpose} secret '{namespace}/{name}': {error}"
+            raise Transient(
+                meta.Reason.AUTHENTICATION_FAILED,
+                message,
+                conditions=[
+                    ConditionUpdate(
+                        FETCH_FAILED, "True", meta.Reason.AUTHENTICATION_FAILED, message
+                    )
+                ],
+            ) from None
 
     def _index_includes(self, key: Key, spec: Mapping[str, Any]) -> None:
         for includers in self.includers.values():

@@ -66,7 +66,7 @@ from fluxd.build import (
     EngineKind,
     build,
     collect_variables,
-    decode_secret_data,
+    referenced_variables,
 )
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import (
@@ -440,18 +440,14 @@ class KustomizationReconciler(Reconciler):
                     f"{reference.kind} '{namespace}/{reference.name}' not found",
                     status=attempted,
                 )
-            data = found.get("data") or {}
-            if reference.kind == "Secret":
-                try:
-                    referenced.append(decode_secret_data(data))
-                except BuildError as error:
-                    raise Transient(
-                        meta.Reason.BUILD_FAILED,
-                        f"substitute from 'Secret/{reference.name}' failed: {error.message}",
-                        status=attempted,
-                    ) from error
-            else:
-                referenced.append({str(k): str(v) for k, v in data.items()})
+            try:
+                referenced.append(referenced_variables(reference.kind, found))
+            except BuildError as error:
+                raise Transient(
+                    meta.Reason.BUILD_FAILED,
+                    f"substitute from '{reference.kind}/{reference.name}' failed: {error.message}",
+                    status=attempted,
+                ) from error
         return collect_variables(inline=dict(options.substitute), referenced=referenced)
 
     def _kube_for(self, spec: Mapping[str, Any], namespace: str) -> Kube:

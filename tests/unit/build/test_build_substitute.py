@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from fluxd.build import BuildOptions, BuildSettings, SubstitutionError, build, collect_variables
-from fluxd.build.substitute import ExpansionError, decode_secret_data, expand
+from fluxd.build.substitute import ExpansionError, expand, referenced_variables
 from tests.unit.build.conftest import Tree
 
 VARIABLES = {"cluster_env": "prod", "region": "eu-central-1", "empty": "", "name": "Realm-IX"}
@@ -81,9 +81,13 @@ def test_inline_variables_win_over_referenced_ones_and_later_references_win() ->
 
 
 def test_secret_data_is_decoded_for_substitution() -> None:
-    data = {"token": base64.b64encode(b"s3cr3t").decode()}
+    secret = {"data": {"token": base64.b64encode(b"s3cr3t").decode()}}
+    configmap = {"data": {"tier": "gold"}}
 
-    assert decode_secret_data(data) == {"token": "s3cr3t"}
+    assert referenced_variables("Secret", secret) == {"token": "s3cr3t"}
+    assert referenced_variables("ConfigMap", configmap) == {"tier": "gold"}
+    with pytest.raises(SubstitutionError, match="'token' is not valid base64"):
+        referenced_variables("Secret", {"data": {"token": "*s3cr3t*"}})
 
 
 CONFIGMAP = """\
