@@ -16,7 +16,6 @@ loop back between them so webhooks, probes and other watches are not starved.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +24,7 @@ from typing import Any
 import anyio
 import structlog
 
+from fluxd.aio import Backoff
 from fluxd.kube import errors
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.resources import Resource
@@ -126,7 +126,7 @@ class Informer:
                 group.start_soon(self._stream, namespace)
 
     async def _stream(self, namespace: str | None) -> None:
-        failures = 0
+        backoff = Backoff(base=1.0, cap=max(1.0, self.backoff_cap), jitter=0.2)
         self._versions[namespace] = None
         while True:
             try:
@@ -134,16 +134,14 @@ class Informer:
                 if version is None:
                     self._versions[namespace] = await self._list(namespace)
                 await self._watch(namespace)
-                failures = 0
+                backoff.reset(namespace)
             except errors.Gone:
                 log.info("watch expired, listing again", informer=self.name, namespace=namespace)
                 self.stats.relists += 1
                 self._versions[namespace] = None
             except (errors.Unreachable, errors.ServerError, errors.Throttled) as error:
-                failures += 1
                 self.stats.reconnects += 1
-                delay = min(self.backoff_cap, 0.5 * 2 ** min(failures, 8))
-                delay *= random.uniform(0.8, 1.2)
+                delay = backoff.next(namespace)
                 log.warning(
                     "watch interrupted, reconnecting",
                     informer=self.name,
@@ -153,8 +151,7 @@ class Informer:
                 await asyncio.sleep(delay)
             except errors.ApiError as error:
                 # Forbidden or NotFound (CRD missing): keep trying, slowly, and say why.
-                failures += 1
-                delay = min(self.backoff_cap, 1.0 * 2 ** min(failures, 5))
+                delay = backoff.next(namespace)
                 log.error(
                     "cannot list or watch",
                     informer=self.name,
