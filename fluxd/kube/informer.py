@@ -126,7 +126,7 @@ class Informer:
                 group.start_soon(self._stream, namespace)
 
     async def _stream(self, namespace: str | None) -> None:
-        backoff = Backoff(base=1.0, cap=max(1.0, self.backoff_cap), jitter=0.2)
+        backoff = Backoff(base=min(1.0, self.backoff_cap), cap=self.backoff_cap, jitter=0.2)
         self._versions[namespace] = None
         while True:
             try:
