@@ -121,14 +121,24 @@ async def test_slow_service_never_blocks_the_publisher_or_other_providers(
         await asyncio.sleep(2)
         return web.Response(status=200)
 
+    fast_served = asyncio.Event()
+
     async def fast(request: web.Request, body: bytes) -> web.StreamResponse:
+        fast_served.set()
         return web.Response(status=200)
 
     slow_service = await start_service(slow)
     fast_service = await start_service(fast)
     records: list[DeliveryRecord] = []
+    slow_reported = asyncio.Event()
+
+    def observe(record: DeliveryRecord) -> None:
+        records.append(record)
+        if record.provider == "flux-system/slow":
+            slow_reported.set()
+
     async with DeliveryQueue(
-        retry=RetryPolicy(max_attempts=2, initial_delay=0.01), observer=records.append
+        retry=RetryPolicy(max_attempts=2, initial_delay=0.01), observer=observe
     ) as queue:
         slow_hook = generic(session, slow_service.url("/"), name="slow", timeout="150ms")
         fast_hook = generic(session, fast_service.url("/"), name="fast")
@@ -141,10 +151,9 @@ async def test_slow_service_never_blocks_the_publisher_or_other_providers(
 
         # Behind the slow lane, the fast event would wait for 50 x 2 timed-out attempts (15 s).
         async with asyncio.timeout(5):
-            while len(fast_service.received) < 1:
-                await asyncio.sleep(0.01)
-            while not any(r.provider == "flux-system/slow" for r in records):
-                await asyncio.sleep(0.01)  # the first slow attempt times out meanwhile
+            await fast_served.wait()
+            await slow_reported.wait()  # the first slow attempt times out meanwhile
+        assert len(fast_service.received) == 1
 
     slow_failures = [r for r in records if r.provider == "flux-system/slow"]
     assert slow_failures[0].outcome is Outcome.RETRIED
