@@ -194,17 +194,28 @@ class Controller:
                 except ReconcileFailure as failure:
                     bound.warning("finalizing failed", reason=failure.reason, error=failure.message)
                     return Result.retry()
-                await self._remove_finalizer(obj, finalizer)
+                try:
+                    await self._remove_finalizer(obj, finalizer)
+                except kube_errors.KubeError as error:
+                    # Written against the version read: another writer came first, read again.
+                    bound.info("cannot remove finalizer yet", error=str(error))
+                    return Result.retry()
             self.reconciler.forget(key)
             self._clear_metrics(key)
             return Result.stop()
 
         if finalizer and finalizer not in finalizers:
             try:
+                # The whole list is replaced, so only against the version it was read from.
                 await self.kube.patch(
                     self.resource,
                     name,
-                    {"metadata": {"finalizers": [*finalizers, finalizer]}},
+                    {
+                        "metadata": {
+                            "finalizers": [*finalizers, finalizer],
+                            "resourceVersion": metadata.get("resourceVersion"),
+                        }
+                    },
                     namespace=namespace or None,
                     patch_type=PatchType.MERGE,
                 )

@@ -13,6 +13,7 @@ from typing import Any, cast
 import anyio
 import pytest
 
+from fluxd.aio import Outcome
 from fluxd.api import meta
 from fluxd.controllers.outcomes import Reconciled
 from fluxd.controllers.runtime import Controller, Reconciler
@@ -32,6 +33,8 @@ class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], Object] = {}
         self.status_patches: list[Object] = []
+        #: Metadata another client writes right after the skeleton's next read.
+        self.concurrent_write: dict[str, Any] | None = None
 
     def put(self, obj: Object) -> None:
         metadata = obj["metadata"]
@@ -46,7 +49,14 @@ class FakeApi:
         found = self.objects.get((namespace or "", name))
         if found is None:
             raise kube_errors.NotFound(f"{name} not found", status=404)
-        return copy.deepcopy(found)
+        read = copy.deepcopy(found)
+        if self.concurrent_write is not None:
+            found["metadata"].update(self.concurrent_write)
+            found["metadata"]["resourceVersion"] = str(
+                int(found["metadata"]["resourceVersion"]) + 1
+            )
+            self.concurrent_write = None
+        return read
 
     async def patch(
         self,
@@ -63,11 +73,18 @@ class FakeApi:
         if patch_type is PatchType.JSON:
             for operation in patch:
                 if operation["op"] == "test":
-                    assert metadata["resourceVersion"] == operation["value"]
+                    if metadata["resourceVersion"] != operation["value"]:
+                        # What the API server answers when a JSON patch's test fails.
+                        raise kube_errors.Invalid("the test operation failed", status=422)
                 elif operation["path"] == "/metadata/finalizers":
                     metadata["finalizers"] = list(operation["value"])
         else:
-            metadata.update(patch.get("metadata", {}))
+            wanted = patch.get("metadata", {}).get("resourceVersion")
+            if wanted is not None and wanted != metadata["resourceVersion"]:
+                raise kube_errors.Conflict("the object has been modified", status=409)
+            metadata.update(
+                {k: v for k, v in patch.get("metadata", {}).items() if k != "resourceVersion"}
+            )
         if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
             del self.objects[(namespace or "", name)]
         metadata["resourceVersion"] = str(int(metadata["resourceVersion"]) + 1)
@@ -254,3 +271,31 @@ async def test_stopping_lets_the_reconcile_in_flight_finish(
 
     assert [obj["metadata"]["name"] for obj in reconciler.reconciled] == ["w"]
     assert api.stored()["status"]["seen"] is True, "the in-flight reconcile's status was lost"
+
+
+async def test_adding_the_finalizer_never_drops_one_another_client_just_added(
+    api: FakeApi, controller: Controller
+) -> None:
+    api.put(widget())
+    api.concurrent_write = {"finalizers": ["other.example/keep"]}
+
+    first = await controller.run_one(KEY)
+    await controller.run_one(KEY)
+
+    assert first.outcome is not Outcome.DONE  # the stale write was refused, not applied
+    assert sorted(api.stored()["metadata"]["finalizers"]) == sorted(
+        ["other.example/keep", meta.FINALIZER]
+    )
+
+
+async def test_a_finalizer_removal_that_loses_a_race_is_retried_not_raised(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    api.put(widget(finalizers=[meta.FINALIZER], deletionTimestamp="2026-01-01T00:00:00Z"))
+    api.concurrent_write = {"labels": {"touched": "yes"}}
+
+    first = await controller.run_one(KEY)
+    assert first.outcome is Outcome.RETRY
+    await controller.run_one(KEY)
+
+    assert KEY not in api.objects
