@@ -14,14 +14,9 @@ dependents (a Kustomization becoming ready requests those waiting on it).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import shutil
-import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +79,7 @@ from fluxd.kube.informer import Change, Key
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
 from fluxd.metrics import KUSTOMIZATION_PHASE
 from fluxd.settings import Settings
-from fluxd.source import ArtifactPathRefused, SourceError, resolve_safe, unpack
+from fluxd.source import ArtifactCache, ArtifactUnavailable
 
 log = structlog.get_logger("fluxd.controllers.kustomization")
 
@@ -94,94 +89,9 @@ ACCESS_DENIED = "AccessDenied"
 HEALTH_POLL_SECONDS = 2.0
 
 
-class ArtifactUnavailable(Exception):
-    """The artifact file is missing, unreadable, or its content does not match its digest."""
-
-
-@dataclass
-class ArtifactCache:
-    """Artifacts extracted once per digest into a private directory, least recently used first out.
-
-    Reads only files under the storage ``root``; a tarball whose sha256 differs
-    from the digest in ``status.artifact`` is refused.
-    """
-
-    root: Path
-    max_entries: int = 16
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fluxd-artifacts-")))
-    _entries: OrderedDict[str, Path] = field(default_factory=OrderedDict)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    _in_use: dict[str, int] = field(default_factory=dict)
-
-    async def extract(self, artifact: Mapping[str, Any]) -> Path:
-        digest = str(artifact.get("digest") or "")
-        relpath = str(artifact.get("path") or "")
-        if not digest.startswith("sha256:") or not relpath:
-            raise ArtifactUnavailable("artifact has no path or sha256 digest")
-        lock = self._locks.setdefault(digest, asyncio.Lock())
-        async with lock:
-            found = self._entries.get(digest)
-            if found is not None and found.is_dir():
-                self._entries.move_to_end(digest)
-                return found
-            try:
-                archive = resolve_safe(self.root, relpath)
-            except ArtifactPathRefused as error:
-                raise ArtifactUnavailable(str(error)) from error
-            target = self.workdir / digest.removeprefix("sha256:")
-            await anyio.to_thread.run_sync(self._verify_and_unpack, archive, digest, target)
-            self._entries[digest] = target
-            self._evict()
-            return target
-
-    def acquire(self, digest: str) -> None:
-        self._in_use[digest] = self._in_use.get(digest, 0) + 1
-
-    def release(self, digest: str) -> None:
-        count = self._in_use.get(digest, 0) - 1
-        if count > 0:
-            self._in_use[digest] = count
-        else:
-            self._in_use.pop(digest, None)
-
-    def _evict(self) -> None:
-        for digest in list(self._entries):
-            if len(self._entries) <= self.max_entries:
-                return
-            if self._in_use.get(digest):
-                continue
-            path = self._entries.pop(digest)
-            self._locks.pop(digest, None)
-            shutil.rmtree(path, ignore_errors=True)
-
-    @staticmethod
-    def _verify_and_unpack(archive: Path, digest: str, target: Path) -> None:
-        hasher = hashlib.sha256()
-        try:
-            with archive.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    hasher.update(chunk)
-        except OSError as error:
-            raise ArtifactUnavailable(
-                f"cannot read artifact '{archive.name}': {error.strerror or error}"
-            ) from None
-        actual = f"sha256:{hasher.hexdigest()}"
-        if actual != digest:
-            raise ArtifactUnavailable(
-                f"artifact '{archive.name}' digest mismatch: expected {digest}, got {actual}"
-            )
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            unpack(archive, staging)
-        except SourceError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise ArtifactUnavailable(str(error)) from None
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-
-    def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+def _empty_directory(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def build_settings(settings: Settings) -> BuildSettings:
@@ -692,8 +602,7 @@ async def wire(
     # Extractions live next to the artifacts (the one writable volume in the pod) and do not
     # outlive a restart: whatever a previous process left there is removed first.
     extracted = storage / ".work" / "extracted"
-    shutil.rmtree(extracted, ignore_errors=True)
-    extracted.mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(_empty_directory, extracted)
     artifacts = ArtifactCache(
         storage,
         max_entries=max(8, settings.kustomization_concurrency * 2),
@@ -743,8 +652,6 @@ async def wire(
 
 
 __all__ = [
-    "ArtifactCache",
-    "ArtifactUnavailable",
     "KustomizationReconciler",
     "build_settings",
     "wire",

@@ -26,6 +26,7 @@ from fluxd.source.errors import (
     StorageOperationFailed,
     redact_url,
 )
+from fluxd.source.extraction import ArtifactCache, ArtifactUnavailable
 from fluxd.source.git import GitRef, Resolved, checkout, resolve
 from fluxd.source.ignore import IgnoreRules
 from fluxd.source.storage import DEFAULT_RETENTION, Storage, resolve_safe
@@ -33,7 +34,9 @@ from fluxd.source.workers import GitWorkers
 
 __all__ = [
     "DEFAULT_RETENTION",
+    "ArtifactCache",
     "ArtifactPathRefused",
+    "ArtifactUnavailable",
     "AuthenticationFailed",
     "GitAuth",
     "GitOperationFailed",

@@ -13,14 +13,13 @@ import pytest
 
 from fluxd.build import BuildCache
 from fluxd.controllers.kustomization import (
-    ArtifactCache,
-    ArtifactUnavailable,
     KustomizationReconciler,
 )
 from fluxd.controllers.outcomes import Waiting
 from fluxd.kube.client import Kube
 from fluxd.kube.informer import Change
 from fluxd.settings import Settings
+from fluxd.source import ArtifactCache, ArtifactUnavailable
 
 from .conftest import FakeCluster
 

@@ -8,7 +8,9 @@ import fluxd.source
 def test_public_surface_is_pinned() -> None:
     assert set(fluxd.source.__all__) == {
         "DEFAULT_RETENTION",
+        "ArtifactCache",
         "ArtifactPathRefused",
+        "ArtifactUnavailable",
         "AuthenticationFailed",
         "GitAuth",
         "GitOperationFailed",
