@@ -12,9 +12,7 @@ import anyio
 import pytest
 
 from fluxd.build import BuildCache
-from fluxd.controllers.kustomization import (
-    KustomizationReconciler,
-)
+from fluxd.controllers.kustomization import KustomizationReconciler
 from fluxd.controllers.outcomes import Waiting
 from fluxd.kube.client import Kube
 from fluxd.kube.informer import Change
