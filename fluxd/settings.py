@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from fluxd.api.duration import parse_duration
+from fluxd.api.duration import format_duration, parse_duration
 
 
 class SettingsError(ValueError):
@@ -388,20 +388,12 @@ def render_example() -> str:
     for setting in SETTINGS:
         default = setting.default
         if setting.kind == "duration":
-            default = _format_seconds(float(default))
+            default = format_duration(float(default))
         rendered = yaml.safe_dump({setting.name: default}, default_flow_style=True).strip()
         lines.append("")
         lines.append(f"# {setting.help}")
         lines.append(rendered.strip("{}"))
     return "\n".join(lines) + "\n"
-
-
-def _format_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    if seconds % 60 == 0 and seconds >= 60:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
 
 
 def field_names() -> Sequence[str]:

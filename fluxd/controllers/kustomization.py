@@ -25,7 +25,7 @@ import anyio.to_thread
 import structlog
 
 from fluxd.api import meta
-from fluxd.api.duration import parse_duration
+from fluxd.api.duration import format_duration, parse_duration
 from fluxd.api.kustomize import (
     KUSTOMIZATION,
     KustomizationSpec,
@@ -121,12 +121,6 @@ def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
         (str(dep.get("namespace") or namespace), str(dep.get("name", "")))
         for dep in (obj.get("spec") or {}).get("dependsOn") or []
     ]
-
-
-def _format_seconds(seconds: float) -> str:
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m0s"
-    return f"{seconds:g}s"
 
 
 class KustomizationReconciler(Reconciler):
@@ -261,7 +255,7 @@ class KustomizationReconciler(Reconciler):
         if not artifact:
             raise Waiting(
                 meta.Reason.ARTIFACT_FAILED,
-                f"Source artifact not found, retrying in {_format_seconds(retry)}",
+                f"Source artifact not found, retrying in {format_duration(retry)}",
                 requeue_after=retry,
                 event=False,
             )
@@ -454,7 +448,7 @@ class KustomizationReconciler(Reconciler):
         message = f"Applied revision: {revision}"
         if previous.get("lastAppliedRevision") != revision or not meta.object_is_ready(obj):
             elapsed = time.monotonic() - started
-            interval = _format_seconds(parse_duration(str(spec.get("interval", "10m"))))
+            interval = format_duration(parse_duration(str(spec.get("interval", "10m"))))
             events.append(
                 EventNote(
                     "Normal",
