@@ -1,9 +1,9 @@
 """``kustomize.toolkit.fluxcd.io/v1`` Kustomization: Flux's field names, enums and defaults.
 
 The TypedDicts below are how code reads a Kustomization as a plain dict, and
-the source of its CRD schema.  ``decryption``, ``kubeConfig`` and a few newer
-Flux fields are accepted so that YAML written for Flux passes strict field
-validation, even where fluxd does not act on them.
+the source of its CRD schema.  ``decryption``, ``kubeConfig`` and the CEL
+fields are in the schema so that YAML written for Flux passes strict field
+validation; an object that sets one is refused (``fluxd.api.support``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class DependencyReference(TypedDict):
     namespace: NotRequired[
         Annotated[str, Doc("Namespace of the referent, defaults to the Kustomization's.")]
     ]
-    readyExpr: NotRequired[Annotated[str, Doc("CEL readiness expression (accepted).")]]
+    readyExpr: NotRequired[
+        Annotated[str, Doc("CEL readiness expression (not supported by fluxd: refused).")]
+    ]
 
 
 class Selector(TypedDict, total=False):
@@ -125,7 +127,7 @@ class NamespacedObjectKindReference(TypedDict):
 
 
 class CustomHealthCheck(TypedDict):
-    """CEL health rules for a custom resource kind (accepted)."""
+    """CEL health rules for a custom resource kind (not supported by fluxd: refused)."""
 
     apiVersion: NotRequired[str]
     kind: str
@@ -134,15 +136,8 @@ class CustomHealthCheck(TypedDict):
     failed: NotRequired[str]
 
 
-class DriftIgnoreRule(TypedDict):
-    """JSON pointer paths ignored by drift detection (accepted)."""
-
-    paths: list[str]
-    target: NotRequired[Selector]
-
-
 class Decryption(TypedDict):
-    """Decryption of Secrets before apply (accepted; fluxd does not decrypt)."""
+    """Decryption of Secrets before apply (not supported by fluxd: refused)."""
 
     provider: Annotated[Literal["sops"], Doc("Decryption engine.")]
     serviceAccountName: NotRequired[str]
@@ -232,10 +227,7 @@ class KustomizationSpec(TypedDict):
         ]
     ]
     healthCheckExprs: NotRequired[
-        Annotated[list[CustomHealthCheck], Doc("CEL health checks (accepted).")]
-    ]
-    driftIgnoreRules: NotRequired[
-        Annotated[list[DriftIgnoreRule], Doc("Paths ignored by drift detection (accepted).")]
+        Annotated[list[CustomHealthCheck], Doc("CEL health checks (not supported: refused).")]
     ]
     force: NotRequired[
         Annotated[bool, Doc("Recreate objects whose immutable fields changed."), Default(False)]
@@ -243,9 +235,13 @@ class KustomizationSpec(TypedDict):
     serviceAccountName: NotRequired[
         Annotated[str, Doc("ServiceAccount to impersonate when applying.")]
     ]
-    decryption: NotRequired[Annotated[Decryption, Doc("Secret decryption (accepted).")]]
+    decryption: NotRequired[
+        Annotated[Decryption, Doc("Secret decryption (not supported by fluxd: refused).")]
+    ]
     kubeConfig: NotRequired[
-        Annotated[KubeConfigReference, Doc("Remote cluster kubeconfig (accepted).")]
+        Annotated[
+            KubeConfigReference, Doc("Remote cluster kubeconfig (not supported by fluxd: refused).")
+        ]
     ]
 
 

@@ -98,6 +98,8 @@ class Reason(StrEnum):
     ARTIFACT_UP_TO_DATE = "ArtifactUpToDate"
     CACHE_OPERATION_FAILED = "CacheOperationFailed"
     NEW_ARTIFACT = "NewArtifact"
+    # fluxd's own: the object sets a field fluxd refuses (see fluxd.api.support).
+    UNSUPPORTED_FIELD = "UnsupportedField"
 
 
 # Finalizer every Flux controller puts on the objects it reconciles.

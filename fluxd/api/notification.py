@@ -144,7 +144,7 @@ class ReceiverSpec(TypedDict):
         list[CrossNamespaceObjectReference], Doc("Objects to reconcile when the hook is called.")
     ]
     resourceFilter: NotRequired[
-        Annotated[str, Doc("CEL expression filtering the resources (accepted).")]
+        Annotated[str, Doc("CEL expression filtering the resources (not supported: refused).")]
     ]
     secretRef: Annotated[
         LocalObjectReference, Doc("Secret with the 'token' used to validate payloads.")
@@ -215,14 +215,14 @@ class ProviderSpec(TypedDict):
         ]
     ]
     serviceAccountName: NotRequired[
-        Annotated[str, Doc("ServiceAccount for workload identity (accepted).")]
+        Annotated[str, Doc("ServiceAccount for workload identity (not supported: refused).")]
     ]
     certSecretRef: NotRequired[
         Annotated[LocalObjectReference, Doc("Secret with 'ca.crt' and optional client cert.")]
     ]
     suspend: NotRequired[Annotated[bool, Doc("Suspend sending through this Provider.")]]
     commitStatusExpr: NotRequired[
-        Annotated[str, Doc("CEL expression for the commit status text (accepted).")]
+        Annotated[str, Doc("CEL expression for the commit status text (not supported: refused).")]
     ]
 
 

@@ -92,10 +92,12 @@ class GitRepositorySpec(TypedDict):
         ]
     ]
     provider: NotRequired[
-        Annotated[GitProvider, Doc("Authentication provider; only 'generic' is supported.")]
+        Annotated[GitProvider, Doc("Authentication provider; fluxd refuses all but 'generic'.")]
     ]
     serviceAccountName: NotRequired[
-        Annotated[str, Doc("ServiceAccount for cloud provider authentication (accepted).")]
+        Annotated[
+            str, Doc("ServiceAccount for cloud provider authentication (not supported: refused).")
+        ]
     ]
     interval: Annotated[
         str,
@@ -112,7 +114,10 @@ class GitRepositorySpec(TypedDict):
     ]
     ref: NotRequired[Annotated[GitRepositoryRef, Doc("The Git reference to check out.")]]
     verify: NotRequired[
-        Annotated[GitRepositoryVerification, Doc("Commit signature verification (accepted).")]
+        Annotated[
+            GitRepositoryVerification,
+            Doc("Commit signature verification (not supported by fluxd: refused)."),
+        ]
     ]
     proxySecretRef: NotRequired[
         Annotated[LocalObjectReference, Doc("Secret with the proxy configuration ('address').")]
@@ -131,7 +136,7 @@ class GitRepositorySpec(TypedDict):
         ]
     ]
     sparseCheckout: NotRequired[
-        Annotated[list[str], Doc("Directories to check out; only these end up in the Artifact.")]
+        Annotated[list[str], Doc("Directories to check out (not supported by fluxd: refused).")]
     ]
 
 

@@ -34,6 +34,7 @@ import structlog
 
 from fluxd.aio import Backoff, Result, WorkQueue, supervise
 from fluxd.api import notification
+from fluxd.api.support import refused_fields
 from fluxd.controllers.manager import Components
 from fluxd.controllers.receiver import (
     RECEIVER,
@@ -150,6 +151,10 @@ class NotificationRegistry:
     async def _resolve(self, obj: Object) -> ProviderState:
         namespace = str(obj["metadata"].get("namespace", ""))
         spec = obj.get("spec") or {}
+        refusals = refused_fields(PROVIDER.kind, obj)
+        if refusals:
+            # A Provider that sets a refused field sends nothing, rather than send differently.
+            return ProviderState(obj, None, "; ".join(refusals))
         secrets: dict[str, dict[str, str] | None] = {}
         for ref in _SECRET_REFS:
             name = str((spec.get(ref) or {}).get("name") or "")

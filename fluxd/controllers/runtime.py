@@ -21,6 +21,7 @@ import structlog
 from fluxd.aio import Backoff, Result, WorkQueue
 from fluxd.api import meta
 from fluxd.api.duration import parse_duration
+from fluxd.api.support import refused_fields
 from fluxd.controllers.outcomes import (
     ConditionUpdate,
     EventNote,
@@ -232,7 +233,11 @@ class Controller:
         started = time.monotonic()
         bound.debug("reconciling")
         outcome: Reconciled | ReconcileFailure
+        refusals = refused_fields(self.kind, obj)
         try:
+            if refusals:
+                # Never half-honoured: nothing of an object with a refused field is acted on.
+                raise Stalled(meta.Reason.UNSUPPORTED_FIELD, "; ".join(refusals))
             outcome = await self.reconciler.reconcile(obj)
         except ReconcileFailure as failure:
             outcome = failure

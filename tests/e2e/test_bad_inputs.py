@@ -375,6 +375,47 @@ def source_not_found(env: Env) -> None:
     env.fails(ks, reasons=("ArtifactFailed",), words=("gone", "not found"), event=False)
 
 
+# -- fields fluxd refuses rather than ignores ----------------------------------------------------
+
+
+def sops_decryption_refused(env: Env) -> None:
+    # Applying the build unchanged would write ciphertext: nothing of it may be applied.
+    env.source()
+    ks = env.kustomization(
+        "sops",
+        "./plain",
+        decryption={"provider": "sops", "secretRef": {"name": "sops-age"}},
+    )
+    env.fails(ks, reasons=("UnsupportedField",), words=("spec.decryption", "SOPS"))
+    assert env.api.get(ks).get("status", {}).get("inventory") is None
+
+
+def signature_verification_refused(env: Env) -> None:
+    path = env.source("verified", verify={"mode": "HEAD", "secretRef": {"name": "pgp-keys"}})
+    env.fails(path, reasons=("UnsupportedField",), words=("spec.verify", "verification"))
+    assert env.api.get(path).get("status", {}).get("artifact") is None
+
+
+def unverifiable_receiver_type_refused(env: Env) -> None:
+    secret(env.api, env.namespace, "webhook-token", {"token": WEBHOOK_TOKEN})
+    env.api.create(
+        RECEIVERS.format(ns=env.namespace),
+        {
+            "apiVersion": "notification.toolkit.fluxcd.io/v1",
+            "kind": "Receiver",
+            "metadata": {"name": "harbor"},
+            "spec": {
+                "type": "harbor",
+                "resources": [{"kind": "GitRepository", "name": SOURCE}],
+                "secretRef": {"name": "webhook-token"},
+            },
+        },
+    )
+    path = f"{RECEIVERS.format(ns=env.namespace)}/harbor"
+    env.fails(path, reasons=("UnsupportedField",), words=("spec.type", "harbor"))
+    assert env.api.get(path).get("status", {}).get("webhookPath") is None
+
+
 def _admission_policy(
     env: Env,
     name: str,
@@ -802,6 +843,9 @@ CASES = [
     pytest.param(rejected_by_admission_policy, id="apply-admission-policy"),
     pytest.param(service_account_without_rights, id="apply-service-account-forbidden"),
     pytest.param(source_not_found, id="apply-source-not-found"),
+    pytest.param(sops_decryption_refused, id="refused-kustomization-decryption"),
+    pytest.param(signature_verification_refused, id="refused-gitrepository-verify"),
+    pytest.param(unverifiable_receiver_type_refused, id="refused-receiver-type"),
     pytest.param(restart_refused_by_admission_policy, id="restarter-admission-policy"),
     pytest.param(workload_deleted_mid_restart, id="restarter-workload-deleted"),
     pytest.param(bad_signature, id="receiver-bad-signature"),

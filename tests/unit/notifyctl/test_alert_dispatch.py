@@ -151,6 +151,16 @@ async def test_provider_with_its_secret_is_ready_and_its_alert_is_quiet(
             id="gitea-without-token",
         ),
         pytest.param({"type": "dingtalk"}, {}, "no address", id="no-address"),
+        pytest.param(
+            {
+                "type": "github",
+                "address": "https://github.com/o/r",
+                "commitStatusExpr": "'fluxd/' + event.involvedObject.name",
+            },
+            {},
+            "spec.commitStatusExpr is not supported by fluxd",
+            id="refused-cel-field",
+        ),
     ],
 )
 async def test_broken_provider_is_reported_once_on_itself_and_on_its_alerts(

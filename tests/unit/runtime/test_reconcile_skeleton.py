@@ -299,3 +299,30 @@ async def test_a_finalizer_removal_that_loses_a_race_is_retried_not_raised(
     await controller.run_one(KEY)
 
     assert KEY not in api.objects
+
+
+class ScriptedKustomizations(ScriptedReconciler):
+    resource = Resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations")
+
+
+async def test_an_object_with_a_refused_field_is_stalled_and_never_acted_on(
+    api: FakeApi,
+) -> None:
+    reconciler = ScriptedKustomizations()
+    controller = Controller(
+        kube=cast(Kube, api), reconciler=reconciler, recorder=QuietRecorder(), settings=Settings()
+    )
+    obj = widget(finalizers=[meta.FINALIZER])
+    obj["spec"]["decryption"] = {"provider": "sops", "secretRef": {"name": "sops-age"}}
+    api.put(obj)
+
+    result = await controller.run_one(KEY)
+
+    assert reconciler.reconciled == []
+    assert result.outcome is Outcome.STOP
+    ready = meta.condition_of(api.stored(), "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert ready["reason"] == "UnsupportedField"
+    assert "spec.decryption is not supported by fluxd" in ready["message"]
+    assert meta.condition_of(api.stored(), "Stalled") is not None
+    assert cast(QuietRecorder, controller.recorder).reasons == ["UnsupportedField"]

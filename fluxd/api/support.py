@@ -1,0 +1,120 @@
+"""Fields of Flux's API that fluxd serves in the schema but does not act on: refused, never ignored.
+
+A user's Flux YAML must pass the schema unchanged, so the CRDs carry every
+field Flux has. Where fluxd cannot do what Flux does with a field, an object
+that sets it is not reconciled at all: it is ``Stalled`` with reason
+``UnsupportedField`` and a message naming the field, so nobody believes a
+SOPS ``decryption`` or a ``verify`` is in force when it is not. Every other
+field of every CRD is acted on (a unit test walks the CRDs against this
+table and the code that reads them).
+
+Paths are dotted from the object's root; ``[]`` walks each item of a list
+(``spec.dependsOn[].readyExpr``). A refusal with ``unless`` refuses only
+values outside that set (``spec.provider: generic`` is what fluxd does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One field fluxd refuses, and why, in words a user can act on."""
+
+    path: str
+    why: str
+    unless: frozenset[str] = field(default_factory=frozenset)
+
+    def message(self, value: object) -> str:
+        shown = f" '{value}'" if self.unless and isinstance(value, str) else ""
+        return f"{self.path}{shown} is not supported by fluxd: {self.why}"
+
+
+# Receiver types whose payloads fluxd verifies (fluxd.notify.receivers has one check each).
+RECEIVER_TYPES_VERIFIED = frozenset(
+    {"generic", "generic-hmac", "github", "gitea", "gitlab", "bitbucket"}
+)
+
+REFUSED: Mapping[str, tuple[Refused, ...]] = {
+    "Kustomization": (
+        Refused(
+            "spec.decryption",
+            "SOPS decryption is not implemented, and applying still-encrypted manifests "
+            "would write ciphertext into the cluster",
+        ),
+        Refused(
+            "spec.kubeConfig",
+            "applying to a remote cluster is not implemented (fluxd applies to its own cluster)",
+        ),
+        Refused("spec.healthCheckExprs", "CEL health checks are not implemented"),
+        Refused("spec.dependsOn[].readyExpr", "CEL readiness expressions are not implemented"),
+    ),
+    "GitRepository": (
+        Refused(
+            "spec.verify",
+            "commit signature verification is not implemented, so unverified commits would "
+            "be applied",
+        ),
+        Refused(
+            "spec.sparseCheckout",
+            "sparse checkout is not implemented; the artifact would hold the whole repository",
+        ),
+        Refused(
+            "spec.provider",
+            "cloud workload identity is not available; use a secretRef (provider: generic)",
+            unless=frozenset({"generic"}),
+        ),
+        Refused(
+            "spec.serviceAccountName",
+            "it only serves cloud workload identity, which is not available; use a secretRef",
+        ),
+    ),
+    "Receiver": (
+        Refused(
+            "spec.type",
+            "deliveries of this type cannot be verified yet; use 'generic-hmac' or 'generic'",
+            unless=RECEIVER_TYPES_VERIFIED,
+        ),
+        Refused(
+            "spec.resourceFilter",
+            "CEL resource filters are not implemented; every listed resource would be requested",
+        ),
+    ),
+    "Provider": (
+        Refused("spec.serviceAccountName", "workload identity for providers is not available"),
+        Refused("spec.commitStatusExpr", "CEL commit status expressions are not implemented"),
+    ),
+}
+
+
+def refused_fields(kind: str, obj: Mapping[str, Any]) -> list[str]:
+    """One message per refused field that ``obj`` sets (empty when fluxd can reconcile it)."""
+    messages: list[str] = []
+    for refusal in REFUSED.get(kind, ()):
+        for value in _values(obj, refusal.path.split(".")):
+            if value is None or value in ([], {}, ""):
+                continue
+            if refusal.unless and isinstance(value, str) and value in refusal.unless:
+                continue
+            messages.append(refusal.message(value))
+            break
+    return messages
+
+
+def _values(node: object, steps: Sequence[str]) -> list[object]:
+    if not steps:
+        return [node]
+    step, rest = steps[0], steps[1:]
+    each = step.endswith("[]")
+    key = step.removesuffix("[]")
+    if not isinstance(node, Mapping) or key not in node:
+        return []
+    child = node[key]
+    if not each:
+        return _values(child, rest)
+    if not isinstance(child, list):
+        return []
+    return [value for item in child for value in _values(item, rest)]
