@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ from fluxd.build import (
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import (
     ConditionUpdate,
+    Deferred,
     EventNote,
     Reconciled,
     Stalled,
@@ -87,6 +88,9 @@ HEALTHY = "Healthy"
 ACCESS_DENIED = "AccessDenied"
 # How often a health wait polls the objects it waits for.
 HEALTH_POLL_SECONDS = 2.0
+# A missing artifact is waited for quietly this long, looking again this often.
+ARTIFACT_RESTORE_GRACE_SECONDS = 30.0
+ARTIFACT_RESTORE_POLL_SECONDS = 1.0
 
 
 def _empty_directory(path: Path) -> None:
@@ -147,6 +151,10 @@ class KustomizationReconciler(Reconciler):
         self.dependents: dict[Key, set[Key]] = {}
         # Kustomizations in a health wait, and the event that cuts the wait short
         self.interrupts: dict[Key, anyio.Event] = {}
+        # Kustomizations whose artifact file is missing, since when (monotonic seconds)
+        self.missing_since: dict[Key, float] = {}
+        # Asks a source to reconcile now (set by ``wire``): it stores a missing artifact again.
+        self.request_source: Callable[[str, str], None] = lambda namespace, name: None
 
     # -- indexes ----------------------------------------------------------------
 
@@ -166,6 +174,8 @@ class KustomizationReconciler(Reconciler):
             self.interrupt(key)
 
     def forget(self, key: Key, *, interrupt: bool = True) -> None:
+        if interrupt:
+            self.missing_since.pop(key, None)
         for members in self.by_source.values():
             members.discard(key)
         for members in self.dependents.values():
@@ -294,6 +304,24 @@ class KustomizationReconciler(Reconciler):
                     event=False,
                 )
 
+    def _defer_missing_artifact(self, key: Key, obj: Object) -> bool:
+        """Whether to wait quietly for the source to store a missing artifact again.
+
+        A new process (after a restart, a failover, or a takeover from Flux)
+        starts with empty storage while the sources' statuses still name their
+        artifacts. Each source stores its own again within seconds; until then
+        the Kustomization keeps its status instead of turning Ready=False, for
+        at most ``ARTIFACT_RESTORE_GRACE_SECONDS``, then reports the failure.
+        """
+        now = time.monotonic()
+        first = self.missing_since.setdefault(key, now)
+        if now - first >= ARTIFACT_RESTORE_GRACE_SECONDS:
+            return False
+        kind, namespace, name = source_key(obj)
+        if kind == GIT_REPOSITORY.kind:
+            self.request_source(namespace, name)
+        return True
+
     async def _build(
         self, obj: Object, artifact: Mapping[str, Any], *, attempted: dict[str, Any]
     ) -> list[dict[str, Any]]:
@@ -304,10 +332,19 @@ class KustomizationReconciler(Reconciler):
         except BuildError as error:
             raise Stalled(meta.Reason.BUILD_FAILED, error.message, status=attempted) from error
         digest = str(artifact.get("digest", ""))
+        key: Key = (namespace, str(obj["metadata"]["name"]))
         try:
             root = await self.artifacts.extract(artifact)
         except ArtifactUnavailable as error:
+            if error.missing and self._defer_missing_artifact(key, obj):
+                raise Deferred(
+                    meta.Reason.ARTIFACT_FAILED,
+                    f"{error}; asked the source to store it again",
+                    requeue_after=ARTIFACT_RESTORE_POLL_SECONDS,
+                ) from error
+            self.missing_since.pop(key, None)
             raise Transient(meta.Reason.ARTIFACT_FAILED, str(error), status=attempted) from error
+        self.missing_since.pop(key, None)
         variables = None
         if options.post_build:
             variables = await self._variables(options, namespace, attempted=attempted)
@@ -643,6 +680,7 @@ async def wire(
                 controller.request(*user)
 
         sources.after_reconcile.append(new_artifact)
+        reconciler.request_source = sources.request
 
 
 __all__ = [

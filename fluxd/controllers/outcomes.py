@@ -7,6 +7,7 @@ patch and the queue's next step::
     ReconcileFailure           Ready=False, Reconciling=True (ProgressingWithRetry)
     ├── Transient              back off per key and try again
     ├── Waiting                try again after ``requeue_after``, no backoff
+    ├── Deferred               status untouched: an input is being restored, look again soon
     └── Stalled                Ready=False, Stalled=True: nothing until the spec changes
 """
 
@@ -79,6 +80,19 @@ class Waiting(ReconcileFailure):
 
     def __init__(self, reason: str, message: str, *, requeue_after: float, **kwargs: Any) -> None:
         super().__init__(reason, message, **kwargs)
+        self.requeue_after = requeue_after
+
+
+class Deferred(ReconcileFailure):
+    """An input is on its way back (an artifact its source is storing again): no status change.
+
+    The last status stays what it was, true until proven otherwise, so a new
+    process does not flash Ready=False for every object while it refills its
+    storage; the reconciler bounds how long it defers before reporting.
+    """
+
+    def __init__(self, reason: str, message: str, *, requeue_after: float, **kwargs: Any) -> None:
+        super().__init__(reason, message, event=False, **kwargs)
         self.requeue_after = requeue_after
 
 

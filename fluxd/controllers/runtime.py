@@ -24,6 +24,7 @@ from fluxd.api.duration import parse_duration
 from fluxd.api.support import refused_fields
 from fluxd.controllers.outcomes import (
     ConditionUpdate,
+    Deferred,
     EventNote,
     Reconciled,
     ReconcileFailure,
@@ -251,6 +252,9 @@ class Controller:
             )
         elapsed = time.monotonic() - started
         RECONCILE_DURATION.labels(self.kind, name, namespace).observe(elapsed)
+        if isinstance(outcome, Deferred):
+            bound.info("reconcile deferred", reason=outcome.reason, detail=outcome.message)
+            return Result.done(outcome.requeue_after)
         status = self._status_after(obj, outcome)
         if not _status_unchanged(obj.get("status") or {}, status):
             try:

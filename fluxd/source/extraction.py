@@ -28,7 +28,15 @@ from fluxd.source.storage import resolve_safe
 
 
 class ArtifactUnavailable(Exception):
-    """The artifact file is missing, unreadable, or its content does not match its digest."""
+    """The artifact file is missing, unreadable, or its content does not match its digest.
+
+    ``missing`` says the file is not in storage at all: its source can store it
+    again (a new process, or one that took over from Flux, starts empty).
+    """
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 @dataclass
@@ -99,7 +107,8 @@ class ArtifactCache:
                     hasher.update(chunk)
         except OSError as error:
             raise ArtifactUnavailable(
-                f"cannot read artifact '{archive.name}': {error.strerror or error}"
+                f"cannot read artifact '{archive.name}': {error.strerror or error}",
+                missing=isinstance(error, FileNotFoundError),
             ) from None
         actual = f"sha256:{hasher.hexdigest()}"
         if actual != digest:

@@ -13,7 +13,7 @@ import pytest
 
 from fluxd.build import BuildCache
 from fluxd.controllers.kustomization import KustomizationReconciler
-from fluxd.controllers.outcomes import Waiting
+from fluxd.controllers.outcomes import Deferred, Transient, Waiting
 from fluxd.kube.client import Kube
 from fluxd.kube.informer import Change
 from fluxd.settings import Settings
@@ -185,3 +185,30 @@ async def test_dependencies_must_be_ready_and_current(
     assert raised.value.message == message
     assert raised.value.reason == "DependencyNotReady"
     assert raised.value.requeue_after == 30.0
+
+
+async def test_a_missing_artifact_is_waited_for_quietly_then_reported(
+    reconciler: KustomizationReconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new process starts with empty storage: no Ready=False while the source re-stores."""
+    artifact = {
+        "path": "gitrepository/ns/src/0123.tar.gz",
+        "digest": "sha256:" + "1" * 64,
+        "revision": "main@sha1:" + "0" * 40,
+    }
+    asked: list[tuple[str, str]] = []
+    reconciler.request_source = lambda namespace, name: asked.append((namespace, name))
+    obj = {**kustomization("a"), "spec": {**kustomization("a")["spec"], "path": "./"}}
+    clock = [100.0]
+    monkeypatch.setattr("fluxd.controllers.kustomization.time.monotonic", lambda: clock[0])
+
+    with pytest.raises(Deferred) as deferred:
+        await reconciler._build(obj, artifact, attempted={})
+    assert deferred.value.requeue_after <= 2.0 and deferred.value.event is False
+    assert asked == [("ns", "src")]
+
+    clock[0] += 31.0  # the source never stored it: say so
+    with pytest.raises(Transient) as failed:
+        await reconciler._build(obj, artifact, attempted={})
+    assert failed.value.reason == "ArtifactFailed"
+    assert "cannot read artifact" in failed.value.message

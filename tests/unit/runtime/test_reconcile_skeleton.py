@@ -15,7 +15,7 @@ import pytest
 
 from fluxd.aio import Outcome
 from fluxd.api import meta
-from fluxd.controllers.outcomes import Reconciled
+from fluxd.controllers.outcomes import Deferred, Reconciled
 from fluxd.controllers.runtime import Controller, Reconciler
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object, PatchType
@@ -326,3 +326,22 @@ async def test_an_object_with_a_refused_field_is_stalled_and_never_acted_on(
     assert "spec.decryption is not supported by fluxd" in ready["message"]
     assert meta.condition_of(api.stored(), "Stalled") is not None
     assert cast(QuietRecorder, controller.recorder).reasons == ["UnsupportedField"]
+
+
+async def test_a_deferred_reconcile_leaves_the_status_as_it_was(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    obj = widget(finalizers=[meta.FINALIZER])
+    obj["status"] = {"conditions": [READY], "observedGeneration": 1}
+    api.put(obj)
+
+    async def reconcile(obj: Object) -> Reconciled:
+        raise Deferred("ArtifactFailed", "artifact is being stored again", requeue_after=1.0)
+
+    reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    result = await controller.run_one(KEY)
+
+    assert api.status_patches == []
+    assert api.stored()["status"] == {"conditions": [READY], "observedGeneration": 1}
+    assert result.outcome is Outcome.DONE and result.requeue_after == 1.0
+    assert cast(QuietRecorder, controller.recorder).reasons == []
