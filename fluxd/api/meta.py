@@ -282,11 +282,13 @@ def set_condition(
     }
     existing = find_condition(conditions, condition_type)
     if existing is not None and (
-        existing["status"],
-        existing["reason"],
-        existing["message"],
+        existing.get("status"),
+        existing.get("reason"),
+        existing.get("message"),
     ) == (updated["status"], updated["reason"], updated["message"]):
-        updated["lastTransitionTime"] = existing["lastTransitionTime"]
+        updated["lastTransitionTime"] = existing.get(
+            "lastTransitionTime", updated["lastTransitionTime"]
+        )
     result = [c.copy() for c in conditions if c["type"] != condition_type]
     result.append(updated)
     result.sort(key=_order)

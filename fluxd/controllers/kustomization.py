@@ -216,6 +216,7 @@ class KustomizationReconciler(Reconciler):
                 artifact = await self._artifact(obj)
                 await self._check_dependencies(obj, artifact)
             revision = str(artifact.get("revision", ""))
+            await self._mark_progressing(obj, revision)
             attempted = {"lastAttemptedRevision": revision}
             with KUSTOMIZATION_PHASE.labels("build").time():
                 objects = await self._build(obj, artifact, attempted=attempted)
@@ -235,6 +236,49 @@ class KustomizationReconciler(Reconciler):
         finally:
             if self.interrupts.get(key) is interrupt:
                 del self.interrupts[key]
+
+    async def _mark_progressing(self, obj: Object, revision: str) -> None:
+        """Show a new revision or generation being worked on, as kustomize-controller does.
+
+        Ready=Unknown and Reconciling=True (``Progressing``) are written before
+        the build, so ``flux get`` shows the work and a dependent's ``dependsOn``
+        waits for its end; the single status patch at the end of the reconcile
+        replaces both. A reconcile of what was already applied patches nothing.
+        """
+        metadata = obj["metadata"]
+        status = obj.get("status") or {}
+        generation = int(metadata.get("generation", 0))
+        if (
+            status.get("lastAttemptedRevision") == revision
+            and status.get("observedGeneration") == generation
+        ):
+            return
+        spec = obj.get("spec") or {}
+        timeout = format_duration(
+            parse_duration(str(spec.get("timeout") or spec.get("interval") or "10m"))
+        )
+        conditions = meta.set_condition(
+            meta.conditions_of(obj),
+            condition_type=meta.ConditionType.READY,
+            status="Unknown",
+            reason=meta.Reason.PROGRESSING,
+            message="Reconciliation in progress",
+            observed_generation=generation,
+        )
+        conditions = meta.mark_reconciling(
+            conditions,
+            reason=meta.Reason.PROGRESSING,
+            message=f"Fetching manifests for revision {revision} with a timeout of {timeout}",
+            observed_generation=generation,
+        )
+        await self.kube.patch_status(
+            self.resource,
+            str(metadata["name"]),
+            {"conditions": conditions},
+            namespace=str(metadata["namespace"]),
+        )
+        # The final patch is computed from (and compared with) what is on the server now.
+        obj["status"] = {**status, "conditions": conditions}
 
     async def _artifact(self, obj: Object) -> dict[str, Any]:
         kind, source_namespace, source_name = source_key(obj)

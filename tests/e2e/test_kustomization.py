@@ -393,6 +393,59 @@ def test_depends_on_chain_applies_in_order(
     assert created == sorted(created)
 
 
+def test_a_dependent_waits_while_its_dependency_applies_a_new_revision(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    """The dependency shows its work (Ready=Unknown, Reconciling) and the dependent waits.
+
+    Two sources, so the dependent cannot tell from the revision alone: only the
+    dependency's progress status keeps it from applying too early.
+    """
+    unschedulable = {"nodeSelector": {"fluxd.test/no-such-node": "true"}}
+    repo_a, sha_a = _source(api, git, namespace, {"a/cm.yaml": _configmap("dep-a", {"v": "1"})})
+    repo_b, sha_b = _source(
+        api, git, namespace, {"b/cm.yaml": _configmap("dep-b", {"v": "1"})}, name="second"
+    )
+    kustomization(
+        api, namespace, "a", _spec("./a", targetNamespace=namespace, wait=True, timeout="1m")
+    )
+    kustomization(
+        api,
+        namespace,
+        "b",
+        _spec("./b", source="second", targetNamespace=namespace, dependsOn=[{"name": "a"}]),
+    )
+    _applied(api, namespace, "a", sha_a)
+    _applied(api, namespace, "b", sha_b)
+
+    # a's next revision waits a minute for a Deployment that cannot be scheduled.
+    new_a = git.commit(repo_a, {"a/stuck.yaml": _deployment("stuck", **unschedulable)})
+    request_reconcile(api, git_repository_path(namespace, SOURCE))
+    progressing = wait_condition(
+        api,
+        kustomization_path(namespace, "a"),
+        status="Unknown",
+        reason="Progressing",
+        timeout=60,
+    )
+    reconciling = condition(progressing, "Reconciling")
+    assert reconciling is not None and reconciling["status"] == "True"
+    assert f"master@sha1:{new_a}" in reconciling["message"]
+
+    new_b = git.commit(repo_b, {"b/cm.yaml": _configmap("dep-b", {"v": "2"})})
+    request_reconcile(api, git_repository_path(namespace, "second"))
+    waiting = wait_condition(
+        api,
+        kustomization_path(namespace, "b"),
+        status="False",
+        reason="DependencyNotReady",
+        timeout=40,
+    )
+    assert waiting["status"]["lastAppliedRevision"] == f"master@sha1:{sha_b}", new_b
+    cm = api.get(_configmap_path(namespace, "dep-b"))
+    assert cm["data"] == {"v": "1"}
+
+
 # -- health -----------------------------------------------------------------------------
 
 

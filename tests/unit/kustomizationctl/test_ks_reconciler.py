@@ -212,3 +212,47 @@ async def test_a_missing_artifact_is_waited_for_quietly_then_reported(
         await reconciler._build(obj, artifact, attempted={})
     assert failed.value.reason == "ArtifactFailed"
     assert "cannot read artifact" in failed.value.message
+
+
+class StatusRecorder:
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_status(
+        self, resource: Any, name: str, status: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        self.patches.append(status)
+        return {}
+
+
+async def test_a_new_revision_shows_progress_before_the_build(
+    artifacts: ArtifactCache,
+) -> None:
+    kube = StatusRecorder()
+    reconciler = KustomizationReconciler(
+        kube=cast(Kube, kube), settings=Settings(), artifacts=artifacts, build_cache=BuildCache()
+    )
+    obj = kustomization("a")
+    obj["spec"]["interval"] = "5m"
+    obj["status"] = {
+        "observedGeneration": 1,
+        "lastAttemptedRevision": "main@sha1:old",
+        "lastAppliedRevision": "main@sha1:old",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}],
+    }
+
+    await reconciler._mark_progressing(obj, "main@sha1:new")
+
+    (patch,) = kube.patches
+    by_type = {c["type"]: c for c in patch["conditions"]}
+    assert by_type["Ready"]["status"] == "Unknown"
+    assert by_type["Ready"]["reason"] == "Progressing"
+    assert by_type["Reconciling"]["message"] == (
+        "Fetching manifests for revision main@sha1:new with a timeout of 5m0s"
+    )
+    # A dependent reading it now waits: the dependency is not Ready.
+    assert obj["status"]["conditions"] == patch["conditions"]
+
+    obj["status"]["lastAttemptedRevision"] = "main@sha1:new"
+    await reconciler._mark_progressing(obj, "main@sha1:new")
+    assert len(kube.patches) == 1  # an unchanged revision is not re-announced
