@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast
 
+from fluxd.api.duration import format_duration
 from fluxd.api.schema import Doc, Format, Length, Minimum, Pattern, Schema
 
 
@@ -338,3 +339,49 @@ def mark_stalled(
         observed_generation=observed_generation,
         now=now,
     )
+
+
+HISTORY_MAX_SIZE = 5
+
+
+def upsert_history(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    digest: str,
+    status: str,
+    duration_seconds: float,
+    metadata: Mapping[str, str],
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """``status.history`` after one more reconcile, as fluxcd/pkg's ``History.Upsert`` keeps it.
+
+    A snapshot per (digest of what was applied, outcome reason): a repeat
+    moves to the front with its count, times and metadata refreshed; a new one
+    is put first; at most ``HISTORY_MAX_SIZE`` are kept, newest first.
+    """
+    moment = format_time(now or datetime.now(UTC))
+    duration = format_duration(duration_seconds)
+    snapshots = [dict(snapshot) for snapshot in history if isinstance(snapshot, Mapping)]
+    for index, snapshot in enumerate(snapshots):
+        if snapshot.get("digest") == digest and snapshot.get("lastReconciledStatus") == status:
+            snapshot.update(
+                lastReconciled=moment,
+                lastReconciledDuration=duration,
+                totalReconciliations=int(snapshot.get("totalReconciliations", 0)) + 1,
+                metadata=dict(metadata),
+            )
+            snapshots.insert(0, snapshots.pop(index))
+            return snapshots[:HISTORY_MAX_SIZE]
+    snapshots.insert(
+        0,
+        {
+            "digest": digest,
+            "firstReconciled": moment,
+            "lastReconciled": moment,
+            "lastReconciledDuration": duration,
+            "lastReconciledStatus": status,
+            "totalReconciliations": 1,
+            "metadata": dict(metadata),
+        },
+    )
+    return snapshots[:HISTORY_MAX_SIZE]

@@ -14,6 +14,8 @@ dependents (a Kustomization becoming ready requests those waiting on it).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -69,6 +71,7 @@ from fluxd.controllers.outcomes import (
     Deferred,
     EventNote,
     Reconciled,
+    ReconcileFailure,
     Stalled,
     Transient,
     Waiting,
@@ -88,6 +91,10 @@ HEALTHY = "Healthy"
 ACCESS_DENIED = "AccessDenied"
 # How often a health wait polls the objects it waits for.
 HEALTH_POLL_SECONDS = 2.0
+# Outcomes after the build that status.history records, as kustomize-controller does.
+_HISTORY_FAILURES = frozenset(
+    {meta.Reason.RECONCILIATION_FAILED, meta.Reason.PRUNE_FAILED, meta.Reason.HEALTH_CHECK_FAILED}
+)
 # A missing artifact is waited for quietly this long, looking again this often.
 ARTIFACT_RESTORE_GRACE_SECONDS = 30.0
 ARTIFACT_RESTORE_POLL_SECONDS = 1.0
@@ -224,18 +231,47 @@ class KustomizationReconciler(Reconciler):
             manager = ResourceManager(
                 self._kube_for(spec, namespace), owner_name=name, owner_namespace=namespace
             )
-            return await self._apply(
-                obj,
-                manager=manager,
-                objects=objects,
-                revision=revision,
-                interrupt=interrupt,
-                started=started,
-                previous=status,
+            try:
+                result = await self._apply(
+                    obj,
+                    manager=manager,
+                    objects=objects,
+                    revision=revision,
+                    interrupt=interrupt,
+                    started=started,
+                    previous=status,
+                )
+            except ReconcileFailure as failure:
+                if failure.reason in _HISTORY_FAILURES:
+                    failure.status["history"] = self._history(
+                        status, objects, failure.reason, revision, started
+                    )
+                raise
+            result.status["history"] = self._history(
+                status, objects, meta.Reason.RECONCILIATION_SUCCEEDED, revision, started
             )
+            return result
         finally:
             if self.interrupts.get(key) is interrupt:
                 del self.interrupts[key]
+
+    @staticmethod
+    def _history(
+        status: Mapping[str, Any],
+        objects: list[dict[str, Any]],
+        outcome: str,
+        revision: str,
+        started: float,
+    ) -> list[dict[str, Any]]:
+        """``status.history`` with this attempt, keyed by the digest of what was built."""
+        built = json.dumps(objects, sort_keys=True, separators=(",", ":")).encode()
+        return meta.upsert_history(
+            status.get("history") or [],
+            digest=f"sha256:{hashlib.sha256(built).hexdigest()}",
+            status=outcome,
+            duration_seconds=time.monotonic() - started,
+            metadata={"revision": revision},
+        )
 
     async def _mark_progressing(self, obj: Object, revision: str) -> None:
         """Show a new revision or generation being worked on, as kustomize-controller does.
@@ -253,10 +289,8 @@ class KustomizationReconciler(Reconciler):
             and status.get("observedGeneration") == generation
         ):
             return
-        spec = obj.get("spec") or {}
-        timeout = format_duration(
-            parse_duration(str(spec.get("timeout") or spec.get("interval") or "10m"))
-        )
+        spec: KustomizationSpec = obj.get("spec") or {}  # type: ignore[assignment]
+        timeout = format_duration(timeout_seconds(spec))
         conditions = meta.set_condition(
             meta.conditions_of(obj),
             condition_type=meta.ConditionType.READY,

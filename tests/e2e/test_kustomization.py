@@ -207,6 +207,18 @@ def test_seed_secret_follows_the_pushed_config(
     ]
     assert f"master@sha1:{new_sha}" in revisions
 
+    # status.history as kustomize-controller keeps it, newest first (flux debug --show-history).
+    history = api.get(kustomization_path(namespace, "realm-ix"))["status"]["history"]
+    assert [s["metadata"]["revision"] for s in history[:2]] == [
+        f"master@sha1:{new_sha}",
+        f"master@sha1:{sha}",
+    ]
+    assert history[0]["lastReconciledStatus"] == "ReconciliationSucceeded"
+    assert (
+        history[0]["digest"].startswith("sha256:") and history[0]["digest"] != history[1]["digest"]
+    )
+    assert history[0]["totalReconciliations"] >= 1
+
 
 # -- garbage collection -------------------------------------------------------------
 

@@ -140,3 +140,49 @@ def test_one_ready_reader_for_objects_as_the_api_returns_them() -> None:
     assert not meta.object_is_ready({"status": {"conditions": ["garbage", {"status": "True"}]}})
     assert not meta.object_is_ready({"status": None})
     assert meta.condition_of(ready, "Ready") == ready["status"]["conditions"][0]
+
+
+def test_history_keeps_one_snapshot_per_digest_and_outcome_newest_first() -> None:
+    t0 = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    history = meta.upsert_history(
+        [],
+        digest="sha256:a",
+        status="ReconciliationSucceeded",
+        duration_seconds=1.5,
+        metadata={"revision": "main@sha1:1"},
+        now=t0,
+    )
+    history = meta.upsert_history(
+        history,
+        digest="sha256:b",
+        status="HealthCheckFailed",
+        duration_seconds=30,
+        metadata={"revision": "main@sha1:2"},
+        now=t0.replace(minute=1),
+    )
+    history = meta.upsert_history(
+        history,
+        digest="sha256:a",
+        status="ReconciliationSucceeded",
+        duration_seconds=0.25,
+        metadata={"revision": "main@sha1:1"},
+        now=t0.replace(minute=2),
+    )
+    assert [s["digest"] for s in history] == ["sha256:a", "sha256:b"]
+    latest = history[0]
+    assert latest["totalReconciliations"] == 2
+    assert latest["firstReconciled"] == "2026-12-01T10:00:00Z"
+    assert latest["lastReconciled"] == "2026-12-01T10:02:00Z"
+    assert latest["lastReconciledDuration"] == "250ms"
+    assert history[1]["lastReconciledDuration"] == "30s"
+    for n in range(10):
+        history = meta.upsert_history(
+            history,
+            digest=f"sha256:{n}",
+            status="ReconciliationSucceeded",
+            duration_seconds=1,
+            metadata={},
+            now=t0,
+        )
+    assert len(history) == meta.HISTORY_MAX_SIZE
+    assert history[0]["digest"] == "sha256:9"

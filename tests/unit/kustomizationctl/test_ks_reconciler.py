@@ -233,7 +233,7 @@ async def test_a_new_revision_shows_progress_before_the_build(
         kube=cast(Kube, kube), settings=Settings(), artifacts=artifacts, build_cache=BuildCache()
     )
     obj = kustomization("a")
-    obj["spec"]["interval"] = "5m"
+    obj["spec"]["interval"] = "5m"  # Flux's default timeout: the interval less 30s
     obj["status"] = {
         "observedGeneration": 1,
         "lastAttemptedRevision": "main@sha1:old",
@@ -248,7 +248,7 @@ async def test_a_new_revision_shows_progress_before_the_build(
     assert by_type["Ready"]["status"] == "Unknown"
     assert by_type["Ready"]["reason"] == "Progressing"
     assert by_type["Reconciling"]["message"] == (
-        "Fetching manifests for revision main@sha1:new with a timeout of 5m0s"
+        "Fetching manifests for revision main@sha1:new with a timeout of 4m30s"
     )
     # A dependent reading it now waits: the dependency is not Ready.
     assert obj["status"]["conditions"] == patch["conditions"]
