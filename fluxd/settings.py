@@ -100,6 +100,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("no-remote-bases", "bool", False, "refuse kustomize remote bases (URLs in resources)"),
     Setting("no-cross-namespace-refs", "bool", False, "refuse references to other namespaces"),
+    Setting(
+        "strict-post-build-substitutions",
+        "bool",
+        False,
+        "fail a build on a ${var} with no value and no default (Flux's "
+        "StrictPostBuildSubstitutions feature gate); off, it becomes empty as in Flux",
+    ),
     Setting("build-cache-size", "int", 256, "cached builds kept in memory"),
     # notifications
     Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
@@ -199,6 +206,7 @@ class Settings:
     kustomize_binary: str = ""
     no_remote_bases: bool = False
     no_cross_namespace_refs: bool = False
+    strict_post_build_substitutions: bool = False
     build_cache_size: int = 256
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0

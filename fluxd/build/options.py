@@ -46,7 +46,7 @@ class BuildSettings:
     load_restrictor: LoadRestrictor = LoadRestrictor.ROOT_ONLY
     #: Flux's ``StrictPostBuildSubstitutions`` feature gate: an unset ``${var}``
     #: without a default fails the build instead of becoming an empty string.
-    strict_substitution: bool = True
+    strict_substitution: bool = False
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,12 @@ def build_settings(settings: Settings) -> BuildSettings:
             engine=EngineKind.KUSTOMIZE,
             engine_binary=settings.kustomize_binary,
             allow_remote_bases=not settings.no_remote_bases,
+            strict_substitution=settings.strict_post_build_substitutions,
         )
-    return BuildSettings(allow_remote_bases=not settings.no_remote_bases)
+    return BuildSettings(
+        allow_remote_bases=not settings.no_remote_bases,
+        strict_substitution=settings.strict_post_build_substitutions,
+    )
 
 
 def source_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:

@@ -894,6 +894,8 @@ def daemon(
             f"--webhook-body-limit={BODY_LIMIT}",
             "--notification-max-attempts=2",
             "--restart-coalesce-window=0s",
+            # The undefined-variable case is about strict mode (lenient is Flux's default).
+            "--strict-post-build-substitutions",
         ],
     ).start()
     try:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from fluxd.build import BuildOptions, BuildSettings, SubstitutionError, build, collect_variables
+from fluxd.build import BuildOptions, SubstitutionError, build, collect_variables
 from fluxd.build.substitute import ExpansionError, expand, referenced_variables
 from tests.unit.build.conftest import Tree
 
@@ -169,16 +169,11 @@ async def test_values_never_appear_in_substitution_errors(tree: Tree) -> None:
     assert "hunter2" not in str(caught.value)
 
 
-async def test_non_strict_setting_substitutes_empty_strings(tree: Tree) -> None:
+async def test_an_undefined_variable_becomes_empty_by_default_as_in_flux(tree: Tree) -> None:
     manifests(tree, CONFIGMAP)
     options = BuildOptions.from_spec({"postBuild": {"substitute": {"region": "eu"}}})
 
-    (settings,) = await build(
-        artifact_root=tree({}),
-        path="apps",
-        options=options,
-        settings=BuildSettings(strict_substitution=False),
-    )
+    (settings,) = await build(artifact_root=tree({}), path="apps", options=options)
 
     assert settings["data"]["replicas"] is None
 
