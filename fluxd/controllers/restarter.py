@@ -135,7 +135,7 @@ class Restarter:
         self.concurrency = max(1, settings.restart_concurrency)
         self.argo_rollouts = settings.restart_argo_rollouts
         self.filter = config_filter(settings)
-        self.namespaces = settings.watch_namespaces
+        self.namespaces = settings.effective_restarter_namespaces
         self.resync_interval = settings.restarter_resync_interval
         self.retry_delays = (settings.min_retry_delay, settings.max_retry_delay)
         # Set once the first run has listed everything (start-up catch-up queued).
@@ -671,11 +671,28 @@ def config_filter(settings: Settings) -> ConfigFilter:
     except InvalidLabelSelector as error:
         raise SettingsError(f"restarter: {error}") from error
     return ConfigFilter(
-        namespaces=frozenset(settings.watch_namespaces) or None,
+        namespaces=frozenset(settings.effective_restarter_namespaces) or None,
         ignored_namespaces=frozenset(settings.namespaces_to_ignore),
         namespace_selector=namespace_selector,
         resource_selector=resource_selector,
         ignored_kinds=frozenset(ignored_kinds),
+    )
+
+
+def annotation_names(settings: Settings) -> RestarterAnnotations:
+    """Reloader's annotation names, as renamed by its flags (restarter-annotation-*)."""
+    return dataclasses.replace(
+        DEFAULT_ANNOTATIONS,
+        configmap_reload=settings.restarter_annotation_configmap_reload,
+        secret_reload=settings.restarter_annotation_secret_reload,
+        auto=settings.restarter_annotation_auto,
+        ignore=settings.restarter_annotation_ignore,
+        configmap_auto=settings.restarter_annotation_configmap_auto,
+        secret_auto=settings.restarter_annotation_secret_auto,
+        search=settings.restarter_annotation_search,
+        match=settings.restarter_annotation_match,
+        pause_period=settings.restarter_annotation_pause_period,
+        paused_at=settings.restarter_annotation_paused_at,
     )
 
 
@@ -703,7 +720,9 @@ async def wire(
                 watch_label_selector=settings.watch_label_selector,
             )
         return
-    restarter = Restarter(kube=kube, recorder=recorder, settings=settings)
+    restarter = Restarter(
+        kube=kube, recorder=recorder, settings=settings, names=annotation_names(settings)
+    )
     components.services["restarter"] = restarter.run
 
 
