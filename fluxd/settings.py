@@ -357,7 +357,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 def _reloader_selector(selector: str) -> str:
     """Reloader's legacy selector items: ``key:value`` means ``key=value``, ``*`` any value."""
     items = []
-    for item in (part.strip() for part in selector.split(",")):
+    # Reloader's chart quotes the value (--namespace-selector="a=b"); its CSV parsing drops them.
+    for item in (part.strip().strip('"') for part in selector.split(",")):
         key, colon, value = item.partition(":")
         if colon:
             item = key if value == "*" else f"{key}={value}"

@@ -148,7 +148,7 @@ def test_reloaders_default_log_format_is_text() -> None:
 
 def test_reloaders_legacy_selectors_are_read() -> None:
     settings = _settings(
-        ["--namespace-selector=team:a,reloader:*", "--resource-label-selector=app=*"]
+        ['--namespace-selector="team:a,reloader:*"', "--resource-label-selector=app=*"]
     )
     assert settings.namespace_selector == "team=a,reloader"
     assert settings.resource_label_selector == "app"
