@@ -193,3 +193,52 @@ def test_a_refused_reloader_flag_stops_the_daemon_naming_it(
     assert daemon.process is not None
     assert daemon.process.wait(timeout=60) == 2
     assert "--webhook-url=https://hooks.example.com/reload is not supported" in daemon.log_tail()
+
+
+def test_scope_namespace_restarts_only_in_the_pods_namespace(
+    api: Api, cluster: Cluster, crds: list[str], tmp_path: Path
+) -> None:
+    """Reloader's watchGlobally: false, as components/restarter-namespaced configures it."""
+    inside = f"t-{uuid.uuid4().hex[:10]}"
+    outside = f"t-{uuid.uuid4().hex[:10]}"
+    for namespace in (inside, outside):
+        cluster.create_namespace(namespace)
+        r.create(api, namespace, r.secret("creds", {"token": "1"}))
+        r.create(
+            api,
+            namespace,
+            r.workload(
+                "app",
+                annotations={r.AUTO: "true"},
+                containers=[r.app_container(mounts=["config"])],
+                volumes=[r.secret_volume("config", "creds")],
+            ),
+        )
+    daemon = Fluxd(
+        cluster,
+        tmp_path,
+        name="fluxd-scoped",
+        extra_args=[
+            f"--lease-name=restarter-scoped-{uuid.uuid4().hex[:6]}",
+            f"--restart-coalesce-window={WINDOW}",
+            "--restarter-scope=namespace",
+        ],
+        env={"POD_NAMESPACE": inside},
+    ).start()
+    try:
+        wait_restarter_ready(daemon, starts=1)
+        change_secret(api, outside, "creds", {"token": "2"})
+        change_secret(api, inside, "creds", {"token": "2"})
+        variable = "STAKATER_CREDS_SECRET"
+        wait_for(
+            restarted(api, inside, "Deployment", "app", variable), timeout=60, what="rolled inside"
+        )
+        # The outside change was made first; by now it would have rolled if it were watched.
+        stays(
+            lambda: restarted(api, outside, "Deployment", "app", variable)() is None,
+            what="a workload outside the pod's namespace must not restart",
+        )
+    finally:
+        stop_all(daemon)
+        for namespace in (inside, outside):
+            cluster.api.delete(f"/api/v1/namespaces/{namespace}")
