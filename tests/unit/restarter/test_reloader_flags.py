@@ -8,7 +8,9 @@ refuses, fails a test.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +234,9 @@ def test_scope_list_names_the_namespaces() -> None:
 def test_a_scope_that_cannot_work_is_refused(args: list[str]) -> None:
     with pytest.raises(SettingsError, match="restarter-scope"):
         _settings(args)
+
+
+def test_the_migration_guide_has_a_row_for_every_reloader_flag() -> None:
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "reloader-migration.md").read_text()
+    rows = set(re.findall(r"^\| `--([A-Za-z-]+)` \|", guide, flags=re.MULTILINE))
+    assert rows == RELOADER_FLAGS
