@@ -7,9 +7,10 @@ example ``config/fluxd.yaml``. Later sources win: defaults < file < env < flags.
 Invalid values raise ``SettingsError`` with one readable line.
 
 A user migrating from stakater Reloader copies its container args: each
-Reloader flag is either an alias of a fluxd setting (``Setting.aliases``), or
-refused at start-up with a line that names it (``REFUSED_FLAGS``), never
-accepted and ignored. docs/reloader-migration.md has the table.
+Reloader flag is an alias of a fluxd setting (``Setting.aliases``), refused at
+start-up with a line that names it (``REFUSED_FLAGS``), or accepted because
+fluxd does its job anyway (``NOT_NEEDED_FLAGS``); docs/reloader-migration.md
+has the table and says why for each.
 """
 
 from __future__ import annotations
@@ -402,22 +403,6 @@ def _reloader_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _refuse(flags: Mapping[str, Any]) -> None:
-    for refused in REFUSED_FLAGS:
-        value = flags.get(_refused_dest(refused.name))
-        if value is None:
-            continue
-        items = [item.strip() for item in str(value).split(",")] or [""]
-        if any(item not in refused.harmless for item in items):
-            raise SettingsError(
-                f"--{refused.name}={value} is not supported by fluxd: {refused.reason}"
-            )
-
-
-def _refused_dest(name: str) -> str:
-    return "reloader_" + name.replace("-", "_")
-
-
 @dataclass(frozen=True)
 class RefusedFlag:
     """A Reloader flag fluxd cannot honour: harmless values pass, any other stops start-up."""
@@ -459,6 +444,22 @@ NOT_NEEDED_FLAGS: tuple[str, ...] = (
     # Only read by Reloader together with enable-pprof, which is refused.
     "pprof-addr",
 )
+
+
+def _refuse(flags: Mapping[str, Any]) -> None:
+    for refused in REFUSED_FLAGS:
+        value = flags.get(_refused_dest(refused.name))
+        if value is None:
+            continue
+        items = [item.strip() for item in str(value).split(",")] or [""]
+        if any(item not in refused.harmless for item in items):
+            raise SettingsError(
+                f"--{refused.name}={value} is not supported by fluxd: {refused.reason}"
+            )
+
+
+def _refused_dest(name: str) -> str:
+    return "reloader_" + name.replace("-", "_")
 
 
 def _coerce(setting: Setting, value: Any, source: str) -> Any:
