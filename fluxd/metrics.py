@@ -136,6 +136,13 @@ RELOADER_EVENTS_PROCESSED = Counter(
     registry=REGISTRY,
 )
 
+RELOADER_WORKLOADS_MATCHED = Counter(
+    "reloader_workloads_matched_total",
+    "Total number of workloads matched for reload by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 
 class _ByNamespace(Collector):
     """``reloader_reload_executed_total_by_namespace``, shown as Reloader spells it.
@@ -202,6 +209,12 @@ def record_skipped(reason: str) -> None:
     reloader_reason = _RELOADER_SKIP_REASONS.get(reason)
     if reloader_reason is not None:
         RELOADER_SKIPPED.labels(reason=reloader_reason).inc()
+
+
+def record_matched(workload_kinds: Iterable[str]) -> None:
+    """Workloads a config change selected for a restart (``kind`` as Kubernetes spells it)."""
+    for kind in workload_kinds:
+        RELOADER_WORKLOADS_MATCHED.labels(kind=kind).inc()
 
 
 def record_restart(

@@ -57,7 +57,13 @@ from fluxd.kube.resources import (
     STATEFUL_SET,
     Resource,
 )
-from fluxd.metrics import RESTART_LATENCY, record_config_event, record_restart, record_skipped
+from fluxd.metrics import (
+    RESTART_LATENCY,
+    record_config_event,
+    record_matched,
+    record_restart,
+    record_skipped,
+)
 from fluxd.restarter import (
     DEFAULT_ANNOTATIONS,
     ConfigChange,
@@ -311,6 +317,7 @@ class Restarter:
             affected = [k for k in affected if self._record_differs(k, observed)]
         elif not affected:
             record_skipped("no-workload")
+        record_matched(workload.kind.value for workload in affected)
         for workload in affected:
             self._enqueue(workload, [observed])
 

@@ -36,6 +36,7 @@ RELOADER_SERIES = [
     ("reloader_retries_total", "counter", set()),
     ("reloader_events_received_total", "counter", {"event_type", "resource_type"}),
     ("reloader_events_processed_total", "counter", {"event_type", "resource_type", "result"}),
+    ("reloader_workloads_matched_total", "counter", {"kind"}),
 ]
 # Only with METRICS_COUNT_BY_NAMESPACE=enabled.
 BY_NAMESPACE = ("reloader_reload_executed_total_by_namespace", {"success", "namespace"})
@@ -46,7 +47,6 @@ NOT_EXPORTED = [
     "reloader_workqueue_adds_total",
     "reloader_workqueue_latency_seconds",
     "reloader_workloads_scanned_total",
-    "reloader_workloads_matched_total",
     "rest_client_requests_total",
     "rest_client_request_duration_seconds",
 ]
@@ -118,6 +118,7 @@ async def test_a_restart_counts_as_reloader_counts_it() -> None:
     failed = REGISTRY.get_sample_value("reloader_reload_executed_total", {"success": "false"}) or 0
     action = {"workload_kind": "Deployment", "result": "success"}
     actions = REGISTRY.get_sample_value("reloader_action_total", action) or 0
+    matched = REGISTRY.get_sample_value("reloader_workloads_matched_total", {"kind": "Deployment"})
     await record_a_skip_a_success_and_a_failure(FakeApi())
     assert (
         REGISTRY.get_sample_value("reloader_reload_executed_total", {"success": "true"}) == ok + 1
@@ -127,6 +128,11 @@ async def test_a_restart_counts_as_reloader_counts_it() -> None:
         == failed + 1
     )
     assert REGISTRY.get_sample_value("reloader_action_total", action) == actions + 1
+    # One Deployment uses the changed Secret.
+    assert (
+        REGISTRY.get_sample_value("reloader_workloads_matched_total", {"kind": "Deployment"})
+        == (matched or 0) + 1
+    )
 
 
 def test_reloaders_restart_counters_are_zero_before_the_first_restart() -> None:
