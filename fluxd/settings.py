@@ -5,6 +5,12 @@ and a line of help. From it come the ``fluxd run`` flags, the ``FLUXD_*``
 environment variables, the keys of the YAML config file and the documented
 example ``config/fluxd.yaml``. Later sources win: defaults < file < env < flags.
 Invalid values raise ``SettingsError`` with one readable line.
+
+A user migrating from stakater Reloader copies its container args: each
+Reloader flag is an alias of a fluxd setting (``Setting.aliases``), refused at
+start-up with a line that names it (``REFUSED_FLAGS``), or accepted because
+fluxd does its job anyway (``NOT_NEEDED_FLAGS``); docs/reloader-migration.md
+has the table and says why for each.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Setting:
     kind: str  # "str" | "int" | "float" | "bool" | "list" | "duration" | "addr"
     default: Any
     help: str
+    # Reloader's flag names for the same knob, so its container args work verbatim.
+    aliases: tuple[str, ...] = ()
 
     @property
     def attr(self) -> str:
@@ -139,19 +147,80 @@ SETTINGS: tuple[Setting, ...] = (
         "ones restarted (0 disables)",
     ),
     Setting(
+        "restarter-scope",
+        "str",
+        "cluster",
+        "where the restarter watches: cluster (every namespace, or watch-namespaces when set), "
+        "namespace (only the pod's own, POD_NAMESPACE), or a comma list of namespaces",
+        aliases=("namespaces",),
+    ),
+    Setting(
         "reload-strategy", "str", "env-vars", "how restarts are recorded: env-vars|annotations"
     ),
     Setting("reload-on-create", "bool", False, "restart when a referenced object is created"),
     Setting("reload-on-delete", "bool", False, "restart when a referenced object is deleted"),
     Setting("auto-reload-all", "bool", False, "treat every workload as reloader.stakater.com/auto"),
-    Setting("resources-to-ignore", "list", [], "configMaps and/or secrets to ignore entirely"),
+    *(
+        Setting(
+            f"restarter-annotation-{name}",
+            "str",
+            default,
+            f"annotation name read as Reloader's {default}",
+            aliases=(alias,),
+        )
+        for name, default, alias in (
+            ("configmap-reload", "configmap.reloader.stakater.com/reload", "configmap-annotation"),
+            ("secret-reload", "secret.reloader.stakater.com/reload", "secret-annotation"),
+            ("auto", "reloader.stakater.com/auto", "auto-annotation"),
+            ("ignore", "reloader.stakater.com/ignore", "ignore-annotation"),
+            ("configmap-auto", "configmap.reloader.stakater.com/auto", "configmap-auto-annotation"),
+            ("secret-auto", "secret.reloader.stakater.com/auto", "secret-auto-annotation"),
+            ("search", "reloader.stakater.com/search", "auto-search-annotation"),
+            ("match", "reloader.stakater.com/match", "search-match-annotation"),
+            (
+                "pause-period",
+                "deployment.reloader.stakater.com/pause-period",
+                "pause-deployment-annotation",
+            ),
+            (
+                "paused-at",
+                "deployment.reloader.stakater.com/paused-at",
+                "pause-deployment-time-annotation",
+            ),
+        )
+    ),
+    Setting(
+        "resources-to-ignore",
+        "list",
+        [],
+        "configmaps and/or secrets to ignore entirely (any case: configMaps, ConfigMaps, ...)",
+    ),
     Setting("namespaces-to-ignore", "list", [], "namespaces the restarter leaves alone"),
     Setting("namespace-selector", "str", "", "only namespaces with these labels (restarter)"),
     Setting("resource-label-selector", "str", "", "only Secrets/ConfigMaps with these labels"),
     Setting("restart-coalesce-window", "duration", 2.0, "changes within this window roll once"),
-    Setting("restart-argo-rollouts", "bool", False, "also restart Argo Rollouts"),
+    Setting(
+        "restart-argo-rollouts",
+        "bool",
+        False,
+        "also restart Argo Rollouts",
+        aliases=("is-Argo-Rollouts",),
+    ),
+    Setting(
+        "metrics-count-by-namespace",
+        "bool",
+        False,
+        "also count restarts per namespace (reloader_reload_executed_total_by_namespace); "
+        "Reloader's METRICS_COUNT_BY_NAMESPACE=enabled sets it too",
+    ),
     # leader election
-    Setting("leader-election", "bool", True, "run reconcilers only on the lease holder"),
+    Setting(
+        "leader-election",
+        "bool",
+        True,
+        "run reconcilers only on the lease holder",
+        aliases=("enable-ha",),
+    ),
     Setting(
         "lease-name",
         "str",
@@ -164,8 +233,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("renew-deadline", "duration", 30.0, "how long the leader tries to renew"),
     Setting("retry-period", "duration", 5.0, "how often candidates try and the leader renews"),
     # process
-    Setting("log-level", "str", "info", "debug|info|warning|error"),
-    Setting("log-format", "str", "json", "json|console"),
+    Setting(
+        "log-level",
+        "str",
+        "info",
+        "debug|info|warning|error|critical (Reloader's trace, warn, fatal and panic are read "
+        "as debug, warning, critical, critical)",
+    ),
+    Setting(
+        "log-format",
+        "str",
+        "json",
+        "json|console (Reloader's empty value, its text format, is console)",
+    ),
     Setting("shutdown-grace", "duration", 30.0, "how long in-flight work may finish on SIGTERM"),
     Setting(
         "debug-slow-callback",
@@ -213,16 +293,28 @@ class Settings:
     restarter: bool = True
     restarter_in_shard: bool = False
     restarter_resync_interval: float = 300.0
+    restarter_scope: str = "cluster"
     reload_strategy: str = "env-vars"
     reload_on_create: bool = False
     reload_on_delete: bool = False
     auto_reload_all: bool = False
+    restarter_annotation_configmap_reload: str = "configmap.reloader.stakater.com/reload"
+    restarter_annotation_secret_reload: str = "secret.reloader.stakater.com/reload"
+    restarter_annotation_auto: str = "reloader.stakater.com/auto"
+    restarter_annotation_ignore: str = "reloader.stakater.com/ignore"
+    restarter_annotation_configmap_auto: str = "configmap.reloader.stakater.com/auto"
+    restarter_annotation_secret_auto: str = "secret.reloader.stakater.com/auto"
+    restarter_annotation_search: str = "reloader.stakater.com/search"
+    restarter_annotation_match: str = "reloader.stakater.com/match"
+    restarter_annotation_pause_period: str = "deployment.reloader.stakater.com/pause-period"
+    restarter_annotation_paused_at: str = "deployment.reloader.stakater.com/paused-at"
     resources_to_ignore: tuple[str, ...] = ()
     namespaces_to_ignore: tuple[str, ...] = ()
     namespace_selector: str = ""
     resource_label_selector: str = ""
     restart_coalesce_window: float = 2.0
     restart_argo_rollouts: bool = False
+    metrics_count_by_namespace: bool = False
     leader_election: bool = True
     lease_name: str = ""
     lease_namespace: str = ""
@@ -246,7 +338,136 @@ class Settings:
 
     @property
     def effective_lease_namespace(self) -> str:
-        return self.lease_namespace or os.environ.get("POD_NAMESPACE") or "flux-system"
+        return self.lease_namespace or _pod_namespace()
+
+    @property
+    def effective_restarter_namespaces(self) -> tuple[str, ...]:
+        """The namespaces the restarter watches (empty: every one), from restarter-scope."""
+        if self.restarter_scope == "cluster":
+            return self.watch_namespaces
+        if self.restarter_scope == "namespace":
+            return (_pod_namespace(),)
+        return _scope_namespaces(self.restarter_scope)
+
+
+def _pod_namespace() -> str:
+    return os.environ.get("POD_NAMESPACE") or "flux-system"
+
+
+def _scope_namespaces(scope: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in scope.split(",") if item.strip())
+
+
+# Reloader's log levels (logrus) that Python's logging names differently.
+_LOG_LEVELS = {"trace": "debug", "warn": "warning", "fatal": "critical", "panic": "critical"}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _reloader_selector(selector: str) -> str:
+    """Reloader's legacy selector items: ``key:value`` means ``key=value``, ``*`` any value."""
+    items = []
+    # Reloader's chart quotes the value (--namespace-selector="a=b"); its CSV parsing drops them.
+    for item in (part.strip().strip('"') for part in selector.split(",")):
+        key, colon, value = item.partition(":")
+        if colon:
+            item = key if value == "*" else f"{key}={value}"
+        elif item.partition("=")[2] == "*":
+            item = item.partition("=")[0]
+        items.append(item)
+    return ",".join(items) if selector else ""
+
+
+def _normalised(values: dict[str, Any]) -> dict[str, Any]:
+    """Reloader's spellings of values, in fluxd's."""
+    if "log_level" in values:
+        level = str(values["log_level"]).lower()
+        values["log_level"] = _LOG_LEVELS.get(level, level)
+    if values.get("log_format") == "":
+        values["log_format"] = "console"
+    if "resources_to_ignore" in values:
+        values["resources_to_ignore"] = tuple(
+            {"configmaps": "configMaps", "secrets": "secrets"}.get(item.lower(), item)
+            for item in values["resources_to_ignore"]
+        )
+    for name in ("namespace_selector", "resource_label_selector"):
+        if name in values:
+            values[name] = _reloader_selector(values[name])
+    return values
+
+
+def _reloader_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What Reloader's own environment variables mean, as fluxd settings."""
+    values: dict[str, Any] = {}
+    # Reloader's chart sets KUBERNETES_NAMESPACE to the pod's namespace for watchGlobally: false.
+    if environ.get("KUBERNETES_NAMESPACE"):
+        values["restarter_scope"] = environ["KUBERNETES_NAMESPACE"]
+    if "METRICS_COUNT_BY_NAMESPACE" in environ:
+        values["metrics_count_by_namespace"] = environ["METRICS_COUNT_BY_NAMESPACE"] == "enabled"
+    if environ.get("ALERT_ON_RELOAD", "").lower() == "true":
+        raise SettingsError(
+            "ALERT_ON_RELOAD is not supported by fluxd: alert on restarts with a notification "
+            "Provider and an Alert on the workloads' Reloaded Events"
+        )
+    return values
+
+
+@dataclass(frozen=True)
+class RefusedFlag:
+    """A Reloader flag fluxd cannot honour: harmless values pass, any other stops start-up."""
+
+    name: str
+    harmless: tuple[str, ...]
+    reason: str
+
+
+REFUSED_FLAGS: tuple[RefusedFlag, ...] = (
+    RefusedFlag(
+        "webhook-url",
+        ("",),
+        "fluxd restarts workloads itself and does not post to a URL instead; "
+        "send restart Events to a URL with a notification Provider and Alert",
+    ),
+    RefusedFlag(
+        "ignored-workload-types",
+        ("", "jobs"),
+        "fluxd cannot leave CronJobs out (it never restarts Jobs); "
+        "leave the flag out and opt CronJobs out with their annotations",
+    ),
+    RefusedFlag(
+        "enable-csi-integration",
+        ("false", "0", "f", "FALSE", "False"),
+        "fluxd does not watch SecretProviderClassPodStatus objects",
+    ),
+    RefusedFlag(
+        "enable-pprof",
+        ("false", "0", "f", "FALSE", "False"),
+        "fluxd is a Python process and has no Go pprof endpoint",
+    ),
+)
+# Reloader flags whose job fluxd does without being asked (docs/reloader-migration.md
+# says why for each): accepted with any value, read by nothing.
+NOT_NEEDED_FLAGS: tuple[str, ...] = (
+    # fluxd always compares the digest recorded on each workload at start-up.
+    "sync-after-restart",
+    # Only read by Reloader together with enable-pprof, which is refused.
+    "pprof-addr",
+)
+
+
+def _refuse(flags: Mapping[str, Any]) -> None:
+    for refused in REFUSED_FLAGS:
+        value = flags.get(_refused_dest(refused.name))
+        if value is None:
+            continue
+        items = [item.strip() for item in str(value).split(",")] or [""]
+        if any(item not in refused.harmless for item in items):
+            raise SettingsError(
+                f"--{refused.name}={value} is not supported by fluxd: {refused.reason}"
+            )
+
+
+def _refused_dest(name: str) -> str:
+    return "reloader_" + name.replace("-", "_")
 
 
 def _coerce(setting: Setting, value: Any, source: str) -> Any:
@@ -293,8 +514,9 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
 
 
 def _validate(settings: Settings) -> None:
-    if settings.log_level not in ("debug", "info", "warning", "error"):
-        raise SettingsError(f"invalid log-level {settings.log_level!r}: debug|info|warning|error")
+    levels = ("debug", "info", "warning", "error", "critical")
+    if settings.log_level not in levels:
+        raise SettingsError(f"invalid log-level {settings.log_level!r}: {'|'.join(levels)}")
     if settings.log_format not in ("json", "console"):
         raise SettingsError(f"invalid log-format {settings.log_format!r}: json|console")
     if settings.reload_strategy not in ("env-vars", "annotations"):
@@ -315,17 +537,32 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("renew-deadline must be shorter than lease-duration")
     unknown = set(settings.resources_to_ignore) - {"configMaps", "secrets"}
     if unknown:
-        raise SettingsError(f"resources-to-ignore accepts configMaps and secrets, not {unknown}")
+        raise SettingsError(f"resources-to-ignore accepts configmaps and secrets, not {unknown}")
+    if settings.restarter_scope not in ("cluster", "namespace"):
+        namespaces = _scope_namespaces(settings.restarter_scope)
+        bad = [name for name in namespaces if not _DNS_LABEL.match(name)]
+        if not namespaces or bad:
+            raise SettingsError(
+                f"invalid restarter-scope {settings.restarter_scope!r}: "
+                "cluster|namespace|a comma list of namespace names"
+            )
+    if settings.restarter_scope != "cluster" and settings.namespace_selector:
+        # It needs the cluster-wide Namespace watch a namespaced install does not grant.
+        raise SettingsError(
+            "namespace-selector needs restarter-scope cluster "
+            f"(restarter-scope is {settings.restarter_scope!r})"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting (defaults are applied later, so unset flags stay None)."""
     parser.add_argument("--config", help="YAML config file (keys are the flag names)")
     for setting in SETTINGS:
+        names = [f"--{name}" for name in (setting.name, *setting.aliases)]
         if setting.kind == "bool":
             # A bare `--no-remote-bases` means true; `--leader-election=false` still works.
             parser.add_argument(
-                f"--{setting.name}",
+                *names,
                 dest=setting.attr,
                 default=None,
                 help=setting.help,
@@ -335,11 +572,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
             continue
         parser.add_argument(
-            f"--{setting.name}",
+            *names,
             dest=setting.attr,
             default=None,
             help=setting.help,
             metavar=setting.kind.upper(),
+        )
+    for refused in REFUSED_FLAGS:
+        parser.add_argument(
+            f"--{refused.name}",
+            dest=_refused_dest(refused.name),
+            default=None,
+            nargs="?",
+            const="true",
+            help=f"Reloader's flag, refused unless {refused.harmless[0] or 'empty'}: "
+            f"{refused.reason}",
+        )
+    for name in NOT_NEEDED_FLAGS:
+        parser.add_argument(
+            f"--{name}",
+            dest=_refused_dest(name),
+            default=None,
+            nargs="?",
+            const="true",
+            help="Reloader's flag, not needed (see docs/reloader-migration.md)",
         )
 
 
@@ -350,6 +606,7 @@ def load(
     config_file: str | None = None,
 ) -> Settings:
     environ = os.environ if environ is None else environ
+    _refuse(flags or {})
     values: dict[str, Any] = {}
     path = config_file or environ.get("FLUXD_CONFIG")
     if path:
@@ -364,6 +621,7 @@ def load(
             if setting is None:
                 raise SettingsError(f"unknown setting {key!r} in {path}")
             values[setting.attr] = _coerce(setting, value, path)
+    values.update(_reloader_environment(environ))
     for setting in SETTINGS:
         if setting.env in environ:
             values[setting.attr] = _coerce(setting, environ[setting.env], setting.env)
@@ -374,7 +632,7 @@ def load(
         if setting is None:
             continue
         values[setting.attr] = _coerce(setting, value, f"--{setting.name}")
-    settings = Settings(**values)
+    settings = Settings(**_normalised(values))
     _validate(settings)
     return settings
 
@@ -400,6 +658,8 @@ def render_example() -> str:
         rendered = yaml.safe_dump({setting.name: default}, default_flow_style=True).strip()
         lines.append("")
         lines.append(f"# {setting.help}")
+        if setting.aliases:
+            lines.append("# (Reloader's " + ", ".join(f"--{a}" for a in setting.aliases) + ")")
         lines.append(rendered.strip("{}"))
     return "\n".join(lines) + "\n"
 

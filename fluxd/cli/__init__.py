@@ -47,12 +47,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"fluxd: {error}", file=sys.stderr)
         return 2
-    from fluxd import logs
+    from fluxd import logs, metrics
     from fluxd.controllers.assembly import assemble
     from fluxd.controllers.manager import Daemon
     from fluxd.kube.client import ConfigError
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
+    metrics.count_by_namespace(settings.metrics_count_by_namespace)
     daemon = Daemon(settings, assemble=assemble)
 
     async def run() -> int:

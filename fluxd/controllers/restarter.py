@@ -57,7 +57,13 @@ from fluxd.kube.resources import (
     STATEFUL_SET,
     Resource,
 )
-from fluxd.metrics import RELOADS, RESTART_LATENCY, RESTART_SKIPPED
+from fluxd.metrics import (
+    RESTART_LATENCY,
+    record_config_event,
+    record_matched,
+    record_restart,
+    record_skipped,
+)
 from fluxd.restarter import (
     DEFAULT_ANNOTATIONS,
     ConfigChange,
@@ -135,7 +141,7 @@ class Restarter:
         self.concurrency = max(1, settings.restart_concurrency)
         self.argo_rollouts = settings.restart_argo_rollouts
         self.filter = config_filter(settings)
-        self.namespaces = settings.watch_namespaces
+        self.namespaces = settings.effective_restarter_namespaces
         self.resync_interval = settings.restarter_resync_interval
         self.retry_delays = (settings.min_retry_delay, settings.max_retry_delay)
         # Set once the first run has listed everything (start-up catch-up queued).
@@ -274,6 +280,7 @@ class Restarter:
         return handle
 
     def _on_config(self, kind: ConfigKind, change: Change, obj: Object, *, initial: bool) -> None:
+        record_config_event(change.value, kind.value)
         metadata = obj.get("metadata", {})
         key = ConfigKey(str(metadata.get("namespace", "")), kind, str(metadata.get("name", "")))
         observed = config_change_of(obj)
@@ -285,11 +292,11 @@ class Restarter:
             previous = self.digests.observe(key, observed.digest)
         if not self._admits(key, metadata):
             if change is Change.MODIFIED:
-                RESTART_SKIPPED.labels(reason="filtered").inc()
+                record_skipped("filtered")
             return
         if observed is None:
             log.warning("config object has data that does not decode; ignored", object=str(key))
-            RESTART_SKIPPED.labels(reason="unreadable").inc()
+            record_skipped("unreadable")
             return
         if change is Change.DELETED:
             if not self.reload_on_delete:
@@ -301,7 +308,7 @@ class Restarter:
                 previous = ""  # created while watched: counts as a change
             if previous == observed.digest:
                 # Labels, annotations or a resync: the content is the same.
-                RESTART_SKIPPED.labels(reason="unchanged").inc()
+                record_skipped("unchanged")
                 return
             observed = dataclasses.replace(observed, previous=previous)
         affected = self.index.affected(key, config_annotations=observed.annotations)
@@ -309,7 +316,8 @@ class Restarter:
             # First sight (start-up, relist): only workloads whose record disagrees.
             affected = [k for k in affected if self._record_differs(k, observed)]
         elif not affected:
-            RESTART_SKIPPED.labels(reason="no-workload").inc()
+            record_skipped("no-workload")
+        record_matched(workload.kind.value for workload in affected)
         for workload in affected:
             self._enqueue(workload, [observed])
 
@@ -321,7 +329,7 @@ class Restarter:
         )
 
     def _deleted_without_restart(self, key: ConfigKey, observed: ConfigChange) -> None:
-        RESTART_SKIPPED.labels(reason="deleted").inc()
+        record_skipped("deleted")
         users = self.index.affected(key, config_annotations=observed.annotations)
         if users:
             # Pods keep running with the content they have; say so where it matters.
@@ -425,12 +433,12 @@ class Restarter:
                         auto_reload_all=self.auto_reload_all,
                     )
                     if plan is None:
-                        RESTART_SKIPPED.labels(reason="up-to-date").inc()
+                        record_skipped("up-to-date")
                         self._done(key)
                         return
                     written = await self._write(plan, resource)
             except kube_errors.NotFound:
-                RESTART_SKIPPED.labels(reason="workload-gone").inc()
+                record_skipped("workload-gone")
                 self._done(key)
                 return
             except kube_errors.Conflict as error:
@@ -501,7 +509,13 @@ class Restarter:
         seen = self._first_seen.pop(key, None)
         if seen is not None:
             RESTART_LATENCY.observe(max(0.0, self.clock.now() - seen))
-        RELOADS.labels(success="true").inc()
+        record_restart(
+            success=True,
+            namespace=key.namespace,
+            workload_kind=key.kind.value,
+            config_kinds=[change.kind.value for change in plan.changes],
+            seconds=None if seen is None else max(0.0, self.clock.now() - seen),
+        )
         message = _reloaded_message(key, plan.changes)
         job = ""
         if plan.action is RestartAction.CREATE_JOB:
@@ -531,7 +545,14 @@ class Restarter:
         *,
         retry_in: float,
     ) -> None:
-        RELOADS.labels(success="false").inc()
+        seen = self._first_seen.get(key)
+        record_restart(
+            success=False,
+            namespace=key.namespace,
+            workload_kind=key.kind.value,
+            config_kinds=[change.kind.value for change in changes],
+            seconds=None if seen is None else max(0.0, self.clock.now() - seen),
+        )
         message = (
             f"Update for '{key.name}' of type '{key.kind}' in namespace '{key.namespace}' "
             f"failed with error {error}"
@@ -671,11 +692,28 @@ def config_filter(settings: Settings) -> ConfigFilter:
     except InvalidLabelSelector as error:
         raise SettingsError(f"restarter: {error}") from error
     return ConfigFilter(
-        namespaces=frozenset(settings.watch_namespaces) or None,
+        namespaces=frozenset(settings.effective_restarter_namespaces) or None,
         ignored_namespaces=frozenset(settings.namespaces_to_ignore),
         namespace_selector=namespace_selector,
         resource_selector=resource_selector,
         ignored_kinds=frozenset(ignored_kinds),
+    )
+
+
+def annotation_names(settings: Settings) -> RestarterAnnotations:
+    """Reloader's annotation names, as renamed by its flags (restarter-annotation-*)."""
+    return dataclasses.replace(
+        DEFAULT_ANNOTATIONS,
+        configmap_reload=settings.restarter_annotation_configmap_reload,
+        secret_reload=settings.restarter_annotation_secret_reload,
+        auto=settings.restarter_annotation_auto,
+        ignore=settings.restarter_annotation_ignore,
+        configmap_auto=settings.restarter_annotation_configmap_auto,
+        secret_auto=settings.restarter_annotation_secret_auto,
+        search=settings.restarter_annotation_search,
+        match=settings.restarter_annotation_match,
+        pause_period=settings.restarter_annotation_pause_period,
+        paused_at=settings.restarter_annotation_paused_at,
     )
 
 
@@ -703,7 +741,9 @@ async def wire(
                 watch_label_selector=settings.watch_label_selector,
             )
         return
-    restarter = Restarter(kube=kube, recorder=recorder, settings=settings)
+    restarter = Restarter(
+        kube=kube, recorder=recorder, settings=settings, names=annotation_names(settings)
+    )
     components.services["restarter"] = restarter.run
 
 

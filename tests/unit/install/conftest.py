@@ -16,3 +16,12 @@ def installed() -> list[Manifest]:
 @pytest.fixture(scope="session")
 def confined(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
     return overlay(tmp_path_factory.mktemp("confined"), components=["components/confined"])
+
+
+@pytest.fixture(scope="session")
+def restarter_namespaced(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
+    """Confined, with the restarter in flux-system only (Reloader's watchGlobally: false)."""
+    return overlay(
+        tmp_path_factory.mktemp("restarter-namespaced"),
+        components=["components/confined", "components/restarter-namespaced"],
+    )
