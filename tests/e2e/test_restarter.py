@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from testenv.api import Api, ApiError, wait_for
+from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from tests.support import restarter as r
 from tests.support.daemon import Fluxd, stop_all
@@ -421,7 +421,7 @@ def test_deleted_binary_large_and_forbidden_are_reported_and_the_daemon_keeps_go
                 volumes=[r.secret_volume("config", secret_name)],
             ),
         )
-    deny_updates_of(api, ns, "locked")
+    r.deny_deployment_updates(api, ns, "locked")
     failures_before = shared.metric("reloader_reload_executed_total", success="false") or 0
 
     api.delete(r.path("Secret", ns, "gone"))
@@ -466,69 +466,6 @@ def test_deleted_binary_large_and_forbidden_are_reported_and_the_daemon_keeps_go
     # No Secret data ever reaches the log.
     assert "port = " not in shared.log_path.read_text()
     shared.check_alive()
-
-
-def deny_updates_of(api: Api, namespace: str, name: str) -> None:
-    """An admission policy refusing every update of one Deployment (as RBAC would: 403)."""
-    policy = f"freeze-{namespace}"
-    api.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": policy},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["apps"],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["deployments"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": f"object.metadata.name != '{name}'",
-                        "message": f"deployment {name} is frozen",
-                        "reason": "Forbidden",
-                    }
-                ],
-            },
-        },
-    )
-    api.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": policy},
-            "spec": {
-                "policyName": policy,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-    )
-
-    def refused() -> bool:
-        try:
-            api.request(
-                "PATCH",
-                r.path("Deployment", namespace, name),
-                {"metadata": {"labels": {"probe": "1"}}},
-                content_type="application/merge-patch+json",
-                query={"dryRun": "All"},
-            )
-        except ApiError as error:
-            return error.status == 403
-        return False
-
-    wait_for(refused, timeout=30, what="admission policy in force")
 
 
 # -- strategies, start-up, downtime and pause -----------------------------------------
