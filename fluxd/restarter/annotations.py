@@ -1,28 +1,32 @@
 """Reloader's annotations and its decision: does this config change restart this workload?
 
-The decision follows Reloader's order (``ShouldReload`` plus the strategy's
-"which container" step, which can still say no):
+The decision follows Reloader v1.4's order (``ShouldReload`` plus the
+strategy's "which container" step, which can still say no):
 
 1. the changed object says ``reloader.stakater.com/ignore: "true"`` → no;
 2. its name is in the workload's exclusion list for its kind
    (``secrets.exclude…`` / ``configmaps.exclude…``; exact names) → no;
-3. ``reloader.stakater.com/auto``, or the typed ``secret.…/auto`` /
+3. the typed reload list (``secret.…/reload`` / ``configmap.…/reload``, comma
+   separated, each item a regular expression anchored at both ends) matches
+   the name → yes, whether or not the pod uses the object;
+4. ``reloader.stakater.com/search: "true"`` on the workload and
+   ``reloader.stakater.com/match: "true"`` on the object → yes, provided the
+   pod uses the object (Reloader stops here: an unused object is not looked
+   at by the auto modes either);
+5. ``reloader.stakater.com/auto``, or the typed ``secret.…/auto`` /
    ``configmap.…/auto``, is true (Go's ``ParseBool``: 1, t, T, TRUE, true,
    True), or neither is set and the daemon runs with auto-reload-all → yes,
    provided the pod uses the object;
-4. the typed reload list (``secret.…/reload`` / ``configmap.…/reload``, comma
-   separated, each item a regular expression anchored at both ends) matches
-   the name → yes, whether or not the pod uses the object;
-5. ``reloader.stakater.com/search: "true"`` on the workload and
-   ``reloader.stakater.com/match: "true"`` on the object → yes, provided the
-   pod uses the object;
 6. otherwise no.
+
+The first rule that matches decides the trigger reported and whether the
+digest may fall back to the first container (reload lists only): a workload
+with both a matching reload list and auto is restarted for its list.
 
 Where the annotations are read: the workload's own metadata when it carries
 any of reload-list, search, auto or typed-auto *for the changed kind*,
 otherwise the pod template's metadata. Exclusion lists are only read from the
-workload's metadata. An auto mode that matches an object the pod does not use
-falls through to the reload list, as Reloader v1.0.x does.
+workload's metadata.
 """
 
 from __future__ import annotations
@@ -161,9 +165,6 @@ def evaluate(
     if config_name in kind_profile.excluded:
         return Decision(False, f"{config_kind} {config_name} is excluded by the workload")
     used = profile.uses(config_kind, config_name)
-    auto_trigger = _auto_trigger(kind_profile, auto_reload_all=auto_reload_all)
-    if auto_trigger is not None and used:
-        return Decision(True, f"{auto_trigger} and the pod uses it", auto_trigger, auto=True)
     problems: list[str] = []
     for pattern in kind_profile.reload_list:
         compiled = _anchored(pattern)
@@ -173,9 +174,16 @@ def evaluate(
         if compiled.search(config_name):
             reason = f"reload list item {pattern!r} matches"
             return Decision(True, reason, Trigger.RELOAD_LIST, auto=False, problems=tuple(problems))
-    if kind_profile.search == "true" and config_annotations.get(names.match) == "true" and used:
-        reason = "the workload searches and the object is marked to match"
-        return Decision(True, reason, Trigger.SEARCH_MATCH, auto=True, problems=tuple(problems))
+    if kind_profile.search == "true" and config_annotations.get(names.match) == "true":
+        if used:
+            reason = "the workload searches and the object is marked to match"
+            return Decision(True, reason, Trigger.SEARCH_MATCH, auto=True, problems=tuple(problems))
+        reason = "the object is marked to match but the pod does not use it"
+        return Decision(False, reason, problems=tuple(problems))
+    auto_trigger = _auto_trigger(kind_profile, auto_reload_all=auto_reload_all)
+    if auto_trigger is not None and used:
+        reason = f"{auto_trigger} and the pod uses it"
+        return Decision(True, reason, auto_trigger, auto=True, problems=tuple(problems))
     reason = "no annotation selects it" if used else "the pod does not use it and no list names it"
     return Decision(False, reason, problems=tuple(problems))
 
