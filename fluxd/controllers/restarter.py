@@ -4,11 +4,12 @@ Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
 
 * informers on Secrets and ConfigMaps keep digests, never data (each object is
   cut down by ``slim_config`` before it is stored); informers on Deployments,
-  StatefulSets, DaemonSets, CronJobs (and Argo Rollouts when enabled and
+  StatefulSets, DaemonSets, CronJobs, Jobs (and Argo Rollouts when enabled and
   installed) feed a ``WorkloadIndex`` with slim workloads;
 * a changed digest finds the affected workloads in the index, the changes are
   coalesced per workload, and each due batch is planned on a freshly read
-  workload and written as one patch (or one Job for a CronJob), a bounded
+  workload and written as one patch (or one Job for a CronJob, or a plain
+  Job deleted and created again), a bounded
   number at a time, one at a time per workload;
 * a write that fails (429, 5xx, an admission denial, a conflict) is retried
   with the daemon's backoff (``min-retry-delay``..``max-retry-delay``) until it
@@ -100,6 +101,7 @@ WORKLOAD_RESOURCES: Mapping[WorkloadKind, Resource] = {
     WorkloadKind.STATEFULSET: STATEFUL_SET,
     WorkloadKind.DAEMONSET: DAEMON_SET,
     WorkloadKind.CRONJOB: CRON_JOB,
+    WorkloadKind.JOB: JOB,
 }
 ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
 
@@ -155,6 +157,9 @@ class Restarter:
         self._first_seen: dict[WorkloadKey, float] = {}
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
+        # Jobs deleted for a recreate whose new Job is not created yet: a retry
+        # creates it from here, since the Job to read it from is gone.
+        self._recreating: dict[WorkloadKey, Object] = {}
         # Set to cut a restart's wait for its next attempt short (a newer change).
         self._retry_wake: dict[WorkloadKey, anyio.Event] = {}
         # A failed restart waits, then twice as long, ... (Flux's retry delays).
@@ -412,6 +417,9 @@ class Restarter:
                     workload = await self.kube.get_or_none(
                         resource, key.name, namespace=key.namespace
                     )
+                    if workload is None and key in self._recreating:
+                        await self._finish_recreate(key, pending)
+                        return
                     if workload is None:
                         raise kube_errors.NotFound(f"{key} is gone", status=404)
                     workload.setdefault("apiVersion", resource.api_version)
@@ -456,6 +464,18 @@ class Restarter:
             await self._failed(key, workload, pending, failure, retry_in=delay)
             await self._wait_for_retry(key, delay)
 
+    async def _finish_recreate(self, key: WorkloadKey, pending: Sequence[ConfigChange]) -> None:
+        """Create the Job an earlier attempt deleted (raises to retry, as any write)."""
+        body = self._recreating[key]
+        created = await self.kube.create(JOB, body, namespace=key.namespace)
+        del self._recreating[key]
+        self.retry_backoff.reset(key)
+        containers = tuple(
+            str(c.get("name", "")) for c in body["spec"]["template"]["spec"]["containers"]
+        )
+        plan = RestartPlan(key, RestartAction.RECREATE_JOB, body, None, tuple(pending), containers)
+        await self._succeeded(key, created, plan, created)
+
     async def _wait_for_retry(self, key: WorkloadKey, delay: float) -> None:
         """Sleep ``delay``, or less when a newer change of the workload's config arrives."""
         wake = anyio.Event()
@@ -471,6 +491,7 @@ class Restarter:
     def _done(self, key: WorkloadKey) -> None:
         self.retry_backoff.reset(key)
         self._first_seen.pop(key, None)
+        self._recreating.pop(key, None)
 
     def _current(self, change: ConfigChange) -> ConfigChange:
         """The change with the object's latest digest (it may have moved on while waiting)."""
@@ -490,6 +511,13 @@ class Restarter:
         key = plan.workload
         if plan.action is RestartAction.CREATE_JOB:
             return await self.kube.create(JOB, plan.body, namespace=key.namespace)
+        if plan.action is RestartAction.RECREATE_JOB:
+            # Reloader's order: delete (pods go in the background), then create.
+            await self.kube.delete(JOB, key.name, namespace=key.namespace)
+            self._recreating[key] = plan.body
+            created = await self.kube.create(JOB, plan.body, namespace=key.namespace)
+            self._recreating.pop(key, None)
+            return created
         patch_type = KubePatchType(str(plan.patch_type or KubePatchType.MERGE))
         return await self.kube.patch(
             resource, key.name, plan.body, namespace=key.namespace, patch_type=patch_type

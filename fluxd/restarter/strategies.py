@@ -42,6 +42,7 @@ from fluxd.restarter.workloads import (
     nest,
     pod_spec,
     pod_template,
+    recreated_job,
     rollout_restart_mode,
     template_annotations,
     workload_key,
@@ -70,6 +71,7 @@ class RestartAction(StrEnum):
 
     PATCH = "patch"  # patch the workload itself
     CREATE_JOB = "create-job"  # create the Job in ``body`` (CronJobs)
+    RECREATE_JOB = "recreate-job"  # delete the Job, then create ``body`` (plain Jobs)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,10 @@ class RestartPlan:
     def describe(self) -> str:
         """Human-readable summary for logs and events (names and digests only)."""
         objects = ", ".join(f"{change.kind} {change.name}" for change in self.changes)
-        verb = "starting a Job from" if self.action is RestartAction.CREATE_JOB else "restarting"
+        verb = {
+            RestartAction.CREATE_JOB: "starting a Job from",
+            RestartAction.RECREATE_JOB: "recreating",
+        }.get(self.action, "restarting")
         return f"{objects} changed; {verb} {self.workload.kind} {self.workload.name}"
 
 
@@ -264,6 +269,9 @@ def _plan(
     if kind is WorkloadKind.CRONJOB:
         job = job_from_cronjob(workload, template=template)
         return RestartPlan(key, RestartAction.CREATE_JOB, job, None, changes, containers)
+    if kind is WorkloadKind.JOB:
+        job = recreated_job(workload, template=template)
+        return RestartPlan(key, RestartAction.RECREATE_JOB, job, None, changes, containers)
     shape = SHAPES[kind]
     if kind is WorkloadKind.ROLLOUT and (
         rollout_restart_mode(workload, annotation=names.rollout_strategy)

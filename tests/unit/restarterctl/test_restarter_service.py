@@ -65,6 +65,8 @@ class FakeApi:
         # Called before a patch of a workload is looked at (a concurrent writer).
         self.before_patch: dict[str, Callable[[], None]] = {}
         self.rejected: list[Write] = []
+        # Errors the next creates of an object (by name) fail with, in order.
+        self.failing_creates: dict[str, list[kube_errors.KubeError]] = {}
         self.lists: list[tuple[str, str | None]] = []
         self.rollouts = False
         self._version = 1
@@ -138,9 +140,24 @@ class FakeApi:
 
     async def create(self, resource: Resource, body: Object, *, namespace: str) -> Object:
         created = copy.deepcopy(body)
-        created["metadata"]["name"] = body["metadata"]["generateName"] + "x1"
+        if "name" not in created["metadata"]:
+            created["metadata"]["name"] = body["metadata"]["generateName"] + "x1"
+        failures = self.failing_creates.get(created["metadata"]["name"])
+        if failures:
+            self.rejected.append(Write("create", resource.kind, created["metadata"]["name"], body))
+            raise failures.pop(0)
         self.writes.append(Write("create", resource.kind, created["metadata"]["name"], body))
+        if "name" in body["metadata"]:
+            created["metadata"]["uid"] = f"uid-{self._version}"
+            await self.emit("ADDED", created)
+            created = copy.deepcopy(self.objects[resource.kind][_key(created)])
         return created
+
+    async def delete(self, resource: Resource, name: str, *, namespace: str, **_: Any) -> None:
+        found = self.objects.get(resource.kind, {}).get((namespace, name))
+        self.writes.append(Write("delete", resource.kind, name, {}, namespace))
+        if found is not None:
+            await self.emit("DELETED", found)
 
     async def resource_for(self, api_version: str, kind: str) -> Resource:
         if self.rollouts and kind == "Rollout":
@@ -315,6 +332,47 @@ async def test_a_cronjob_gets_a_job_and_keeps_its_template(api: FakeApi) -> None
     [write] = api.writes
     assert (write.verb, write.kind) == ("create", "Job")
     assert write.body["metadata"]["generateName"] == "nightly-"
+
+
+def plain_job(name: str = "migrate") -> Object:
+    job = workload(name, kind="Job", api_version="batch/v1", annotations=AUTO)
+    job["spec"] = {
+        "backoffLimit": 2,
+        "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": f"uid-{name}"}},
+        "template": job["spec"]["template"],
+    }
+    job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] = (
+        f"uid-{name}"
+    )
+    return job
+
+
+async def test_a_job_is_deleted_and_created_again_with_the_digest(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(plain_job())
+    async with running(api) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: run.events, what="event")
+    assert [(w.verb, w.kind, w.name) for w in api.writes] == [
+        ("delete", "Job", "migrate"),
+        ("create", "Job", "migrate"),
+    ]
+    created = api.writes[1].body
+    assert env_in(created) == {ENV: sha1_of({"a": b"2"})}
+    assert "selector" not in created["spec"] and created["spec"]["backoffLimit"] == 2
+    assert run.events[0].reason == RELOADED
+
+
+async def test_a_job_whose_create_failed_is_created_on_the_retry(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(plain_job())
+    api.failing_creates["migrate"] = [denied("migrate")]
+    async with running(api, min_retry_delay=0.01, max_retry_delay=0.02) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: any(e.reason == RELOADED for e in run.events), what="event")
+    assert [(w.verb, w.name) for w in api.writes] == [("delete", "migrate"), ("create", "migrate")]
+    assert env_in(api.writes[1].body) == {ENV: sha1_of({"a": b"2"})}
+    assert api.objects["Job"][(NAMESPACE, "migrate")]
 
 
 @pytest.mark.parametrize(
