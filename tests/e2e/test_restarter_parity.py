@@ -1,0 +1,149 @@
+"""Restarter behaviour Reloader v1.4 has and a user would notice, on a real control plane.
+
+Plain Jobs recreated when their config changes, pod-template-only annotations,
+and one roll per change under the annotations strategy. Each test runs on
+namespaces labelled for this module's own daemons, so no other daemon acts on
+its objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testenv.api import Api, wait_for
+from testenv.cluster import Cluster
+from tests.e2e.test_restarter import change_secret, labelled_namespace, reloader_sha1, start_daemon
+from tests.support import restarter as r
+from tests.support.daemon import Fluxd, stop_all
+
+LAST_RELOADED_FROM = "reloader.stakater.com/last-reloaded-from"
+
+
+@pytest.fixture(scope="module")
+def env_vars_daemon(
+    cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fluxd]:
+    daemon = start_daemon(cluster, tmp_path_factory.mktemp("parity-env"), group="parity-env")
+    try:
+        yield daemon
+    finally:
+        stop_all(daemon)
+
+
+@pytest.fixture
+def ns(cluster: Cluster, env_vars_daemon: Fluxd) -> Iterator[str]:
+    name = labelled_namespace(cluster, "parity-env")
+    yield name
+    cluster.api.delete(f"/api/v1/namespaces/{name}")
+
+
+def job(name: str, *, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> Any:
+    pod_spec: dict[str, Any] = {"containers": containers, "restartPolicy": "Never"}
+    if volumes:
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "annotations": {r.AUTO: "true"}, "labels": {"team": "edge"}},
+        "spec": {
+            "backoffLimit": 4,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+        },
+    }
+
+
+def test_a_plain_job_is_recreated_with_the_same_spec(api: Api, ns: str) -> None:
+    r.create(api, ns, r.secret("job-secret", {"token": "a"}))
+    token = {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "job-secret", "key": "token"}}}
+    users = {
+        "by-volume": job(
+            "by-volume",
+            containers=[r.app_container(mounts=["secret"])],
+            volumes=[r.secret_volume("secret", "job-secret")],
+        ),
+        "by-env-from": job(
+            "by-env-from",
+            containers=[r.app_container(env_from=[{"secretRef": {"name": "job-secret"}}])],
+            volumes=[],
+        ),
+        "by-value-from": job(
+            "by-value-from", containers=[r.app_container(env=[token])], volumes=[]
+        ),
+    }
+    jobs_path = f"/apis/batch/v1/namespaces/{ns}/jobs"
+    before = {name: api.create(jobs_path, body) for name, body in users.items()}
+
+    change_secret(api, ns, "job-secret", {"token": "b"})
+
+    digest = reloader_sha1({"token": b"b"})
+    for name, old in before.items():
+
+        def recreated(name: str = name, old: Any = old) -> Any:
+            current = api.get_or_none(f"{jobs_path}/{name}")
+            if current is None or current["metadata"]["uid"] == old["metadata"]["uid"]:
+                return None
+            return current
+
+        new = wait_for(recreated, timeout=60, what=f"job {name} recreated")
+        assert new["metadata"]["labels"]["team"] == "edge"
+        assert new["metadata"]["annotations"][r.AUTO] == "true"
+        assert new["spec"]["backoffLimit"] == 4
+        # A new selector of its own, not the old Job's.
+        assert new["spec"]["selector"] != old["spec"]["selector"]
+        assert r.env_value(new["spec"]["template"], "STAKATER_JOB_SECRET_SECRET") == digest
+        old_container = old["spec"]["template"]["spec"]["containers"][0]
+        new_container = dict(new["spec"]["template"]["spec"]["containers"][0])
+        new_env = [e for e in new_container.pop("env") if not e["name"].startswith("STAKATER_")]
+        if new_env:
+            new_container["env"] = new_env
+        assert new_container == old_container
+
+
+def last_reloaded_hash(api: Api, namespace: str, kind: str, name: str) -> str | None:
+    annotations = r.pod_template(api, namespace, kind, name)["metadata"].get("annotations") or {}
+    raw = annotations.get(LAST_RELOADED_FROM)
+    return str(json.loads(raw)["hash"]) if raw else None
+
+
+def test_annotations_strategy_rolls_once_per_sequential_update_with_template_only_auto(
+    cluster: Cluster, api: Api, crds: list[str], tmp_path: Path
+) -> None:
+    namespace = labelled_namespace(cluster, "parity-annotations")
+    daemon = start_daemon(
+        cluster, tmp_path, group="parity-annotations", extra=["--reload-strategy=annotations"]
+    )
+    try:
+        r.create(api, namespace, r.config_map("settings", {"mode": "0"}))
+        # The auto annotation is on the pod template only, not on the DaemonSet.
+        r.create(
+            api,
+            namespace,
+            r.workload(
+                "agent",
+                kind="DaemonSet",
+                template_annotations={r.AUTO: "true"},
+                containers=[r.app_container(mounts=["settings"])],
+                volumes=[r.config_map_volume("settings", "settings")],
+            ),
+        )
+        seen: list[str] = []
+        for step in ("1", "2", "3"):
+            api.merge_patch(r.path("ConfigMap", namespace, "settings"), {"data": {"mode": step}})
+            wanted = reloader_sha1({"mode": step.encode()})
+
+            def rolled(wanted: str = wanted) -> bool:
+                return last_reloaded_hash(api, namespace, "DaemonSet", "agent") == wanted
+
+            wait_for(rolled, timeout=60, what=f"roll for update {step}")
+            seen.append(wanted)
+        assert len(set(seen)) == 3
+        # Three rolls: the DaemonSet's template changed three times after creation.
+        assert r.generation(api, namespace, "DaemonSet", "agent") == 4
+    finally:
+        stop_all(daemon)
+        api.delete(f"/api/v1/namespaces/{namespace}")
