@@ -62,7 +62,8 @@ class RestarterAnnotations:
     paused_at: str = "deployment.reloader.stakater.com/paused-at"
     last_reloaded_from: str = "reloader.stakater.com/last-reloaded-from"
     # fluxd's own addition for the annotations strategy: Reloader's annotation
-    # only remembers the last object, this one remembers every object's digest.
+    # only remembers the last object, this one (on the workload's metadata, not
+    # its pod template) remembers every object's digest.
     config_digests: str = "restarter.fluxd.dev/config-digests"
 
     def typed_auto(self, kind: ConfigKind) -> str:

@@ -132,6 +132,7 @@ def _workload_keys(names: RestarterAnnotations) -> frozenset[str]:
             names.rollout_strategy,
             names.pause_period,
             names.paused_at,
+            names.config_digests,
         }
     )
 

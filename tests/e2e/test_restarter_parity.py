@@ -22,6 +22,7 @@ from tests.support import restarter as r
 from tests.support.daemon import Fluxd, stop_all
 
 LAST_RELOADED_FROM = "reloader.stakater.com/last-reloaded-from"
+CONFIG_DIGESTS = "restarter.fluxd.dev/config-digests"
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,13 @@ def test_annotations_strategy_rolls_once_per_sequential_update_with_template_onl
             wait_for(rolled, timeout=60, what=f"roll for update {step}")
             seen.append(wanted)
         assert len(set(seen)) == 3
+        # The pod template carries Reloader's annotation only; fluxd's record of
+        # every object's digest is on the DaemonSet's own metadata.
+        daemon_set = api.get(r.path("DaemonSet", namespace, "agent"))
+        template_annotations = daemon_set["spec"]["template"]["metadata"]["annotations"]
+        assert set(template_annotations) == {r.AUTO, LAST_RELOADED_FROM}
+        record = json.loads(daemon_set["metadata"]["annotations"][CONFIG_DIGESTS])
+        assert record == {"ConfigMap/settings": seen[-1]}
         # Three rolls: the DaemonSet's template changed three times after creation.
         assert r.generation(api, namespace, "DaemonSet", "agent") == 4
     finally:
