@@ -1,7 +1,9 @@
 """Restarter behaviour Reloader v1.4 has and a user would notice, on a real control plane.
 
 Plain Jobs recreated when their config changes, pod-template-only annotations,
-and one roll per change under the annotations strategy. Each test runs on
+one roll per change under the annotations strategy, and Argo Rollouts (their
+CRD installed from Argo's own module) using config through projected volumes
+and init containers. Each test runs on
 namespaces labelled for this module's own daemons, so no other daemon acts on
 its objects.
 """
@@ -19,6 +21,7 @@ from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from tests.e2e.test_restarter import change_secret, labelled_namespace, reloader_sha1, start_daemon
 from tests.support import restarter as r
+from tests.support.crds_thirdparty import ARGO_ROLLOUTS, install_third_party_crds
 from tests.support.daemon import Fluxd, stop_all
 
 LAST_RELOADED_FROM = "reloader.stakater.com/last-reloaded-from"
@@ -154,4 +157,103 @@ def test_annotations_strategy_rolls_once_per_sequential_update_with_template_onl
         assert r.generation(api, namespace, "DaemonSet", "agent") == 4
     finally:
         stop_all(daemon)
+        api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.fixture(scope="module")
+def rollouts_daemon(
+    cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fluxd]:
+    # The Rollout CRD first: the daemon looks for the kind when it starts.
+    install_third_party_crds(cluster.api, ARGO_ROLLOUTS)
+    daemon = start_daemon(
+        cluster,
+        tmp_path_factory.mktemp("parity-rollouts"),
+        group="parity-rollouts",
+        extra=["--restart-argo-rollouts=true"],
+    )
+    try:
+        yield daemon
+    finally:
+        stop_all(daemon)
+
+
+def rollout(name: str, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name, "annotations": {r.AUTO: "true"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "strategy": {"canary": {}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def test_rollouts_roll_for_projected_and_init_container_volumes(
+    cluster: Cluster, api: Api, rollouts_daemon: Fluxd
+) -> None:
+    namespace = labelled_namespace(cluster, "parity-rollouts")
+    try:
+        r.create(api, namespace, r.config_map("rollout-config", {"mode": "a"}))
+        r.create(api, namespace, r.secret("rollout-secret", {"token": "a"}))
+        rollouts = f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/rollouts"
+        projected = {
+            "name": "all",
+            "projected": {
+                "sources": [
+                    {"configMap": {"name": "rollout-config"}},
+                    {
+                        "downwardAPI": {
+                            "items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]
+                        }
+                    },
+                ]
+            },
+        }
+        api.create(
+            rollouts,
+            rollout(
+                "by-projected",
+                {"containers": [r.app_container(mounts=["all"])], "volumes": [projected]},
+            ),
+        )
+        api.create(
+            rollouts,
+            rollout(
+                "by-init",
+                {
+                    "initContainers": [r.app_container("setup", mounts=["secret"])],
+                    "containers": [r.app_container("main"), r.app_container("sidecar")],
+                    "volumes": [r.secret_volume("secret", "rollout-secret")],
+                },
+            ),
+        )
+        before = {name: api.get(f"{rollouts}/{name}") for name in ("by-projected", "by-init")}
+
+        api.merge_patch(r.path("ConfigMap", namespace, "rollout-config"), {"data": {"mode": "b"}})
+        change_secret(api, namespace, "rollout-secret", {"token": "b"})
+
+        # No Argo controller runs here: the Rollout's template change is what a user sees.
+        wanted = {
+            "by-projected": ("STAKATER_ROLLOUT_CONFIG_CONFIGMAP", reloader_sha1({"mode": b"b"})),
+            "by-init": ("STAKATER_ROLLOUT_SECRET_SECRET", reloader_sha1({"token": b"b"})),
+        }
+        for name, (variable, digest) in wanted.items():
+
+            def stamped(name: str = name, variable: str = variable) -> Any:
+                template = api.get(f"{rollouts}/{name}")["spec"]["template"]
+                return template if r.env_value(template, variable) else None
+
+            template = wait_for(stamped, timeout=60, what=f"rollout {name} template changed")
+            assert template["spec"]["containers"][0]["env"] == [{"name": variable, "value": digest}]
+            old = before[name]["spec"]["template"]["spec"]
+            assert template["spec"].get("initContainers") == old.get("initContainers")
+            assert template["spec"]["volumes"] == old["volumes"]
+        by_init = api.get(f"{rollouts}/by-init")["spec"]["template"]["spec"]
+        assert "env" not in by_init["containers"][1]
+    finally:
         api.delete(f"/api/v1/namespaces/{namespace}")
