@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("resource-label-selector", "str", "", "only Secrets/ConfigMaps with these labels"),
     Setting("restart-coalesce-window", "duration", 2.0, "changes within this window roll once"),
     Setting("restart-argo-rollouts", "bool", False, "also restart Argo Rollouts"),
+    Setting(
+        "enable-csi-integration",
+        "bool",
+        False,
+        "restart on SecretProviderClassPodStatus changes (Secrets Store CSI driver)",
+    ),
     # leader election
     Setting("leader-election", "bool", True, "run reconcilers only on the lease holder"),
     Setting(
@@ -215,6 +221,7 @@ class Settings:
     resource_label_selector: str = ""
     restart_coalesce_window: float = 2.0
     restart_argo_rollouts: bool = False
+    enable_csi_integration: bool = False
     leader_election: bool = True
     lease_name: str = ""
     lease_namespace: str = ""

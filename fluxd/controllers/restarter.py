@@ -23,6 +23,11 @@ Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
   start is compared with the digest recorded on the workloads that use it, so
   a change made while the daemon was down rolls its workloads once, and a
   workload already stamped (by fluxd or by Reloader) is left alone;
+* with ``enable-csi-integration`` and the Secrets Store CSI driver's CRDs
+  installed, an update of a SecretProviderClassPodStatus whose mounted
+  objects' versions changed restarts the workloads that mount its
+  SecretProviderClass, with the class's annotations deciding, as Reloader
+  does (creations and deletions of pod statuses restart nothing);
 * Deployments paused for their pause period are resumed when it is over, also
   after a restart of the daemon (the pause start is on the object).
 
@@ -82,7 +87,15 @@ from fluxd.restarter import (
     resume_patch,
     workload_key,
 )
-from fluxd.restarter.slim import config_change_of, slim_config, slim_workload
+from fluxd.restarter.slim import (
+    DIGEST_FIELD,
+    compared_digest,
+    config_change_of,
+    slim_config,
+    slim_pod_status,
+    slim_provider_class,
+    slim_workload,
+)
 from fluxd.settings import Settings, SettingsError
 
 log = structlog.get_logger("fluxd.restarter")
@@ -104,6 +117,7 @@ WORKLOAD_RESOURCES: Mapping[WorkloadKind, Resource] = {
     WorkloadKind.JOB: JOB,
 }
 ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
+CSI_API_VERSION = "secrets-store.csi.x-k8s.io/v1"
 
 # A merge patch onto a workload that changed since it was read is re-read and
 # retried at once this many times in a row before it counts as a failure.
@@ -136,6 +150,7 @@ class Restarter:
         self.window = settings.restart_coalesce_window
         self.concurrency = max(1, settings.restart_concurrency)
         self.argo_rollouts = settings.restart_argo_rollouts
+        self.csi_integration = settings.enable_csi_integration
         self.filter = config_filter(settings)
         self.namespaces = settings.watch_namespaces
         self.resync_interval = settings.restarter_resync_interval
@@ -154,6 +169,10 @@ class Restarter:
         self.workload_informers: dict[WorkloadKind, Informer] = {}
         self.workload_resources: dict[WorkloadKind, Resource] = dict(WORKLOAD_RESOURCES)
         self.namespace_informer: Informer | None = None
+        # SecretProviderClasses (their annotations) and their pod statuses (the changes).
+        self.csi_resources: tuple[Resource, Resource] | None = None
+        self.provider_class_informer: Informer | None = None
+        self.pod_status_informer: Informer | None = None
         self._first_seen: dict[WorkloadKey, float] = {}
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
@@ -175,6 +194,7 @@ class Restarter:
     async def run(self) -> None:
         self._reset()
         await self._find_rollouts()
+        await self._find_csi()
         self._build_informers()
         async with anyio.create_task_group() as group:
             # Workloads first: the config objects' first list is the catch-up,
@@ -188,6 +208,9 @@ class Restarter:
                 await informer.synced.wait()
             for informer in self.config_informers.values():
                 group.start_soon(supervise, f"restarter {informer.name}", informer.run)
+            for csi_informer in (self.provider_class_informer, self.pod_status_informer):
+                if csi_informer is not None:
+                    group.start_soon(supervise, f"restarter {csi_informer.name}", csi_informer.run)
             group.start_soon(supervise, "restarter batches", self._run_batches)
             group.start_soon(supervise, "restarter pause timer", self._run_pause_timer)
             if self.resync_interval > 0:
@@ -213,6 +236,20 @@ class Restarter:
             return
         self.workload_resources[WorkloadKind.ROLLOUT] = resource
 
+    async def _find_csi(self) -> None:
+        if not self.csi_integration:
+            return
+        try:
+            classes = await self.kube.resource_for(CSI_API_VERSION, "SecretProviderClass")
+            statuses = await self.kube.resource_for(CSI_API_VERSION, "SecretProviderClassPodStatus")
+        except kube_errors.NotFound:
+            log.info(
+                "Secrets Store CSI driver CRDs are not installed; "
+                "SecretProviderClass changes will not restart anything"
+            )
+            return
+        self.csi_resources = (classes, statuses)
+
     def _build_informers(self) -> None:
         for kind, resource in CONFIG_RESOURCES.items():
             if kind in self.filter.ignored_kinds:
@@ -233,6 +270,19 @@ class Restarter:
             self.workload_informers[workload_kind] = informer
         if self.filter.namespace_selector is not None:
             self.namespace_informer = Informer(self.kube, NAMESPACE, transform=_slim_namespace)
+        if self.csi_resources is not None:
+            classes, statuses = self.csi_resources
+            names = self.names
+            self.provider_class_informer = Informer(
+                self.kube,
+                classes,
+                namespaces=self.namespaces,
+                transform=lambda obj: slim_provider_class(obj, names=names),
+            )
+            self.pod_status_informer = Informer(
+                self.kube, statuses, namespaces=self.namespaces, transform=slim_pod_status
+            )
+            self.pod_status_informer.add_handler(self._on_pod_status)
 
     def _config_transform(self, kind: ConfigKind) -> Callable[[Object], Object]:
         names = self.names
@@ -314,6 +364,43 @@ class Restarter:
             # First sight (start-up, relist): only workloads whose record disagrees.
             affected = [k for k in affected if self._record_differs(k, observed)]
         elif not affected:
+            RESTART_SKIPPED.labels(reason="no-workload").inc()
+        for workload in affected:
+            self._enqueue(workload, [observed])
+
+    def _on_pod_status(self, change: Change, obj: Object, old: Object | None) -> None:
+        """An updated SecretProviderClassPodStatus: Reloader's only SecretProviderClass event."""
+        if change is not Change.MODIFIED or old is None:
+            return
+        metadata = obj.get("metadata", {})
+        namespace = str(metadata.get("namespace", ""))
+        class_name = str(obj.get("status", {}).get("secretProviderClassName", ""))
+        digest = str(obj.get(DIGEST_FIELD, ""))
+        previous = compared_digest(old)
+        if digest == previous:
+            RESTART_SKIPPED.labels(reason="unchanged").inc()
+            return
+        key = ConfigKey(namespace, ConfigKind.SECRET_PROVIDER_CLASS, class_name)
+        if not self._admits(key, metadata):
+            RESTART_SKIPPED.labels(reason="filtered").inc()
+            return
+        provider_class = (
+            self.provider_class_informer.get(namespace, class_name)
+            if self.provider_class_informer is not None
+            else None
+        )
+        annotations = dict((provider_class or {}).get("metadata", {}).get("annotations") or {})
+        observed = ConfigChange(
+            namespace=namespace,
+            kind=ConfigKind.SECRET_PROVIDER_CLASS,
+            name=class_name,
+            digest=digest,
+            equivalent=frozenset({digest}),
+            previous=previous,
+            annotations=annotations,
+        )
+        affected = self.index.affected(key, config_annotations=annotations)
+        if not affected:
             RESTART_SKIPPED.labels(reason="no-workload").inc()
         for workload in affected:
             self._enqueue(workload, [observed])

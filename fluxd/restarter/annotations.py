@@ -65,19 +65,36 @@ class RestarterAnnotations:
     # only remembers the last object, this one (on the workload's metadata, not
     # its pod template) remembers every object's digest.
     config_digests: str = "restarter.fluxd.dev/config-digests"
+    secret_provider_class_auto: str = "secretproviderclass.reloader.stakater.com/auto"
+    secret_provider_class_reload: str = "secretproviderclass.reloader.stakater.com/reload"
+    secret_provider_class_exclude: str = (
+        "secretproviderclasses.exclude.reloader.stakater.com/reload"
+    )
 
     def typed_auto(self, kind: ConfigKind) -> str:
-        return self.secret_auto if kind is ConfigKind.SECRET else self.configmap_auto
+        return _by_kind(
+            kind, self.secret_auto, self.configmap_auto, self.secret_provider_class_auto
+        )
 
     def reload_list(self, kind: ConfigKind) -> str:
-        return self.secret_reload if kind is ConfigKind.SECRET else self.configmap_reload
+        return _by_kind(
+            kind, self.secret_reload, self.configmap_reload, self.secret_provider_class_reload
+        )
 
     def exclude_list(self, kind: ConfigKind) -> str:
-        return self.secret_exclude if kind is ConfigKind.SECRET else self.configmap_exclude
+        return _by_kind(
+            kind, self.secret_exclude, self.configmap_exclude, self.secret_provider_class_exclude
+        )
 
     def config_object_keys(self) -> tuple[str, str]:
         """The only annotations of a Secret/ConfigMap the decision reads."""
         return (self.ignore, self.match)
+
+
+def _by_kind(kind: ConfigKind, secret: str, configmap: str, secret_provider_class: str) -> str:
+    if kind is ConfigKind.SECRET:
+        return secret
+    return configmap if kind is ConfigKind.CONFIGMAP else secret_provider_class
 
 
 DEFAULT_ANNOTATIONS = RestarterAnnotations()
@@ -113,10 +130,13 @@ class WorkloadProfile:
 
     secret: KindProfile
     configmap: KindProfile
+    secret_provider_class: KindProfile
     references: frozenset[tuple[ConfigKind, str]]
 
     def for_kind(self, kind: ConfigKind) -> KindProfile:
-        return self.secret if kind is ConfigKind.SECRET else self.configmap
+        if kind is ConfigKind.SECRET:
+            return self.secret
+        return self.configmap if kind is ConfigKind.CONFIGMAP else self.secret_provider_class
 
     def uses(self, kind: ConfigKind, name: str) -> bool:
         return (kind, name) in self.references
@@ -146,6 +166,9 @@ def profile_workload(
     return WorkloadProfile(
         secret=_kind_profile(ConfigKind.SECRET, own=own, template=template, names=names),
         configmap=_kind_profile(ConfigKind.CONFIGMAP, own=own, template=template, names=names),
+        secret_provider_class=_kind_profile(
+            ConfigKind.SECRET_PROVIDER_CLASS, own=own, template=template, names=names
+        ),
         references=referenced_configs(pod_spec(workload)),
     )
 

@@ -42,6 +42,11 @@ PAUSED_AT = "deployment.reloader.stakater.com/paused-at"
 
 Object = dict[str, Any]
 
+CSI_PLURALS = {
+    "SecretProviderClass": "secretproviderclasses",
+    "SecretProviderClassPodStatus": "secretproviderclasspodstatuses",
+}
+
 
 @dataclasses.dataclass
 class Write:
@@ -69,6 +74,7 @@ class FakeApi:
         self.failing_creates: dict[str, list[kube_errors.KubeError]] = {}
         self.lists: list[tuple[str, str | None]] = []
         self.rollouts = False
+        self.csi = False
         self._version = 1
 
     def put(self, obj: Object) -> None:
@@ -162,6 +168,8 @@ class FakeApi:
     async def resource_for(self, api_version: str, kind: str) -> Resource:
         if self.rollouts and kind == "Rollout":
             return Resource("argoproj.io", "v1alpha1", "Rollout", "rollouts")
+        if self.csi and kind in CSI_PLURALS:
+            return Resource("secrets-store.csi.x-k8s.io", "v1", kind, CSI_PLURALS[kind])
         raise kube_errors.NotFound(f"no kind {kind}", status=404)
 
     def close(self) -> None:
