@@ -3,13 +3,16 @@
 Plain Jobs recreated when their config changes, pod-template-only annotations,
 one roll per change under the annotations strategy, and Argo Rollouts (their
 CRD installed from Argo's own module) using config through projected volumes
-and init containers. Each test runs on
+and init containers, and SecretProviderClasses of the Secrets Store CSI
+driver (its CRDs installed from its own module; a pod status is written by
+the test as the driver would write it). Each test runs on
 namespaces labelled for this module's own daemons, so no other daemon acts on
 its objects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +22,18 @@ import pytest
 
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
-from tests.e2e.test_restarter import change_secret, labelled_namespace, reloader_sha1, start_daemon
+from tests.e2e.test_restarter import (
+    change_secret,
+    labelled_namespace,
+    reloader_sha1,
+    start_daemon,
+)
 from tests.support import restarter as r
-from tests.support.crds_thirdparty import ARGO_ROLLOUTS, install_third_party_crds
+from tests.support.crds_thirdparty import (
+    ARGO_ROLLOUTS,
+    SECRETS_STORE_CSI,
+    install_third_party_crds,
+)
 from tests.support.daemon import Fluxd, stop_all
 
 LAST_RELOADED_FROM = "reloader.stakater.com/last-reloaded-from"
@@ -256,4 +268,88 @@ def test_rollouts_roll_for_projected_and_init_container_volumes(
         by_init = api.get(f"{rollouts}/by-init")["spec"]["template"]["spec"]
         assert "env" not in by_init["containers"][1]
     finally:
+        api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+CSI = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{ns}/{plural}"
+
+
+def test_a_rotated_secret_provider_class_restarts_its_users(
+    cluster: Cluster, api: Api, crds: list[str], tmp_path: Path
+) -> None:
+    install_third_party_crds(api, SECRETS_STORE_CSI)
+    namespace = labelled_namespace(cluster, "parity-csi")
+    daemon = start_daemon(
+        cluster, tmp_path, group="parity-csi", extra=["--enable-csi-integration=true"]
+    )
+    try:
+        classes = CSI.format(ns=namespace, plural="secretproviderclasses")
+        statuses = CSI.format(ns=namespace, plural="secretproviderclasspodstatuses")
+        api.create(
+            classes,
+            {
+                "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+                "kind": "SecretProviderClass",
+                "metadata": {"name": "vault-db"},
+                "spec": {"provider": "vault", "parameters": {"objects": "db-password"}},
+            },
+        )
+        api.create(
+            statuses,
+            {
+                "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+                "kind": "SecretProviderClassPodStatus",
+                "metadata": {"name": "app-pod-vault-db"},
+                "status": {
+                    "podName": "app-pod",
+                    "secretProviderClassName": "vault-db",
+                    "mounted": True,
+                    "targetPath": "/var/lib/kubelet/pods/x/volumes/secrets",
+                    "objects": [{"id": "db-password", "version": "1"}],
+                },
+            },
+        )
+        csi_volume = {
+            "name": "secrets",
+            "csi": {
+                "driver": "secrets-store.csi.k8s.io",
+                "readOnly": True,
+                "volumeAttributes": {"secretProviderClass": "vault-db"},
+            },
+        }
+        r.create(
+            api,
+            namespace,
+            r.workload(
+                "vault-user",
+                annotations={"secretproviderclass.reloader.stakater.com/auto": "true"},
+                containers=[r.app_container("sidecar"), r.app_container("app", mounts=["secrets"])],
+                volumes=[csi_volume],
+            ),
+        )
+
+        api.merge_patch(
+            f"{statuses}/app-pod-vault-db",
+            {"status": {"objects": [{"id": "db-password", "version": "2"}]}},
+        )
+
+        # Reloader's formula, written out: sorted id=version and the class name, sha1.
+        digest = hashlib.sha1(b"SecretProviderClassName=vault-db;db-password=2").hexdigest()
+        variable = "STAKATER_VAULT_DB_SECRETPROVIDERCLASS"
+        template = wait_for(
+            lambda: (
+                t
+                if r.env_value(
+                    t := r.pod_template(api, namespace, "Deployment", "vault-user"), variable
+                )
+                else None
+            ),
+            timeout=60,
+            what="deployment restarted for the rotated secret",
+        )
+        containers = {c["name"]: c for c in template["spec"]["containers"]}
+        assert containers["app"]["env"] == [{"name": variable, "value": digest}]
+        assert "env" not in containers["sidecar"]
+    finally:
+        stop_all(daemon)
         api.delete(f"/api/v1/namespaces/{namespace}")
