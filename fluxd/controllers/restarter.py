@@ -19,6 +19,13 @@ Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
 * with ``watch-namespaces`` every informer watches those namespaces only; in a
   shard (``watch-label-selector``) the restarter runs only with
   ``restarter-in-shard``, so two shards never both restart;
+* the workload and config watches are separate streams, so a config change
+  can be seen before the event of a workload written just before it (under
+  load, seconds before). Reloader lists workloads live and would restart
+  that workload; here each change seen while running is remembered with its
+  resourceVersion for a while, and a workload event older than a remembered
+  change (resourceVersions of one etcd increase with every write) queues the
+  restart the change missed; the workload's record makes a duplicate a no-op;
 * start-up catch-up falls out of the first list: every config object seen at
   start is compared with the digest recorded on the workloads that use it, so
   a change made while the daemon was down rolls its workloads once, and a
@@ -81,6 +88,7 @@ from fluxd.restarter import (
     WorkloadKey,
     WorkloadKind,
     config_digests,
+    evaluate,
     needs_restart,
     parse_label_selector,
     plan_restart,
@@ -125,6 +133,8 @@ _CONFLICT_RETRIES = 5
 # Longest sleep of the pause timer between looks (changes wake it earlier).
 _PAUSE_RECHECK = 60.0
 _PAUSE_FAILURE_DELAY = 5.0
+# How long a change is remembered for workload events that arrive after it.
+_RECENT_CHANGE_SECONDS = 600.0
 
 
 class Restarter:
@@ -174,6 +184,9 @@ class Restarter:
         self.provider_class_informer: Informer | None = None
         self.pod_status_informer: Informer | None = None
         self._first_seen: dict[WorkloadKey, float] = {}
+        # Per namespace: changes seen while running, with their resourceVersion
+        # and when they were seen, for workload events that arrive after them.
+        self._recent: dict[str, dict[ConfigKey, tuple[int, float, ConfigChange]]] = {}
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
         # Jobs deleted for a recreate whose new Job is not created yet: a retry
@@ -312,6 +325,7 @@ class Restarter:
                 wake.set()
         else:
             self.index.upsert(obj)
+            self._catch_up(key, obj)
             version = str(obj.get("metadata", {}).get("resourceVersion", ""))
             if self._resuming.get(key, version) != version:
                 # The resume (or a later write) has arrived: look at this key again.
@@ -359,6 +373,8 @@ class Restarter:
                 RESTART_SKIPPED.labels(reason="unchanged").inc()
                 return
             observed = dataclasses.replace(observed, previous=previous)
+        if observed.changed_while_watched:
+            self._remember(observed, metadata)
         affected = self.index.affected(key, config_annotations=observed.annotations)
         if not observed.changed_while_watched:
             # First sight (start-up, relist): only workloads whose record disagrees.
@@ -399,11 +415,44 @@ class Restarter:
             previous=previous,
             annotations=annotations,
         )
+        self._remember(observed, metadata)
         affected = self.index.affected(key, config_annotations=annotations)
         if not affected:
             RESTART_SKIPPED.labels(reason="no-workload").inc()
         for workload in affected:
             self._enqueue(workload, [observed])
+
+    def _remember(self, change: ConfigChange, metadata: Mapping[str, Any]) -> None:
+        revision = _revision(metadata)
+        if revision is None:
+            return
+        now = self.clock.now()
+        recent = self._recent.setdefault(change.namespace, {})
+        recent[change.key] = (revision, now, change)
+        for key, (_, seen, _) in list(recent.items()):
+            if now - seen > _RECENT_CHANGE_SECONDS:
+                del recent[key]
+
+    def _catch_up(self, key: WorkloadKey, workload: Object) -> None:
+        """Queue the restarts of changes newer than this workload event, which missed it."""
+        recent = self._recent.get(key.namespace)
+        revision = _revision(workload.get("metadata", {}))
+        profile = self.index.profile(key)
+        if not recent or revision is None or profile is None:
+            return
+        for changed_at, _, change in list(recent.values()):
+            if changed_at <= revision:
+                continue
+            decision = evaluate(
+                profile,
+                config_kind=change.kind,
+                config_name=change.name,
+                config_annotations=change.annotations,
+                names=self.names,
+                auto_reload_all=self.auto_reload_all,
+            )
+            if decision.restart:
+                self._enqueue(key, [change])
 
     def _admits(self, key: ConfigKey, metadata: Mapping[str, Any]) -> bool:
         return self.filter.admits(
@@ -820,6 +869,14 @@ async def wire(
         return
     restarter = Restarter(kube=kube, recorder=recorder, settings=settings)
     components.services["restarter"] = restarter.run
+
+
+def _revision(metadata: Mapping[str, Any]) -> int | None:
+    """An object's resourceVersion as a number (None when it is not one)."""
+    try:
+        return int(str(metadata.get("resourceVersion", "")))
+    except ValueError:
+        return None
 
 
 def _deleted(change: ConfigChange, *, previous: str | None) -> ConfigChange:

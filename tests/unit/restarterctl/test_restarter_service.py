@@ -93,6 +93,13 @@ class FakeApi:
             if namespace in (None, obj["metadata"].get("namespace")):
                 await stream.send({"type": change, "object": copy.deepcopy(obj)})
 
+    async def deliver(self, change: str, obj: Object) -> None:
+        """Send the stored ``obj`` to watchers as it is (a watch event that arrives late)."""
+        stored = self.objects[obj["kind"]][_key(obj)]
+        for namespace, stream in self.streams.get(obj["kind"], []):
+            if namespace in (None, stored["metadata"].get("namespace")):
+                await stream.send({"type": change, "object": copy.deepcopy(stored)})
+
     async def list_all(
         self, resource: Resource, *, namespace: str | None = None, **_: Any
     ) -> tuple[list[Object], str]:
@@ -340,6 +347,41 @@ async def test_a_cronjob_gets_a_job_and_keeps_its_template(api: FakeApi) -> None
     [write] = api.writes
     assert (write.verb, write.kind) == ("create", "Job")
     assert write.body["metadata"]["generateName"] == "nightly-"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param("ADDED", id="created-just-before"),
+        pytest.param("MODIFIED", id="annotated-just-before"),
+    ],
+)
+async def test_a_workload_event_arriving_after_the_change_still_restarts(
+    api: FakeApi, written: str
+) -> None:
+    api.put(secret())
+    if written == "MODIFIED":
+        api.put(workload())
+    async with running(api):
+        # The workload is written before the Secret, but its watch event comes later.
+        api.put(workload(annotations=AUTO))
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await settle()
+        await api.deliver(written, workload())
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
+        await settle()
+    [patch] = api.patches("realm-ix")
+    assert env_in(patch) == {ENV: sha1_of({"a": b"2"})}
+
+
+async def test_a_workload_written_after_the_change_is_not_restarted(api: FakeApi) -> None:
+    api.put(secret())
+    async with running(api):
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        # Created after the change: its pods start with the new content already.
+        await api.emit("ADDED", workload(annotations=AUTO))
+        await settle()
+    assert api.writes == []
 
 
 def plain_job(name: str = "migrate") -> Object:
