@@ -190,22 +190,30 @@ def rollouts_daemon(
         stop_all(daemon)
 
 
-def rollout(name: str, pod_spec: dict[str, Any]) -> dict[str, Any]:
+def rollout(name: str, pod_spec: dict[str, Any], *, on_template: bool = False) -> dict[str, Any]:
+    """A Rollout with ``reloader.stakater.com/auto`` on itself, or on its pod template only."""
     labels = {"app": name}
+    auto = {r.AUTO: "true"}
+    template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod_spec}
+    metadata: dict[str, Any] = {"name": name}
+    if on_template:
+        template["metadata"]["annotations"] = auto
+    else:
+        metadata["annotations"] = auto
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
-        "metadata": {"name": name, "annotations": {r.AUTO: "true"}},
+        "metadata": metadata,
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels},
             "strategy": {"canary": {}},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": template,
         },
     }
 
 
-def test_rollouts_roll_for_projected_and_init_container_volumes(
+def test_rollouts_roll_for_projected_init_container_and_template_only_auto(
     cluster: Cluster, api: Api, rollouts_daemon: Fluxd
 ) -> None:
     namespace = labelled_namespace(cluster, "parity-rollouts")
@@ -244,7 +252,18 @@ def test_rollouts_roll_for_projected_and_init_container_volumes(
                 },
             ),
         )
-        before = {name: api.get(f"{rollouts}/{name}") for name in ("by-projected", "by-init")}
+        api.create(
+            rollouts,
+            rollout(
+                "template-auto",
+                {"containers": [r.app_container(mounts=["all"])], "volumes": [projected]},
+                on_template=True,
+            ),
+        )
+        before = {
+            name: api.get(f"{rollouts}/{name}")
+            for name in ("by-projected", "by-init", "template-auto")
+        }
 
         api.merge_patch(r.path("ConfigMap", namespace, "rollout-config"), {"data": {"mode": "b"}})
         change_secret(api, namespace, "rollout-secret", {"token": "b"})
@@ -253,6 +272,10 @@ def test_rollouts_roll_for_projected_and_init_container_volumes(
         wanted = {
             "by-projected": ("STAKATER_ROLLOUT_CONFIG_CONFIGMAP", reloader_sha1({"mode": b"b"})),
             "by-init": ("STAKATER_ROLLOUT_SECRET_SECRET", reloader_sha1({"token": b"b"})),
+            "template-auto": (
+                "STAKATER_ROLLOUT_CONFIG_CONFIGMAP",
+                reloader_sha1({"mode": b"b"}),
+            ),
         }
         for name, (variable, digest) in wanted.items():
 
