@@ -186,7 +186,7 @@ class Restarter:
         self._first_seen: dict[WorkloadKey, float] = {}
         # Per namespace: changes seen while running, with their resourceVersion
         # and when they were seen, for workload events that arrive after them.
-        self._recent: dict[str, dict[ConfigKey, tuple[int, float, ConfigChange]]] = {}
+        self._recent: dict[str, dict[ConfigKey, _RecentChange]] = {}
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
         # Jobs deleted for a recreate whose new Job is not created yet: a retry
@@ -373,14 +373,14 @@ class Restarter:
                 RESTART_SKIPPED.labels(reason="unchanged").inc()
                 return
             observed = dataclasses.replace(observed, previous=previous)
-        if observed.changed_while_watched:
-            self._remember(observed, metadata)
         affected = self.index.affected(key, config_annotations=observed.annotations)
         if not observed.changed_while_watched:
             # First sight (start-up, relist): only workloads whose record disagrees.
             affected = [k for k in affected if self._record_differs(k, observed)]
-        elif not affected:
-            RESTART_SKIPPED.labels(reason="no-workload").inc()
+        else:
+            self._remember(observed, metadata, routed=affected)
+            if not affected:
+                RESTART_SKIPPED.labels(reason="no-workload").inc()
         for workload in affected:
             self._enqueue(workload, [observed])
 
@@ -415,22 +415,24 @@ class Restarter:
             previous=previous,
             annotations=annotations,
         )
-        self._remember(observed, metadata)
         affected = self.index.affected(key, config_annotations=annotations)
+        self._remember(observed, metadata, routed=affected)
         if not affected:
             RESTART_SKIPPED.labels(reason="no-workload").inc()
         for workload in affected:
             self._enqueue(workload, [observed])
 
-    def _remember(self, change: ConfigChange, metadata: Mapping[str, Any]) -> None:
+    def _remember(
+        self, change: ConfigChange, metadata: Mapping[str, Any], *, routed: Sequence[WorkloadKey]
+    ) -> None:
         revision = _revision(metadata)
         if revision is None:
             return
         now = self.clock.now()
         recent = self._recent.setdefault(change.namespace, {})
-        recent[change.key] = (revision, now, change)
-        for key, (_, seen, _) in list(recent.items()):
-            if now - seen > _RECENT_CHANGE_SECONDS:
+        recent[change.key] = _RecentChange(revision, now, change, set(routed))
+        for key, remembered in list(recent.items()):
+            if now - remembered.seen > _RECENT_CHANGE_SECONDS:
                 del recent[key]
 
     def _catch_up(self, key: WorkloadKey, workload: Object) -> None:
@@ -440,9 +442,12 @@ class Restarter:
         profile = self.index.profile(key)
         if not recent or revision is None or profile is None:
             return
-        for changed_at, _, change in list(recent.values()):
-            if changed_at <= revision:
+        for remembered in list(recent.values()):
+            # Already routed here: a second Job from a CronJob (which keeps no
+            # record) would be a second run.
+            if remembered.revision <= revision or key in remembered.routed:
                 continue
+            change = remembered.change
             decision = evaluate(
                 profile,
                 config_kind=change.kind,
@@ -452,6 +457,7 @@ class Restarter:
                 auto_reload_all=self.auto_reload_all,
             )
             if decision.restart:
+                remembered.routed.add(key)
                 self._enqueue(key, [change])
 
     def _admits(self, key: ConfigKey, metadata: Mapping[str, Any]) -> bool:
@@ -869,6 +875,17 @@ async def wire(
         return
     restarter = Restarter(kube=kube, recorder=recorder, settings=settings)
     components.services["restarter"] = restarter.run
+
+
+@dataclasses.dataclass
+class _RecentChange:
+    """A change seen while running, for workload events that arrive after it."""
+
+    revision: int
+    seen: float
+    change: ConfigChange
+    # Workloads the change was already queued for.
+    routed: set[WorkloadKey]
 
 
 def _revision(metadata: Mapping[str, Any]) -> int | None:

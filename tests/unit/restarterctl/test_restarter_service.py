@@ -374,6 +374,23 @@ async def test_a_workload_event_arriving_after_the_change_still_restarts(
     assert env_in(patch) == {ENV: sha1_of({"a": b"2"})}
 
 
+async def test_a_late_event_of_a_cronjob_already_handled_starts_no_second_job(
+    api: FakeApi,
+) -> None:
+    api.put(secret())
+    nightly = workload("nightly", kind="CronJob", api_version="batch/v1", annotations=AUTO)
+    api.put(nightly)
+    async with running(api):
+        # A status write of the CronJob before the change, whose event comes after it.
+        nightly["status"] = {"lastScheduleTime": "2024-05-01T00:00:00Z"}
+        api.put(nightly)
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: api.writes, what="job")
+        await api.deliver("MODIFIED", nightly)
+        await settle()
+    assert [(w.verb, w.kind) for w in api.writes] == [("create", "Job")]
+
+
 async def test_a_workload_written_after_the_change_is_not_restarted(api: FakeApi) -> None:
     api.put(secret())
     async with running(api):
