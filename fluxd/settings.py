@@ -213,6 +213,18 @@ SETTINGS: tuple[Setting, ...] = (
         "also count restarts per namespace (reloader_reload_executed_total_by_namespace); "
         "Reloader's METRICS_COUNT_BY_NAMESPACE=enabled sets it too",
     ),
+    Setting(
+        "enable-csi-integration",
+        "bool",
+        False,
+        "restart on SecretProviderClassPodStatus changes (Secrets Store CSI driver)",
+    ),
+    Setting(
+        "ignored-workload-types",
+        "list",
+        [],
+        "workload kinds the restarter never restarts: jobs and/or cronjobs (as Reloader)",
+    ),
     # leader election
     Setting(
         "leader-election",
@@ -315,6 +327,8 @@ class Settings:
     restart_coalesce_window: float = 2.0
     restart_argo_rollouts: bool = False
     metrics_count_by_namespace: bool = False
+    enable_csi_integration: bool = False
+    ignored_workload_types: tuple[str, ...] = ()
     leader_election: bool = True
     lease_name: str = ""
     lease_namespace: str = ""
@@ -428,17 +442,6 @@ REFUSED_FLAGS: tuple[RefusedFlag, ...] = (
         "send restart Events to a URL with a notification Provider and Alert",
     ),
     RefusedFlag(
-        "ignored-workload-types",
-        ("", "jobs"),
-        "fluxd cannot leave CronJobs out (it never restarts Jobs); "
-        "leave the flag out and opt CronJobs out with their annotations",
-    ),
-    RefusedFlag(
-        "enable-csi-integration",
-        ("false", "0", "f", "FALSE", "False"),
-        "fluxd does not watch SecretProviderClassPodStatus objects",
-    ),
-    RefusedFlag(
         "enable-pprof",
         ("false", "0", "f", "FALSE", "False"),
         "fluxd is a Python process and has no Go pprof endpoint",
@@ -535,6 +538,9 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("min-retry-delay must not exceed max-retry-delay")
     if settings.renew_deadline >= settings.lease_duration:
         raise SettingsError("renew-deadline must be shorter than lease-duration")
+    kinds = set(settings.ignored_workload_types) - {"jobs", "cronjobs"}
+    if kinds:
+        raise SettingsError(f"ignored-workload-types accepts jobs and cronjobs, not {kinds}")
     unknown = set(settings.resources_to_ignore) - {"configMaps", "secrets"}
     if unknown:
         raise SettingsError(f"resources-to-ignore accepts configmaps and secrets, not {unknown}")

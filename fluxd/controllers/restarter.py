@@ -4,11 +4,12 @@ Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
 
 * informers on Secrets and ConfigMaps keep digests, never data (each object is
   cut down by ``slim_config`` before it is stored); informers on Deployments,
-  StatefulSets, DaemonSets, CronJobs (and Argo Rollouts when enabled and
+  StatefulSets, DaemonSets, CronJobs, Jobs (and Argo Rollouts when enabled and
   installed) feed a ``WorkloadIndex`` with slim workloads;
 * a changed digest finds the affected workloads in the index, the changes are
   coalesced per workload, and each due batch is planned on a freshly read
-  workload and written as one patch (or one Job for a CronJob), a bounded
+  workload and written as one patch (or one Job for a CronJob, or a plain
+  Job deleted and created again), a bounded
   number at a time, one at a time per workload;
 * a write that fails (429, 5xx, an admission denial, a conflict) is retried
   with the daemon's backoff (``min-retry-delay``..``max-retry-delay``) until it
@@ -18,10 +19,22 @@ Wires the pure engine in ``fluxd.restarter`` to the cluster, on the leader only:
 * with ``watch-namespaces`` every informer watches those namespaces only; in a
   shard (``watch-label-selector``) the restarter runs only with
   ``restarter-in-shard``, so two shards never both restart;
+* the workload and config watches are separate streams, so a config change
+  can be seen before the event of a workload written just before it (under
+  load, seconds before). Reloader lists workloads live and would restart
+  that workload; here each change seen while running is remembered with its
+  resourceVersion for a while, and a workload event older than a remembered
+  change (resourceVersions of one etcd increase with every write) queues the
+  restart the change missed; the workload's record makes a duplicate a no-op;
 * start-up catch-up falls out of the first list: every config object seen at
   start is compared with the digest recorded on the workloads that use it, so
   a change made while the daemon was down rolls its workloads once, and a
   workload already stamped (by fluxd or by Reloader) is left alone;
+* with ``enable-csi-integration`` and the Secrets Store CSI driver's CRDs
+  installed, an update of a SecretProviderClassPodStatus whose mounted
+  objects' versions changed restarts the workloads that mount its
+  SecretProviderClass, with the class's annotations deciding, as Reloader
+  does (creations and deletions of pod statuses restart nothing);
 * Deployments paused for their pause period are resumed when it is over, also
   after a restart of the daemon (the pause start is on the object).
 
@@ -81,13 +94,22 @@ from fluxd.restarter import (
     WorkloadKey,
     WorkloadKind,
     config_digests,
+    evaluate,
     needs_restart,
     parse_label_selector,
     plan_restart,
     resume_patch,
     workload_key,
 )
-from fluxd.restarter.slim import config_change_of, slim_config, slim_workload
+from fluxd.restarter.slim import (
+    DIGEST_FIELD,
+    compared_digest,
+    config_change_of,
+    slim_config,
+    slim_pod_status,
+    slim_provider_class,
+    slim_workload,
+)
 from fluxd.settings import Settings, SettingsError
 
 log = structlog.get_logger("fluxd.restarter")
@@ -106,8 +128,10 @@ WORKLOAD_RESOURCES: Mapping[WorkloadKind, Resource] = {
     WorkloadKind.STATEFULSET: STATEFUL_SET,
     WorkloadKind.DAEMONSET: DAEMON_SET,
     WorkloadKind.CRONJOB: CRON_JOB,
+    WorkloadKind.JOB: JOB,
 }
 ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
+CSI_API_VERSION = "secrets-store.csi.x-k8s.io/v1"
 
 # A merge patch onto a workload that changed since it was read is re-read and
 # retried at once this many times in a row before it counts as a failure.
@@ -115,6 +139,8 @@ _CONFLICT_RETRIES = 5
 # Longest sleep of the pause timer between looks (changes wake it earlier).
 _PAUSE_RECHECK = 60.0
 _PAUSE_FAILURE_DELAY = 5.0
+# How long a change is remembered for workload events that arrive after it.
+_RECENT_CHANGE_SECONDS = 600.0
 
 
 class Restarter:
@@ -140,6 +166,12 @@ class Restarter:
         self.window = settings.restart_coalesce_window
         self.concurrency = max(1, settings.restart_concurrency)
         self.argo_rollouts = settings.restart_argo_rollouts
+        self.csi_integration = settings.enable_csi_integration
+        # Reloader's --ignored-workload-types: kinds never watched, so never restarted.
+        self.ignored_kinds = frozenset(
+            {"jobs": WorkloadKind.JOB, "cronjobs": WorkloadKind.CRONJOB}[kind]
+            for kind in settings.ignored_workload_types
+        )
         self.filter = config_filter(settings)
         self.namespaces = settings.effective_restarter_namespaces
         self.resync_interval = settings.restarter_resync_interval
@@ -156,11 +188,25 @@ class Restarter:
         )
         self.config_informers: dict[ConfigKind, Informer] = {}
         self.workload_informers: dict[WorkloadKind, Informer] = {}
-        self.workload_resources: dict[WorkloadKind, Resource] = dict(WORKLOAD_RESOURCES)
+        self.workload_resources: dict[WorkloadKind, Resource] = {
+            kind: resource
+            for kind, resource in WORKLOAD_RESOURCES.items()
+            if kind not in self.ignored_kinds
+        }
         self.namespace_informer: Informer | None = None
+        # SecretProviderClasses (their annotations) and their pod statuses (the changes).
+        self.csi_resources: tuple[Resource, Resource] | None = None
+        self.provider_class_informer: Informer | None = None
+        self.pod_status_informer: Informer | None = None
         self._first_seen: dict[WorkloadKey, float] = {}
+        # Per namespace: changes seen while running, with their resourceVersion
+        # and when they were seen, for workload events that arrive after them.
+        self._recent: dict[str, dict[ConfigKey, _RecentChange]] = {}
         self._in_flight: set[WorkloadKey] = set()
         self._parked: dict[WorkloadKey, list[ConfigChange]] = {}
+        # Jobs deleted for a recreate whose new Job is not created yet: a retry
+        # creates it from here, since the Job to read it from is gone.
+        self._recreating: dict[WorkloadKey, Object] = {}
         # Set to cut a restart's wait for its next attempt short (a newer change).
         self._retry_wake: dict[WorkloadKey, anyio.Event] = {}
         # A failed restart waits, then twice as long, ... (Flux's retry delays).
@@ -176,6 +222,7 @@ class Restarter:
     async def run(self) -> None:
         self._reset()
         await self._find_rollouts()
+        await self._find_csi()
         self._build_informers()
         async with anyio.create_task_group() as group:
             # Workloads first: the config objects' first list is the catch-up,
@@ -189,6 +236,9 @@ class Restarter:
                 await informer.synced.wait()
             for informer in self.config_informers.values():
                 group.start_soon(supervise, f"restarter {informer.name}", informer.run)
+            for csi_informer in (self.provider_class_informer, self.pod_status_informer):
+                if csi_informer is not None:
+                    group.start_soon(supervise, f"restarter {csi_informer.name}", csi_informer.run)
             group.start_soon(supervise, "restarter batches", self._run_batches)
             group.start_soon(supervise, "restarter pause timer", self._run_pause_timer)
             if self.resync_interval > 0:
@@ -214,6 +264,20 @@ class Restarter:
             return
         self.workload_resources[WorkloadKind.ROLLOUT] = resource
 
+    async def _find_csi(self) -> None:
+        if not self.csi_integration:
+            return
+        try:
+            classes = await self.kube.resource_for(CSI_API_VERSION, "SecretProviderClass")
+            statuses = await self.kube.resource_for(CSI_API_VERSION, "SecretProviderClassPodStatus")
+        except kube_errors.NotFound:
+            log.info(
+                "Secrets Store CSI driver CRDs are not installed; "
+                "SecretProviderClass changes will not restart anything"
+            )
+            return
+        self.csi_resources = (classes, statuses)
+
     def _build_informers(self) -> None:
         for kind, resource in CONFIG_RESOURCES.items():
             if kind in self.filter.ignored_kinds:
@@ -234,6 +298,19 @@ class Restarter:
             self.workload_informers[workload_kind] = informer
         if self.filter.namespace_selector is not None:
             self.namespace_informer = Informer(self.kube, NAMESPACE, transform=_slim_namespace)
+        if self.csi_resources is not None:
+            classes, statuses = self.csi_resources
+            names = self.names
+            self.provider_class_informer = Informer(
+                self.kube,
+                classes,
+                namespaces=self.namespaces,
+                transform=lambda obj: slim_provider_class(obj, names=names),
+            )
+            self.pod_status_informer = Informer(
+                self.kube, statuses, namespaces=self.namespaces, transform=slim_pod_status
+            )
+            self.pod_status_informer.add_handler(self._on_pod_status)
 
     def _config_transform(self, kind: ConfigKind) -> Callable[[Object], Object]:
         names = self.names
@@ -263,6 +340,7 @@ class Restarter:
                 wake.set()
         else:
             self.index.upsert(obj)
+            self._catch_up(key, obj)
             version = str(obj.get("metadata", {}).get("resourceVersion", ""))
             if self._resuming.get(key, version) != version:
                 # The resume (or a later write) has arrived: look at this key again.
@@ -315,11 +393,90 @@ class Restarter:
         if not observed.changed_while_watched:
             # First sight (start-up, relist): only workloads whose record disagrees.
             affected = [k for k in affected if self._record_differs(k, observed)]
-        elif not affected:
+        else:
+            self._remember(observed, metadata, routed=affected)
+            if not affected:
+                record_skipped("no-workload")
+        record_matched(workload.kind.value for workload in affected)
+        for workload in affected:
+            self._enqueue(workload, [observed])
+
+    def _on_pod_status(self, change: Change, obj: Object, old: Object | None) -> None:
+        """An updated SecretProviderClassPodStatus: Reloader's only SecretProviderClass event."""
+        if change is not Change.MODIFIED or old is None:
+            return
+        metadata = obj.get("metadata", {})
+        namespace = str(metadata.get("namespace", ""))
+        class_name = str(obj.get("status", {}).get("secretProviderClassName", ""))
+        digest = str(obj.get(DIGEST_FIELD, ""))
+        previous = compared_digest(old)
+        if digest == previous:
+            record_skipped("unchanged")
+            return
+        key = ConfigKey(namespace, ConfigKind.SECRET_PROVIDER_CLASS, class_name)
+        if not self._admits(key, metadata):
+            record_skipped("filtered")
+            return
+        provider_class = (
+            self.provider_class_informer.get(namespace, class_name)
+            if self.provider_class_informer is not None
+            else None
+        )
+        annotations = dict((provider_class or {}).get("metadata", {}).get("annotations") or {})
+        observed = ConfigChange(
+            namespace=namespace,
+            kind=ConfigKind.SECRET_PROVIDER_CLASS,
+            name=class_name,
+            digest=digest,
+            equivalent=frozenset({digest}),
+            previous=previous,
+            annotations=annotations,
+        )
+        affected = self.index.affected(key, config_annotations=annotations)
+        self._remember(observed, metadata, routed=affected)
+        if not affected:
             record_skipped("no-workload")
         record_matched(workload.kind.value for workload in affected)
         for workload in affected:
             self._enqueue(workload, [observed])
+
+    def _remember(
+        self, change: ConfigChange, metadata: Mapping[str, Any], *, routed: Sequence[WorkloadKey]
+    ) -> None:
+        revision = _revision(metadata)
+        if revision is None:
+            return
+        now = self.clock.now()
+        recent = self._recent.setdefault(change.namespace, {})
+        recent[change.key] = _RecentChange(revision, now, change, set(routed))
+        for key, remembered in list(recent.items()):
+            if now - remembered.seen > _RECENT_CHANGE_SECONDS:
+                del recent[key]
+
+    def _catch_up(self, key: WorkloadKey, workload: Object) -> None:
+        """Queue the restarts of changes newer than this workload event, which missed it."""
+        recent = self._recent.get(key.namespace)
+        revision = _revision(workload.get("metadata", {}))
+        profile = self.index.profile(key)
+        if not recent or revision is None or profile is None:
+            return
+        for remembered in list(recent.values()):
+            # Already routed here: a second Job from a CronJob (which keeps no
+            # record) would be a second run.
+            if remembered.revision <= revision or key in remembered.routed:
+                continue
+            change = remembered.change
+            decision = evaluate(
+                profile,
+                config_kind=change.kind,
+                config_name=change.name,
+                config_annotations=change.annotations,
+                names=self.names,
+                auto_reload_all=self.auto_reload_all,
+            )
+            if decision.restart:
+                remembered.routed.add(key)
+                self._enqueue(key, [change])
 
     def _admits(self, key: ConfigKey, metadata: Mapping[str, Any]) -> bool:
         return self.filter.admits(
@@ -420,6 +577,9 @@ class Restarter:
                     workload = await self.kube.get_or_none(
                         resource, key.name, namespace=key.namespace
                     )
+                    if workload is None and key in self._recreating:
+                        await self._finish_recreate(key, pending)
+                        return
                     if workload is None:
                         raise kube_errors.NotFound(f"{key} is gone", status=404)
                     workload.setdefault("apiVersion", resource.api_version)
@@ -464,6 +624,18 @@ class Restarter:
             await self._failed(key, workload, pending, failure, retry_in=delay)
             await self._wait_for_retry(key, delay)
 
+    async def _finish_recreate(self, key: WorkloadKey, pending: Sequence[ConfigChange]) -> None:
+        """Create the Job an earlier attempt deleted (raises to retry, as any write)."""
+        body = self._recreating[key]
+        created = await self.kube.create(JOB, body, namespace=key.namespace)
+        del self._recreating[key]
+        self.retry_backoff.reset(key)
+        containers = tuple(
+            str(c.get("name", "")) for c in body["spec"]["template"]["spec"]["containers"]
+        )
+        plan = RestartPlan(key, RestartAction.RECREATE_JOB, body, None, tuple(pending), containers)
+        await self._succeeded(key, created, plan, created)
+
     async def _wait_for_retry(self, key: WorkloadKey, delay: float) -> None:
         """Sleep ``delay``, or less when a newer change of the workload's config arrives."""
         wake = anyio.Event()
@@ -479,6 +651,7 @@ class Restarter:
     def _done(self, key: WorkloadKey) -> None:
         self.retry_backoff.reset(key)
         self._first_seen.pop(key, None)
+        self._recreating.pop(key, None)
 
     def _current(self, change: ConfigChange) -> ConfigChange:
         """The change with the object's latest digest (it may have moved on while waiting)."""
@@ -498,6 +671,13 @@ class Restarter:
         key = plan.workload
         if plan.action is RestartAction.CREATE_JOB:
             return await self.kube.create(JOB, plan.body, namespace=key.namespace)
+        if plan.action is RestartAction.RECREATE_JOB:
+            # Reloader's order: delete (pods go in the background), then create.
+            await self.kube.delete(JOB, key.name, namespace=key.namespace)
+            self._recreating[key] = plan.body
+            created = await self.kube.create(JOB, plan.body, namespace=key.namespace)
+            self._recreating.pop(key, None)
+            return created
         patch_type = KubePatchType(str(plan.patch_type or KubePatchType.MERGE))
         return await self.kube.patch(
             resource, key.name, plan.body, namespace=key.namespace, patch_type=patch_type
@@ -745,6 +925,25 @@ async def wire(
         kube=kube, recorder=recorder, settings=settings, names=annotation_names(settings)
     )
     components.services["restarter"] = restarter.run
+
+
+@dataclasses.dataclass
+class _RecentChange:
+    """A change seen while running, for workload events that arrive after it."""
+
+    revision: int
+    seen: float
+    change: ConfigChange
+    # Workloads the change was already queued for.
+    routed: set[WorkloadKey]
+
+
+def _revision(metadata: Mapping[str, Any]) -> int | None:
+    """An object's resourceVersion as a number (None when it is not one)."""
+    try:
+        return int(str(metadata.get("resourceVersion", "")))
+    except ValueError:
+        return None
 
 
 def _deleted(change: ConfigChange, *, previous: str | None) -> ConfigChange:

@@ -13,7 +13,8 @@ Typical flow for one changed object::
     ...
     for batch in coalescer.due():
         plan = plan_restart(fresh_workload, batch.items, now=utcnow, strategy=...)
-        if plan: apply plan.body (PATCH with plan.patch_type, or create the Job)
+        if plan: apply plan.body (PATCH with plan.patch_type, create the Job,
+                 or delete the Job and create it again)
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from fluxd.restarter.workloads import (
     job_from_cronjob,
     pod_spec,
     pod_template,
+    recreated_job,
     workload_key,
     workload_kind,
 )
@@ -128,6 +130,7 @@ __all__ = [
     "pod_template",
     "profile_workload",
     "recorded_digest",
+    "recreated_job",
     "referenced_configs",
     "resume_patch",
     "workload_key",

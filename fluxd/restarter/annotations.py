@@ -1,28 +1,32 @@
 """Reloader's annotations and its decision: does this config change restart this workload?
 
-The decision follows Reloader's order (``ShouldReload`` plus the strategy's
-"which container" step, which can still say no):
+The decision follows Reloader v1.4's order (``ShouldReload`` plus the
+strategy's "which container" step, which can still say no):
 
 1. the changed object says ``reloader.stakater.com/ignore: "true"`` → no;
 2. its name is in the workload's exclusion list for its kind
    (``secrets.exclude…`` / ``configmaps.exclude…``; exact names) → no;
-3. ``reloader.stakater.com/auto``, or the typed ``secret.…/auto`` /
+3. the typed reload list (``secret.…/reload`` / ``configmap.…/reload``, comma
+   separated, each item a regular expression anchored at both ends) matches
+   the name → yes, whether or not the pod uses the object;
+4. ``reloader.stakater.com/search: "true"`` on the workload and
+   ``reloader.stakater.com/match: "true"`` on the object → yes, provided the
+   pod uses the object (Reloader stops here: an unused object is not looked
+   at by the auto modes either);
+5. ``reloader.stakater.com/auto``, or the typed ``secret.…/auto`` /
    ``configmap.…/auto``, is true (Go's ``ParseBool``: 1, t, T, TRUE, true,
    True), or neither is set and the daemon runs with auto-reload-all → yes,
    provided the pod uses the object;
-4. the typed reload list (``secret.…/reload`` / ``configmap.…/reload``, comma
-   separated, each item a regular expression anchored at both ends) matches
-   the name → yes, whether or not the pod uses the object;
-5. ``reloader.stakater.com/search: "true"`` on the workload and
-   ``reloader.stakater.com/match: "true"`` on the object → yes, provided the
-   pod uses the object;
 6. otherwise no.
+
+The first rule that matches decides the trigger reported and whether the
+digest may fall back to the first container (reload lists only): a workload
+with both a matching reload list and auto is restarted for its list.
 
 Where the annotations are read: the workload's own metadata when it carries
 any of reload-list, search, auto or typed-auto *for the changed kind*,
 otherwise the pod template's metadata. Exclusion lists are only read from the
-workload's metadata. An auto mode that matches an object the pod does not use
-falls through to the reload list, as Reloader v1.0.x does.
+workload's metadata.
 """
 
 from __future__ import annotations
@@ -58,21 +62,39 @@ class RestarterAnnotations:
     paused_at: str = "deployment.reloader.stakater.com/paused-at"
     last_reloaded_from: str = "reloader.stakater.com/last-reloaded-from"
     # fluxd's own addition for the annotations strategy: Reloader's annotation
-    # only remembers the last object, this one remembers every object's digest.
+    # only remembers the last object, this one (on the workload's metadata, not
+    # its pod template) remembers every object's digest.
     config_digests: str = "restarter.fluxd.dev/config-digests"
+    secret_provider_class_auto: str = "secretproviderclass.reloader.stakater.com/auto"
+    secret_provider_class_reload: str = "secretproviderclass.reloader.stakater.com/reload"
+    secret_provider_class_exclude: str = (
+        "secretproviderclasses.exclude.reloader.stakater.com/reload"
+    )
 
     def typed_auto(self, kind: ConfigKind) -> str:
-        return self.secret_auto if kind is ConfigKind.SECRET else self.configmap_auto
+        return _by_kind(
+            kind, self.secret_auto, self.configmap_auto, self.secret_provider_class_auto
+        )
 
     def reload_list(self, kind: ConfigKind) -> str:
-        return self.secret_reload if kind is ConfigKind.SECRET else self.configmap_reload
+        return _by_kind(
+            kind, self.secret_reload, self.configmap_reload, self.secret_provider_class_reload
+        )
 
     def exclude_list(self, kind: ConfigKind) -> str:
-        return self.secret_exclude if kind is ConfigKind.SECRET else self.configmap_exclude
+        return _by_kind(
+            kind, self.secret_exclude, self.configmap_exclude, self.secret_provider_class_exclude
+        )
 
     def config_object_keys(self) -> tuple[str, str]:
         """The only annotations of a Secret/ConfigMap the decision reads."""
         return (self.ignore, self.match)
+
+
+def _by_kind(kind: ConfigKind, secret: str, configmap: str, secret_provider_class: str) -> str:
+    if kind is ConfigKind.SECRET:
+        return secret
+    return configmap if kind is ConfigKind.CONFIGMAP else secret_provider_class
 
 
 DEFAULT_ANNOTATIONS = RestarterAnnotations()
@@ -108,10 +130,13 @@ class WorkloadProfile:
 
     secret: KindProfile
     configmap: KindProfile
+    secret_provider_class: KindProfile
     references: frozenset[tuple[ConfigKind, str]]
 
     def for_kind(self, kind: ConfigKind) -> KindProfile:
-        return self.secret if kind is ConfigKind.SECRET else self.configmap
+        if kind is ConfigKind.SECRET:
+            return self.secret
+        return self.configmap if kind is ConfigKind.CONFIGMAP else self.secret_provider_class
 
     def uses(self, kind: ConfigKind, name: str) -> bool:
         return (kind, name) in self.references
@@ -141,6 +166,9 @@ def profile_workload(
     return WorkloadProfile(
         secret=_kind_profile(ConfigKind.SECRET, own=own, template=template, names=names),
         configmap=_kind_profile(ConfigKind.CONFIGMAP, own=own, template=template, names=names),
+        secret_provider_class=_kind_profile(
+            ConfigKind.SECRET_PROVIDER_CLASS, own=own, template=template, names=names
+        ),
         references=referenced_configs(pod_spec(workload)),
     )
 
@@ -161,9 +189,6 @@ def evaluate(
     if config_name in kind_profile.excluded:
         return Decision(False, f"{config_kind} {config_name} is excluded by the workload")
     used = profile.uses(config_kind, config_name)
-    auto_trigger = _auto_trigger(kind_profile, auto_reload_all=auto_reload_all)
-    if auto_trigger is not None and used:
-        return Decision(True, f"{auto_trigger} and the pod uses it", auto_trigger, auto=True)
     problems: list[str] = []
     for pattern in kind_profile.reload_list:
         compiled = _anchored(pattern)
@@ -173,9 +198,16 @@ def evaluate(
         if compiled.search(config_name):
             reason = f"reload list item {pattern!r} matches"
             return Decision(True, reason, Trigger.RELOAD_LIST, auto=False, problems=tuple(problems))
-    if kind_profile.search == "true" and config_annotations.get(names.match) == "true" and used:
-        reason = "the workload searches and the object is marked to match"
-        return Decision(True, reason, Trigger.SEARCH_MATCH, auto=True, problems=tuple(problems))
+    if kind_profile.search == "true" and config_annotations.get(names.match) == "true":
+        if used:
+            reason = "the workload searches and the object is marked to match"
+            return Decision(True, reason, Trigger.SEARCH_MATCH, auto=True, problems=tuple(problems))
+        reason = "the object is marked to match but the pod does not use it"
+        return Decision(False, reason, problems=tuple(problems))
+    auto_trigger = _auto_trigger(kind_profile, auto_reload_all=auto_reload_all)
+    if auto_trigger is not None and used:
+        reason = f"{auto_trigger} and the pod uses it"
+        return Decision(True, reason, auto_trigger, auto=True, problems=tuple(problems))
     reason = "no annotation selects it" if used else "the pod does not use it and no list names it"
     return Decision(False, reason, problems=tuple(problems))
 

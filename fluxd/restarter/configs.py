@@ -1,4 +1,9 @@
-"""The two kinds of configuration object the restarter watches, and their keys.
+"""The kinds of configuration object the restarter watches, and their keys.
+
+Secrets and ConfigMaps, and (with the CSI integration on) the Secrets Store
+CSI driver's SecretProviderClasses: a change of a SecretProviderClass is
+seen on its SecretProviderClassPodStatus objects, but named, annotated and
+recorded as the SecretProviderClass, as Reloader does.
 
 Reloader names the kind in two places users can see: the env var suffix
 (``STAKATER_<NAME>_SECRET``) and the ``type`` field of the
@@ -16,20 +21,21 @@ class ConfigKind(StrEnum):
 
     SECRET = "Secret"
     CONFIGMAP = "ConfigMap"
+    SECRET_PROVIDER_CLASS = "SecretProviderClass"
 
     @property
     def reloader_type(self) -> str:
         """Reloader's upper-case spelling: env var suffix and annotation ``type``."""
-        return "SECRET" if self is ConfigKind.SECRET else "CONFIGMAP"
+        return self.value.upper()
 
     @classmethod
     def parse(cls, text: str) -> ConfigKind | None:
         """Any spelling seen in the wild (``Secret``, ``SECRET``, ``secrets``) or None."""
-        folded = text.strip().lower().removesuffix("s")
-        if folded == "secret":
-            return cls.SECRET
-        if folded == "configmap":
-            return cls.CONFIGMAP
+        folded = text.strip().lower()
+        for kind in cls:
+            singular = kind.value.lower()
+            if folded in (singular, singular + "s", singular + "es"):
+                return kind
         return None
 
 

@@ -43,8 +43,18 @@ class DigestAlgorithm(StrEnum):
 
 
 def digest_payload(kind: ConfigKind, obj: Mapping[str, Any]) -> bytes:
-    """The exact bytes Reloader hashes for ``obj`` (sorted ``key=value`` joined by ``;``)."""
-    entries = _secret_entries(obj) if kind is ConfigKind.SECRET else _configmap_entries(obj)
+    """The exact bytes Reloader hashes for ``obj`` (sorted ``key=value`` joined by ``;``).
+
+    For a SecretProviderClass, ``obj`` is one of its SecretProviderClassPodStatus
+    objects: Reloader hashes the mounted objects' ``id=version`` and
+    ``SecretProviderClassName=<name>``.
+    """
+    if kind is ConfigKind.SECRET:
+        entries = _secret_entries(obj)
+    elif kind is ConfigKind.CONFIGMAP:
+        entries = _configmap_entries(obj)
+    else:
+        entries = _pod_status_entries(obj)
     return b";".join(sorted(entries))
 
 
@@ -93,6 +103,16 @@ def _configmap_entries(obj: Mapping[str, Any]) -> list[bytes]:
         # Decoding then re-encoding gives the canonical padded form Go produces.
         raw = _decode(ConfigKind.CONFIGMAP, obj, key=key, value=value)
         entries.append(f"{key}={base64.b64encode(raw).decode('ascii')}".encode())
+    return entries
+
+
+def _pod_status_entries(obj: Mapping[str, Any]) -> list[bytes]:
+    status = obj.get("status") or {}
+    entries = [
+        f"{item.get('id', '')}={item.get('version', '')}".encode()
+        for item in status.get("objects") or ()
+    ]
+    entries.append(f"SecretProviderClassName={status.get('secretProviderClassName', '')}".encode())
     return entries
 
 

@@ -2,7 +2,9 @@
 
 A pod uses a config object through a volume (directly or as a projected
 source) mounted by a container, through ``env[].valueFrom`` key references, or
-through ``envFrom``; init containers count too. Reloader's auto modes react only
+through ``envFrom``; init containers count too. A SecretProviderClass is used
+through a mounted CSI volume whose ``volumeAttributes.secretProviderClass``
+names it. Reloader's auto modes react only
 to objects used this way, and its env-var strategy writes the digest into the
 container that uses the object (the first regular container when only an init
 container does, because init containers do not restart on a rollout).
@@ -110,6 +112,13 @@ def _volume_sources(pod_spec: Mapping[str, Any]) -> _VolumeSources:
         config_map = volume.get("configMap")
         if config_map and config_map.get("name"):
             found.append((ConfigKind.CONFIGMAP, str(config_map["name"]), ReferenceSource.VOLUME))
+        provider_class = ((volume.get("csi") or {}).get("volumeAttributes") or {}).get(
+            "secretProviderClass"
+        )
+        if provider_class:
+            found.append(
+                (ConfigKind.SECRET_PROVIDER_CLASS, str(provider_class), ReferenceSource.VOLUME)
+            )
         for projection in (volume.get("projected") or {}).get("sources") or ():
             for field, kind in (("secret", ConfigKind.SECRET), ("configMap", ConfigKind.CONFIGMAP)):
                 item = projection.get(field)

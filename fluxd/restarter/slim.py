@@ -7,6 +7,10 @@ memory. These functions run on each object as it arrives from a list or watch:
 * a config object becomes its identity, its labels (for the resource label
   selector), the two annotations the decision reads, and a ``ConfigChange``
   carrying its digests; the data is dropped at once;
+* a SecretProviderClassPodStatus becomes its identity, labels, the name of
+  its SecretProviderClass and Reloader's digest of its mounted objects
+  (``slim_pod_status``); a SecretProviderClass, its identity and the two
+  decision annotations (``slim_provider_class``);
 * a workload keeps the annotations the decision and the pause period read,
   ``spec.paused``, and a pod template reduced to what ``profile_workload``,
   ``recorded_digest`` and ``pause_state`` look at: volumes that draw from a
@@ -25,12 +29,16 @@ from typing import Any
 from fluxd.restarter.annotations import DEFAULT_ANNOTATIONS, RestarterAnnotations
 from fluxd.restarter.configs import ConfigKind
 from fluxd.restarter.errors import InvalidConfigData
-from fluxd.restarter.hashing import DigestAlgorithm
+from fluxd.restarter.hashing import DigestAlgorithm, config_digests
 from fluxd.restarter.strategies import ENV_VAR_PREFIX, ConfigChange
 from fluxd.restarter.workloads import SHAPES, nest, workload_kind
 
 # Where a slim config object keeps its ConfigChange (None when its data is unreadable).
 CHANGE_FIELD = "change"
+# Where a slim SecretProviderClassPodStatus keeps Reloader's digest of it, and
+# whether its status lists any objects yet.
+DIGEST_FIELD = "digest"
+LISTS_OBJECTS_FIELD = "listsObjects"
 
 
 def slim_config(
@@ -63,6 +71,56 @@ def slim_config(
         "kind": kind.value,
         "metadata": slim_metadata,
         CHANGE_FIELD: change,
+    }
+
+
+def slim_pod_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Identity, labels, SecretProviderClass name and digest of a SecretProviderClassPodStatus."""
+    metadata = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    slim_metadata = _identity(metadata)
+    if metadata.get("labels"):
+        slim_metadata["labels"] = dict(metadata["labels"])
+    return {
+        "apiVersion": obj.get("apiVersion", ""),
+        "kind": obj.get("kind", "SecretProviderClassPodStatus"),
+        "metadata": slim_metadata,
+        "status": {"secretProviderClassName": status.get("secretProviderClassName", "")},
+        DIGEST_FIELD: config_digests(ConfigKind.SECRET_PROVIDER_CLASS, obj)[0],
+        LISTS_OBJECTS_FIELD: status.get("objects") is not None,
+    }
+
+
+def compared_digest(slim_status: Mapping[str, Any]) -> str:
+    """The digest an update of this (older) status is compared with.
+
+    Reloader compares with an empty digest while ``status.objects`` is unset.
+    """
+    return str(slim_status.get(DIGEST_FIELD, "")) if slim_status.get(LISTS_OBJECTS_FIELD) else ""
+
+
+def slim_provider_class(
+    obj: Mapping[str, Any], *, names: RestarterAnnotations = DEFAULT_ANNOTATIONS
+) -> dict[str, Any]:
+    """Identity and the decision annotations (ignore, match) of a SecretProviderClass."""
+    metadata = obj.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    slim_metadata = _identity(metadata)
+    slim_metadata["annotations"] = {
+        key: annotations[key] for key in names.config_object_keys() if key in annotations
+    }
+    return {
+        "apiVersion": obj.get("apiVersion", ""),
+        "kind": obj.get("kind", ""),
+        "metadata": slim_metadata,
+    }
+
+
+def _identity(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: metadata[key]
+        for key in ("name", "namespace", "uid", "resourceVersion")
+        if key in metadata
     }
 
 
@@ -128,10 +186,14 @@ def _workload_keys(names: RestarterAnnotations) -> frozenset[str]:
             names.secret_reload,
             names.configmap_exclude,
             names.secret_exclude,
+            names.secret_provider_class_auto,
+            names.secret_provider_class_reload,
+            names.secret_provider_class_exclude,
             names.search,
             names.rollout_strategy,
             names.pause_period,
             names.paused_at,
+            names.config_digests,
         }
     )
 
@@ -144,6 +206,8 @@ def _template_keys(names: RestarterAnnotations) -> frozenset[str]:
             names.secret_auto,
             names.configmap_reload,
             names.secret_reload,
+            names.secret_provider_class_auto,
+            names.secret_provider_class_reload,
             names.search,
             names.last_reloaded_from,
             names.config_digests,
@@ -165,6 +229,11 @@ def _config_volumes(volumes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
         config_map = volume.get("configMap")
         if config_map and config_map.get("name"):
             slim["configMap"] = {"name": config_map["name"]}
+        provider_class = ((volume.get("csi") or {}).get("volumeAttributes") or {}).get(
+            "secretProviderClass"
+        )
+        if provider_class:
+            slim["csi"] = {"volumeAttributes": {"secretProviderClass": provider_class}}
         sources = [
             {field: {"name": source[field]["name"]}}
             for source in (volume.get("projected") or {}).get("sources") or ()

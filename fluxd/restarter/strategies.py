@@ -8,6 +8,11 @@ Reloader rolls a workload by changing its pod template in one of two ways
 * ``annotations``: the pod template annotation
   ``reloader.stakater.com/last-reloaded-from``, a JSON object
   ``{"type","name","namespace","hash","containerRefs","observedAt"}``.
+  That names the last object only; fluxd remembers every object's digest in
+  ``restarter.fluxd.dev/config-digests`` on the workload's own metadata, not
+  on the pod template, so the template changes exactly as Reloader changes it
+  (tools that diff templates, such as Argo CD, see nothing more). A record
+  left on the template by an earlier fluxd release is still read.
 
 The digest recorded on the workload is the truth: a change is only applied
 when the recorded digest differs from the object's current one (any digest a
@@ -42,8 +47,10 @@ from fluxd.restarter.workloads import (
     nest,
     pod_spec,
     pod_template,
+    recreated_job,
     rollout_restart_mode,
     template_annotations,
+    workload_annotations,
     workload_key,
     workload_kind,
 )
@@ -70,6 +77,7 @@ class RestartAction(StrEnum):
 
     PATCH = "patch"  # patch the workload itself
     CREATE_JOB = "create-job"  # create the Job in ``body`` (CronJobs)
+    RECREATE_JOB = "recreate-job"  # delete the Job, then create ``body`` (plain Jobs)
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,10 @@ class RestartPlan:
     def describe(self) -> str:
         """Human-readable summary for logs and events (names and digests only)."""
         objects = ", ".join(f"{change.kind} {change.name}" for change in self.changes)
-        verb = "starting a Job from" if self.action is RestartAction.CREATE_JOB else "restarting"
+        verb = {
+            RestartAction.CREATE_JOB: "starting a Job from",
+            RestartAction.RECREATE_JOB: "recreating",
+        }.get(self.action, "restarting")
         return f"{objects} changed; {verb} {self.workload.kind} {self.workload.name}"
 
 
@@ -241,11 +252,23 @@ def plan_restart(
     if not due:
         return None
     template = copy.deepcopy(dict(pod_template(workload)))
+    own_annotations: dict[str, str] = {}
     if strategy is RestartStrategy.ENV_VARS:
         containers = _write_env_vars(template, due)
     else:
         containers = _write_annotations(template, workload, due, names=names, now=now)
-    return _plan(workload, kind, template, due, containers, now=now, strategy=strategy, names=names)
+        own_annotations[names.config_digests] = _digest_record_after(workload, due, names=names)
+    return _plan(
+        workload,
+        kind,
+        template,
+        due,
+        containers,
+        own_annotations,
+        now=now,
+        strategy=strategy,
+        names=names,
+    )
 
 
 def _plan(
@@ -254,6 +277,7 @@ def _plan(
     template: dict[str, Any],
     due: Sequence[tuple[ConfigChange, str]],
     containers: tuple[str, ...],
+    own_annotations: Mapping[str, str],
     *,
     now: datetime,
     strategy: RestartStrategy,
@@ -262,20 +286,26 @@ def _plan(
     key = workload_key(workload)
     changes = tuple(change for change, _ in due)
     if kind is WorkloadKind.CRONJOB:
+        # The CronJob itself is never written, so it keeps no record.
         job = job_from_cronjob(workload, template=template)
         return RestartPlan(key, RestartAction.CREATE_JOB, job, None, changes, containers)
+    if kind is WorkloadKind.JOB:
+        job = recreated_job(workload, template=template)
+        if own_annotations:
+            job["metadata"].setdefault("annotations", {}).update(own_annotations)
+        return RestartPlan(key, RestartAction.RECREATE_JOB, job, None, changes, containers)
     shape = SHAPES[kind]
     if kind is WorkloadKind.ROLLOUT and (
         rollout_restart_mode(workload, annotation=names.rollout_strategy)
         is RolloutRestartMode.RESTART
     ):
-        body = {"spec": {"restartAt": rfc3339(now)}}
+        body: dict[str, Any] = {"spec": {"restartAt": rfc3339(now)}}
         return RestartPlan(key, RestartAction.PATCH, body, PatchType.MERGE, changes, containers)
     if strategy is RestartStrategy.ANNOTATIONS:
         annotations = template["metadata"]["annotations"]
         written = {names.last_reloaded_from: annotations[names.last_reloaded_from]}
-        written[names.config_digests] = annotations[names.config_digests]
         body = nest(shape.template_path, {"metadata": {"annotations": written}})
+        body["metadata"] = {"annotations": dict(own_annotations)}
     elif shape.strategic_merge:
         # Containers and env merge by name: only the touched entries are sent.
         touched = [
@@ -346,9 +376,6 @@ def _write_annotations(
     metadata = template.setdefault("metadata", {})
     annotations = metadata.get("annotations") or {}
     metadata["annotations"] = annotations
-    record = _digest_record(template_annotations(workload), names)
-    for change, _ in due:
-        record[_record_key(change.kind, change.name)] = change.digest
     last_change, last_container = due[-1]
     # Field order and compact separators as Go's json.Marshal writes them.
     source = {
@@ -360,8 +387,21 @@ def _write_annotations(
         "observedAt": int(now.timestamp()),
     }
     annotations[names.last_reloaded_from] = json.dumps(source, separators=(",", ":"))
-    annotations[names.config_digests] = json.dumps(record, separators=(",", ":"), sort_keys=True)
     return tuple(dict.fromkeys(container for _, container in due))
+
+
+def _digest_record_after(
+    workload: Mapping[str, Any],
+    due: Sequence[tuple[ConfigChange, str]],
+    *,
+    names: RestarterAnnotations,
+) -> str:
+    """The workload's digest record with ``due`` written in, as the annotation's value."""
+    record = _digest_record(template_annotations(workload), names)
+    record.update(_digest_record(workload_annotations(workload), names))
+    for change, _ in due:
+        record[_record_key(change.kind, change.name)] = change.digest
+    return json.dumps(record, separators=(",", ":"), sort_keys=True)
 
 
 def _env_record(
@@ -389,7 +429,12 @@ def _annotation_record(
         source_kind = ConfigKind.parse(str(source.get("type") or source.get("kind") or ""))
         if source_kind is kind and source.get("name") == name and "hash" in source:
             return str(source["hash"])
-    return _digest_record(annotations, names).get(_record_key(kind, name))
+    record_key = _record_key(kind, name)
+    for holder in (workload_annotations(workload), annotations):
+        found = _digest_record(holder, names).get(record_key)
+        if found is not None:
+            return found
+    return None
 
 
 def _digest_record(annotations: Mapping[str, str], names: RestarterAnnotations) -> dict[str, str]:

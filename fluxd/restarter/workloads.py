@@ -3,7 +3,12 @@
 Deployments, StatefulSets and DaemonSets roll when their ``spec.template``
 changes. A CronJob is not rolled: as Reloader does, a change starts a Job from
 the CronJob's ``jobTemplate`` (with the new digest in it) and leaves the
-CronJob as it is. An Argo Rollout rolls on a template change, or, when its
+CronJob as it is. A plain Job cannot change its pod template: as Reloader
+does, it is deleted and created again with the same spec carrying the new
+digest, minus what the apiserver generated for the old one. Reloader does not
+look at who owns a Job, so a Job a CronJob started is recreated too when its
+own annotations select the change (the CronJob's are not copied to it). An
+Argo Rollout rolls on a template change, or, when its
 ``reloader.stakater.com/rollout-strategy`` annotation says ``restart``, by
 setting ``spec.restartAt`` instead.
 """
@@ -26,6 +31,7 @@ class WorkloadKind(StrEnum):
     STATEFULSET = "StatefulSet"
     DAEMONSET = "DaemonSet"
     CRONJOB = "CronJob"
+    JOB = "Job"
     ROLLOUT = "Rollout"
 
 
@@ -67,6 +73,9 @@ SHAPES: Mapping[WorkloadKind, WorkloadShape] = {
         "batch/v1",
         ("spec", "jobTemplate", "spec", "template"),
         strategic_merge=True,
+    ),
+    WorkloadKind.JOB: WorkloadShape(
+        WorkloadKind.JOB, "batch/v1", ("spec", "template"), strategic_merge=True
     ),
     WorkloadKind.ROLLOUT: WorkloadShape(
         WorkloadKind.ROLLOUT, "argoproj.io/v1alpha1", ("spec", "template"), strategic_merge=False
@@ -179,3 +188,43 @@ def job_from_cronjob(
     if labels:
         job_metadata["labels"] = dict(labels)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": job_metadata, "spec": spec}
+
+
+# Labels the Job controller puts on a Job's pod template for its generated
+# selector; a new Job gets its own, so Reloader drops these (and the selector).
+_JOB_GENERATED_LABELS = (
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "job-name",
+)
+
+
+def recreated_job(
+    job: Mapping[str, Any], *, template: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The Job Reloader creates in place of ``job`` after deleting it.
+
+    The same object minus what the apiserver generated for the old one, as
+    Reloader's ``ReCreateJobFromjob`` clears it: ``resourceVersion``, ``uid``,
+    ``creationTimestamp``, ``status``, the selector and the template labels
+    that belong to it. Everything else (name, labels, annotations, owner
+    references) is kept. Pass ``template`` to use a pod template other than
+    the Job's own (the one carrying the new digest).
+    """
+    manifest = copy.deepcopy(dict(job))
+    manifest.setdefault("apiVersion", "batch/v1")
+    manifest.setdefault("kind", "Job")
+    metadata = manifest.setdefault("metadata", {})
+    for field in ("resourceVersion", "uid", "creationTimestamp"):
+        metadata.pop(field, None)
+    manifest.pop("status", None)
+    spec = manifest.setdefault("spec", {})
+    if template is not None:
+        spec["template"] = copy.deepcopy(dict(template))
+    spec.pop("selector", None)
+    labels = (spec.get("template") or {}).get("metadata", {}).get("labels")
+    if isinstance(labels, dict):
+        for label in _JOB_GENERATED_LABELS:
+            labels.pop(label, None)
+    return manifest

@@ -141,8 +141,13 @@ CONTROLLER_NEEDS: tuple[Access, ...] = (
     ),
     *(Access(verb, "batch", "cronjobs") for verb in ("get", "list", "watch")),
     Access("update", "batch", "cronjobs", "finalizers"),
-    Access("create", "batch", "jobs"),
+    *(Access(verb, "batch", "jobs") for verb in ("get", "list", "watch", "create", "delete")),
     *(Access(verb, "argoproj.io", "rollouts") for verb in ("get", "list", "watch", "patch")),
+    *(
+        Access(verb, "secrets-store.csi.x-k8s.io", plural)
+        for plural in ("secretproviderclasses", "secretproviderclasspodstatuses")
+        for verb in ("get", "list", "watch")
+    ),
     Access("create", "events.k8s.io", "events"),
     Access("patch", "events.k8s.io", "events"),
     Access("patch", "source.toolkit.fluxcd.io", "helmrepositories"),

@@ -44,12 +44,12 @@ MAPPED: dict[str, tuple[str, str]] = {
     "reload-on-create": ("true", "reload_on_create"),
     "reload-on-delete": ("true", "reload_on_delete"),
     "enable-ha": ("false", "leader_election"),
+    "enable-csi-integration": ("true", "enable_csi_integration"),
+    "ignored-workload-types": ("jobs,cronjobs", "ignored_workload_types"),
 }
 # Reloader's flags fluxd refuses unless they hold Reloader's "off" value.
 REFUSED = {
     "webhook-url": "https://hooks.example.com/reload",
-    "ignored-workload-types": "jobs,cronjobs",
-    "enable-csi-integration": "true",
     "enable-pprof": "true",
 }
 # Reloader's flags whose job fluxd does anyway (docs/reloader-migration.md says why).
@@ -171,8 +171,6 @@ def test_a_refused_flag_stops_start_up_naming_it(
     [
         "--webhook-url=",
         "--enable-pprof=false",
-        "--enable-csi-integration=false",
-        "--ignored-workload-types=jobs",
     ],
 )
 def test_reloaders_off_values_of_refused_flags_pass(arg: str) -> None:

@@ -168,3 +168,80 @@ def test_annotation_names_can_be_renamed() -> None:
 
     assert restarts(workload(annotations={"example.com/auto": "true"}))
     assert not restarts(workload(annotations={AUTO: "true"}))
+
+
+@pytest.mark.parametrize(
+    ("own", "config", "trigger", "may_fall_back"),
+    [
+        pytest.param(
+            {AUTO: "true", SECRET_RELOAD: SECRET_NAME},
+            {},
+            Trigger.RELOAD_LIST,
+            True,
+            id="list-before-auto",
+        ),
+        pytest.param(
+            {SECRET_AUTO: "true", SECRET_RELOAD: "realm-.*"},
+            {},
+            Trigger.RELOAD_LIST,
+            True,
+            id="list-before-typed-auto",
+        ),
+        pytest.param(
+            {SEARCH: "true", SECRET_RELOAD: SECRET_NAME},
+            {MATCH: "true"},
+            Trigger.RELOAD_LIST,
+            True,
+            id="list-before-search",
+        ),
+        pytest.param(
+            {AUTO: "true", SEARCH: "true"},
+            {MATCH: "true"},
+            Trigger.SEARCH_MATCH,
+            False,
+            id="search-before-auto",
+        ),
+    ],
+)
+def test_reloader_order_decides_the_trigger(
+    own: dict[str, str], config: dict[str, str], trigger: Trigger, may_fall_back: bool
+) -> None:
+    # Reloader v1.4 checks reload lists, then search/match, then auto; the
+    # first rule that matches is the one reported.
+    decision = decide(
+        workload(annotations=own),
+        config_kind=ConfigKind.SECRET,
+        config_name=SECRET_NAME,
+        config_annotations=config,
+    )
+    assert decision.restart and decision.trigger is trigger, decision.reason
+    assert decision.auto is not may_fall_back
+
+
+def test_list_match_restarts_the_first_container_when_auto_would_not() -> None:
+    # The pod only uses the Secret through a volume no container mounts: auto
+    # alone would not restart, the reload list puts the digest in the first one.
+    target = workload(
+        annotations={AUTO: "true", SECRET_RELOAD: SECRET_NAME},
+        containers=[container("sidecar"), container("realm")],
+    )
+    decision = decide(
+        target, config_kind=ConfigKind.SECRET, config_name=SECRET_NAME, config_annotations={}
+    )
+    assert (decision.restart, decision.trigger, decision.container) == (
+        True,
+        Trigger.RELOAD_LIST,
+        "sidecar",
+    )
+
+
+def test_match_on_an_unused_object_stops_before_auto_reload_all() -> None:
+    target = workload(annotations={SEARCH: "true"}, volumes=[], containers=[container("realm")])
+    decision = decide(
+        target,
+        config_kind=ConfigKind.SECRET,
+        config_name=SECRET_NAME,
+        config_annotations={MATCH: "true"},
+        auto_reload_all=True,
+    )
+    assert not decision.restart

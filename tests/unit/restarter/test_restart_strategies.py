@@ -34,6 +34,7 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ENV = "STAKATER_REALM_CONFIG_IX_SECRET"
 AUTO = {"reloader.stakater.com/auto": "true"}
 LAST = "reloader.stakater.com/last-reloaded-from"
+DIGESTS = "restarter.fluxd.dev/config-digests"
 
 
 def change(content: bytes = b"v2", *, previous: str | None = "seen-before") -> ConfigChange:
@@ -259,6 +260,27 @@ class TestAnnotationsStrategy:
         # last-reloaded-from now names the ConfigMap, yet the Secret is still known.
         assert plan_restart(target, [change()], now=NOW, strategy=strategy) is None
         assert plan_restart(target, [change(b"v3")], now=NOW, strategy=strategy) is not None
+
+    @pytest.mark.parametrize(
+        "kind", [pytest.param("Deployment", id="deployment"), pytest.param("Rollout", id="rollout")]
+    )
+    def test_pod_template_changes_only_as_reloader_changes_it(self, kind: str) -> None:
+        api_version = "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1"
+        target = workload(kind=kind, api_version=api_version, annotations=AUTO)
+        plan = plan_restart(target, [change()], now=NOW, strategy=RestartStrategy.ANNOTATIONS)
+        assert plan is not None
+        assert plan.body["spec"]["template"]["metadata"]["annotations"].keys() == {LAST}
+        record = json.loads(plan.body["metadata"]["annotations"][DIGESTS])
+        assert record == {f"Secret/{SECRET_NAME}": change().digest}
+
+    def test_a_record_left_on_the_pod_template_is_still_read(self) -> None:
+        old_record = json.dumps({f"Secret/{SECRET_NAME}": change().digest})
+        target = workload(annotations=AUTO, template_annotations={DIGESTS: old_record})
+        strategy = RestartStrategy.ANNOTATIONS
+        assert plan_restart(target, [change()], now=NOW, strategy=strategy) is None
+        plan = plan_restart(target, [change(b"v3")], now=NOW, strategy=strategy)
+        assert plan is not None
+        assert DIGESTS not in plan.body["spec"]["template"]["metadata"]["annotations"]
 
 
 class TestRollouts:

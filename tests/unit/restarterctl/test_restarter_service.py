@@ -25,7 +25,7 @@ from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder, Recorded
 from fluxd.kube.resources import Resource
 from fluxd.metrics import REGISTRY
-from fluxd.restarter import pause
+from fluxd.restarter import WorkloadKind, pause
 from fluxd.settings import Settings
 from tests.unit.restarter.restarter_objects import (
     NAMESPACE,
@@ -41,6 +41,11 @@ PAUSE_PERIOD = "deployment.reloader.stakater.com/pause-period"
 PAUSED_AT = "deployment.reloader.stakater.com/paused-at"
 
 Object = dict[str, Any]
+
+CSI_PLURALS = {
+    "SecretProviderClass": "secretproviderclasses",
+    "SecretProviderClassPodStatus": "secretproviderclasspodstatuses",
+}
 
 
 @dataclasses.dataclass
@@ -65,8 +70,11 @@ class FakeApi:
         # Called before a patch of a workload is looked at (a concurrent writer).
         self.before_patch: dict[str, Callable[[], None]] = {}
         self.rejected: list[Write] = []
+        # Errors the next creates of an object (by name) fail with, in order.
+        self.failing_creates: dict[str, list[kube_errors.KubeError]] = {}
         self.lists: list[tuple[str, str | None]] = []
         self.rollouts = False
+        self.csi = False
         self._version = 1
 
     def put(self, obj: Object) -> None:
@@ -84,6 +92,13 @@ class FakeApi:
         for namespace, stream in self.streams.get(obj["kind"], []):
             if namespace in (None, obj["metadata"].get("namespace")):
                 await stream.send({"type": change, "object": copy.deepcopy(obj)})
+
+    async def deliver(self, change: str, obj: Object) -> None:
+        """Send the stored ``obj`` to watchers as it is (a watch event that arrives late)."""
+        stored = self.objects[obj["kind"]][_key(obj)]
+        for namespace, stream in self.streams.get(obj["kind"], []):
+            if namespace in (None, stored["metadata"].get("namespace")):
+                await stream.send({"type": change, "object": copy.deepcopy(stored)})
 
     async def list_all(
         self, resource: Resource, *, namespace: str | None = None, **_: Any
@@ -138,13 +153,30 @@ class FakeApi:
 
     async def create(self, resource: Resource, body: Object, *, namespace: str) -> Object:
         created = copy.deepcopy(body)
-        created["metadata"]["name"] = body["metadata"]["generateName"] + "x1"
+        if "name" not in created["metadata"]:
+            created["metadata"]["name"] = body["metadata"]["generateName"] + "x1"
+        failures = self.failing_creates.get(created["metadata"]["name"])
+        if failures:
+            self.rejected.append(Write("create", resource.kind, created["metadata"]["name"], body))
+            raise failures.pop(0)
         self.writes.append(Write("create", resource.kind, created["metadata"]["name"], body))
+        if "name" in body["metadata"]:
+            created["metadata"]["uid"] = f"uid-{self._version}"
+            await self.emit("ADDED", created)
+            created = copy.deepcopy(self.objects[resource.kind][_key(created)])
         return created
+
+    async def delete(self, resource: Resource, name: str, *, namespace: str, **_: Any) -> None:
+        found = self.objects.get(resource.kind, {}).get((namespace, name))
+        self.writes.append(Write("delete", resource.kind, name, {}, namespace))
+        if found is not None:
+            await self.emit("DELETED", found)
 
     async def resource_for(self, api_version: str, kind: str) -> Resource:
         if self.rollouts and kind == "Rollout":
             return Resource("argoproj.io", "v1alpha1", "Rollout", "rollouts")
+        if self.csi and kind in CSI_PLURALS:
+            return Resource("secrets-store.csi.x-k8s.io", "v1", kind, CSI_PLURALS[kind])
         raise kube_errors.NotFound(f"no kind {kind}", status=404)
 
     def close(self) -> None:
@@ -315,6 +347,111 @@ async def test_a_cronjob_gets_a_job_and_keeps_its_template(api: FakeApi) -> None
     [write] = api.writes
     assert (write.verb, write.kind) == ("create", "Job")
     assert write.body["metadata"]["generateName"] == "nightly-"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param("ADDED", id="created-just-before"),
+        pytest.param("MODIFIED", id="annotated-just-before"),
+    ],
+)
+async def test_a_workload_event_arriving_after_the_change_still_restarts(
+    api: FakeApi, written: str
+) -> None:
+    api.put(secret())
+    if written == "MODIFIED":
+        api.put(workload())
+    async with running(api):
+        # The workload is written before the Secret, but its watch event comes later.
+        api.put(workload(annotations=AUTO))
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await settle()
+        await api.deliver(written, workload())
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
+        await settle()
+    [patch] = api.patches("realm-ix")
+    assert env_in(patch) == {ENV: sha1_of({"a": b"2"})}
+
+
+async def test_a_late_event_of_a_cronjob_already_handled_starts_no_second_job(
+    api: FakeApi,
+) -> None:
+    api.put(secret())
+    nightly = workload("nightly", kind="CronJob", api_version="batch/v1", annotations=AUTO)
+    api.put(nightly)
+    async with running(api):
+        # A status write of the CronJob before the change, whose event comes after it.
+        nightly["status"] = {"lastScheduleTime": "2024-05-01T00:00:00Z"}
+        api.put(nightly)
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: api.writes, what="job")
+        await api.deliver("MODIFIED", nightly)
+        await settle()
+    assert [(w.verb, w.kind) for w in api.writes] == [("create", "Job")]
+
+
+async def test_a_workload_written_after_the_change_is_not_restarted(api: FakeApi) -> None:
+    api.put(secret())
+    async with running(api):
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        # Created after the change: its pods start with the new content already.
+        await api.emit("ADDED", workload(annotations=AUTO))
+        await settle()
+    assert api.writes == []
+
+
+def plain_job(name: str = "migrate") -> Object:
+    job = workload(name, kind="Job", api_version="batch/v1", annotations=AUTO)
+    job["spec"] = {
+        "backoffLimit": 2,
+        "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": f"uid-{name}"}},
+        "template": job["spec"]["template"],
+    }
+    job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] = (
+        f"uid-{name}"
+    )
+    return job
+
+
+async def test_a_job_is_deleted_and_created_again_with_the_digest(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(plain_job())
+    async with running(api) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: run.events, what="event")
+    assert [(w.verb, w.kind, w.name) for w in api.writes] == [
+        ("delete", "Job", "migrate"),
+        ("create", "Job", "migrate"),
+    ]
+    created = api.writes[1].body
+    assert env_in(created) == {ENV: sha1_of({"a": b"2"})}
+    assert "selector" not in created["spec"] and created["spec"]["backoffLimit"] == 2
+    assert run.events[0].reason == RELOADED
+
+
+async def test_ignored_workload_types_are_never_restarted(api: FakeApi) -> None:
+    # Reloader's --ignored-workload-types=jobs: the Job keeps running on the old config.
+    api.put(secret())
+    api.put(plain_job())
+    api.put(workload(annotations=AUTO))
+    async with running(api, ignored_workload_types=("jobs",)) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: run.events, what="the Deployment's event")
+    assert [(w.verb, w.kind) for w in api.writes] == [("patch", "Deployment")]
+    assert WorkloadKind.JOB not in run.service.workload_informers
+
+
+async def test_a_job_whose_create_failed_is_created_on_the_retry(api: FakeApi) -> None:
+    api.put(secret())
+    api.put(plain_job())
+    api.failing_creates["migrate"] = [denied("migrate")]
+    async with running(api, min_retry_delay=0.01, max_retry_delay=0.02) as run:
+        await api.emit("MODIFIED", secret(data={"a": b"2"}))
+        await eventually(lambda: any(e.reason == RELOADED for e in run.events), what="event")
+    assert [(w.verb, w.name) for w in api.writes] == [("delete", "migrate"), ("create", "migrate")]
+    assert env_in(api.writes[1].body) == {ENV: sha1_of({"a": b"2"})}
+    assert api.objects["Job"][(NAMESPACE, "migrate")]
 
 
 @pytest.mark.parametrize(
