@@ -126,6 +126,59 @@ def last_reloaded_hash(api: Api, namespace: str, kind: str, name: str) -> str | 
     return str(json.loads(raw)["hash"]) if raw else None
 
 
+def test_a_statefulset_rolls_for_config_reached_through_a_projected_volume(
+    api: Api, ns: str
+) -> None:
+    """Alone or mixed with other sources, a projected ConfigMap/Secret is one the pod uses."""
+    r.create(api, ns, r.config_map("sts-config", {"mode": "a"}))
+    r.create(api, ns, r.secret("sts-secret", {"token": "a"}))
+    projected = {
+        "name": "all",
+        "projected": {
+            "sources": [
+                {"configMap": {"name": "sts-config"}},
+                {"secret": {"name": "sts-secret"}},
+                {
+                    "downwardAPI": {
+                        "items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]
+                    }
+                },
+            ]
+        },
+    }
+    r.create(
+        api,
+        ns,
+        r.workload(
+            "sts",
+            kind="StatefulSet",
+            annotations={r.AUTO: "true"},
+            containers=[r.app_container(mounts=["all"])],
+            volumes=[projected],
+        ),
+    )
+
+    api.merge_patch(r.path("ConfigMap", ns, "sts-config"), {"data": {"mode": "b"}})
+    digest = wait_for(
+        lambda: r.env_value(
+            r.pod_template(api, ns, "StatefulSet", "sts"), "STAKATER_STS_CONFIG_CONFIGMAP"
+        ),
+        timeout=60,
+        what="the StatefulSet rolled for its projected ConfigMap",
+    )
+    assert digest == reloader_sha1({"mode": b"b"})
+
+    change_secret(api, ns, "sts-secret", {"token": "b"})
+    secret_digest = wait_for(
+        lambda: r.env_value(
+            r.pod_template(api, ns, "StatefulSet", "sts"), "STAKATER_STS_SECRET_SECRET"
+        ),
+        timeout=60,
+        what="the StatefulSet rolled for its projected Secret",
+    )
+    assert secret_digest == reloader_sha1({"token": b"b"})
+
+
 def test_annotations_strategy_rolls_once_per_sequential_update_with_template_only_auto(
     cluster: Cluster, api: Api, crds: list[str], tmp_path: Path
 ) -> None:
