@@ -136,6 +136,27 @@ RELOADER_EVENTS_PROCESSED = Counter(
     registry=REGISTRY,
 )
 
+# The restarter's queue is its coalescer: a workload waiting for its restart.
+RELOADER_QUEUE_DEPTH = Gauge(
+    "reloader_workqueue_depth", "Current depth of the work queue.", registry=REGISTRY
+)
+RELOADER_QUEUE_ADDS = Counter(
+    "reloader_workqueue_adds_total",
+    "Total number of items added to the work queue.",
+    registry=REGISTRY,
+)
+RELOADER_QUEUE_LATENCY = Histogram(
+    "reloader_workqueue_latency_seconds",
+    "Time spent in the work queue in seconds.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+RELOADER_WORKLOADS_SCANNED = Counter(
+    "reloader_workloads_scanned_total",
+    "Total number of workloads scanned by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 RELOADER_WORKLOADS_MATCHED = Counter(
     "reloader_workloads_matched_total",
     "Total number of workloads matched for reload by kind.",
@@ -209,6 +230,24 @@ def record_skipped(reason: str) -> None:
     reloader_reason = _RELOADER_SKIP_REASONS.get(reason)
     if reloader_reason is not None:
         RELOADER_SKIPPED.labels(reason=reloader_reason).inc()
+
+
+def record_queued(depth: int) -> None:
+    """A workload joined the restarter's queue, which now holds ``depth``."""
+    RELOADER_QUEUE_ADDS.inc()
+    RELOADER_QUEUE_DEPTH.set(depth)
+
+
+def record_dequeued(*, waited_seconds: float, depth: int) -> None:
+    """A workload left the queue for its restart after ``waited_seconds``."""
+    RELOADER_QUEUE_LATENCY.observe(waited_seconds)
+    RELOADER_QUEUE_DEPTH.set(depth)
+
+
+def record_scanned(workload_kinds: Iterable[str]) -> None:
+    """Workloads a config change was checked against (``kind`` as Kubernetes spells it)."""
+    for kind in workload_kinds:
+        RELOADER_WORKLOADS_SCANNED.labels(kind=kind).inc()
 
 
 def record_matched(workload_kinds: Iterable[str]) -> None:

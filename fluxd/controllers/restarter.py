@@ -73,8 +73,11 @@ from fluxd.kube.resources import (
 from fluxd.metrics import (
     RESTART_LATENCY,
     record_config_event,
+    record_dequeued,
     record_matched,
+    record_queued,
     record_restart,
+    record_scanned,
     record_skipped,
 )
 from fluxd.restarter import (
@@ -389,6 +392,7 @@ class Restarter:
                 record_skipped("unchanged")
                 return
             observed = dataclasses.replace(observed, previous=previous)
+        record_scanned(workload.kind.value for workload in self.index.candidates(key))
         affected = self.index.affected(key, config_annotations=observed.annotations)
         if not observed.changed_while_watched:
             # First sight (start-up, relist): only workloads whose record disagrees.
@@ -432,6 +436,7 @@ class Restarter:
             previous=previous,
             annotations=annotations,
         )
+        record_scanned(workload.kind.value for workload in self.index.candidates(key))
         affected = self.index.affected(key, config_annotations=annotations)
         self._remember(observed, metadata, routed=affected)
         if not affected:
@@ -515,6 +520,7 @@ class Restarter:
         for change in changes:
             self.coalescer.add(workload, change, item_key=change.key)
         self._first_seen.setdefault(workload, self.clock.now())
+        record_queued(len(self.coalescer))
         self._batch_ready.set()
 
     # -- restarts -----------------------------------------------------------------
@@ -530,6 +536,11 @@ class Restarter:
                         await self._batch_ready.wait()
                     self._batch_ready = anyio.Event()
                 for batch in self.coalescer.due():
+                    seen = self._first_seen.get(batch.key)
+                    record_dequeued(
+                        waited_seconds=0.0 if seen is None else self.clock.now() - seen,
+                        depth=len(self.coalescer),
+                    )
                     if batch.key in self._in_flight:
                         # One write at a time per workload; this batch follows the running one.
                         self._parked.setdefault(batch.key, []).extend(batch.items)

@@ -140,9 +140,7 @@ class WorkloadIndex:
         config_annotations: Mapping[str, str] | None = None,
     ) -> list[WorkloadKey]:
         """Workloads that Reloader's rules restart when object ``key`` changes, sorted."""
-        candidates = self._users.get(key, set()) | self._listing.get(
-            (key.namespace, key.kind), set()
-        )
+        candidates = self.candidates(key)
         annotations = config_annotations or {}
         chosen = [
             candidate
@@ -157,6 +155,10 @@ class WorkloadIndex:
             ).restart
         ]
         return sorted(chosen)
+
+    def candidates(self, key: ConfigKey) -> set[WorkloadKey]:
+        """Workloads the decision looks at for ``key``: its users and those that list it."""
+        return self._users.get(key, set()) | self._listing.get((key.namespace, key.kind), set())
 
     def __len__(self) -> int:
         return len(self._profiles)

@@ -37,16 +37,16 @@ RELOADER_SERIES = [
     ("reloader_events_received_total", "counter", {"event_type", "resource_type"}),
     ("reloader_events_processed_total", "counter", {"event_type", "resource_type", "result"}),
     ("reloader_workloads_matched_total", "counter", {"kind"}),
+    ("reloader_workqueue_depth", "gauge", set()),
+    ("reloader_workqueue_adds_total", "counter", set()),
+    ("reloader_workqueue_latency_seconds", "histogram", set()),
+    ("reloader_workloads_scanned_total", "counter", {"kind"}),
 ]
 # Only with METRICS_COUNT_BY_NAMESPACE=enabled.
 BY_NAMESPACE = ("reloader_reload_executed_total_by_namespace", {"success", "namespace"})
-# Reloader's series that describe its event work queue and client-go, which
-# fluxd does not have; docs/reloader-migration.md names what to query instead.
+# Reloader's series that describe client-go, which fluxd does not have;
+# docs/reloader-migration.md names what to query instead.
 NOT_EXPORTED = [
-    "reloader_workqueue_depth",
-    "reloader_workqueue_adds_total",
-    "reloader_workqueue_latency_seconds",
-    "reloader_workloads_scanned_total",
     "rest_client_requests_total",
     "rest_client_request_duration_seconds",
 ]
