@@ -11,6 +11,7 @@ registry is assembled anew, so the first lists of the term report every
 object and every object is reconciled again, whatever the previous term was
 doing when it was cancelled. Flux's controllers get the same effect by
 exiting; rebuilding keeps the pod (and its artifacts) and skips a restart.
+
 On SIGTERM/SIGINT the work queues stop taking keys, in-flight reconciles get
 ``shutdown-grace`` seconds to finish, the lease is released, and the process
 exits 0.
