@@ -10,7 +10,6 @@ distinct content it was given and never for nothing.
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
-from tests.support.chat import ChatServer
+from tests.support.chat import ChatServer, dingtalk_alert
 from tests.support.daemon import Fluxd, stop_all
 from tests.support.faults import (
     TOKEN,
@@ -293,46 +292,8 @@ def test_leader_failover_mid_burst_converges_without_double_rolls(
 
 # -- leadership lost and won again in one process ------------------------------
 
-NOTIFICATION = "/apis/notification.toolkit.fluxcd.io/v1beta3/namespaces/{ns}"
 # Short enough that a 12 s outage outlives the lease, long enough for 2 busy cores.
 SHORT_LEASE = ["--lease-duration=6s", "--renew-deadline=4s", "--retry-period=1s"]
-
-
-def _dingtalk_alert(api: Api, chat: ChatServer, namespace: str) -> None:
-    api.create(
-        f"/api/v1/namespaces/{namespace}/secrets",
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "dingtalk-robot"},
-            "data": {
-                "address": base64.b64encode(chat.dingtalk_address.encode()).decode(),
-                "token": base64.b64encode(chat.dingtalk_secret.encode()).decode(),
-            },
-        },
-    )
-    api.create(
-        f"{NOTIFICATION.format(ns=namespace)}/providers",
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-            "kind": "Provider",
-            "metadata": {"name": "dingtalk"},
-            "spec": {"type": "dingtalk", "secretRef": {"name": "dingtalk-robot"}},
-        },
-    )
-    api.create(
-        f"{NOTIFICATION.format(ns=namespace)}/alerts",
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-            "kind": "Alert",
-            "metadata": {"name": "applied"},
-            "spec": {
-                "providerRef": {"name": "dingtalk"},
-                "eventSeverity": "info",
-                "eventSources": [{"kind": "Kustomization", "name": "*"}],
-            },
-        },
-    )
 
 
 def test_api_outage_longer_than_the_lease_then_everything_reconciles_again(
@@ -347,7 +308,9 @@ def test_api_outage_longer_than_the_lease_then_everything_reconciles_again(
             extra=[*SHORT_LEASE, f"--lease-name=terms-{uuid.uuid4().hex[:8]}"],
         )
         try:
-            _dingtalk_alert(cluster.api, chat, realm.namespace)
+            dingtalk_alert(
+                cluster.api, chat, realm.namespace, name="dingtalk", kinds=("Kustomization",)
+            )
             realm.create()
             realm.wait_baseline()
             wait_for(

@@ -24,7 +24,7 @@ from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from testenv.gitserver import GitServer, Symlink
 from tests.support.badinputs import http, tracebacks, wait_not_ready
-from tests.support.chat import ChatServer, gitea_headers, gitea_push
+from tests.support.chat import ChatServer, dingtalk_alert, gitea_headers, gitea_push
 from tests.support.daemon import Fluxd
 from tests.support.flux import (
     git_repository,
@@ -51,7 +51,6 @@ SEEDS = (
     ROBOT_ACCESS_TOKEN,
 )
 RECEIVERS = "/apis/notification.toolkit.fluxcd.io/v1/namespaces/{ns}/receivers"
-NOTIFICATION = "/apis/notification.toolkit.fluxcd.io/v1beta3/namespaces/{ns}"
 FLUX_LISTS = (
     "/apis/source.toolkit.fluxcd.io/v1/gitrepositories",
     "/apis/kustomize.toolkit.fluxcd.io/v1/kustomizations",
@@ -193,37 +192,7 @@ def test_seeded_secrets_appear_in_no_log_event_status_or_metric(
     with ChatServer(
         dingtalk_access_token=ROBOT_ACCESS_TOKEN, dingtalk_secret=PROVIDER_TOKEN
     ) as chat:
-        secret(
-            api,
-            namespace,
-            "robot",
-            {"address": chat.dingtalk_address, "token": chat.dingtalk_secret},
-        )
-        api.create(
-            f"{NOTIFICATION.format(ns=namespace)}/providers",
-            {
-                "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-                "kind": "Provider",
-                "metadata": {"name": "robot"},
-                "spec": {"type": "dingtalk", "secretRef": {"name": "robot"}},
-            },
-        )
-        api.create(
-            f"{NOTIFICATION.format(ns=namespace)}/alerts",
-            {
-                "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-                "kind": "Alert",
-                "metadata": {"name": "all"},
-                "spec": {
-                    "providerRef": {"name": "robot"},
-                    "eventSeverity": "info",
-                    "eventSources": [
-                        {"kind": "GitRepository", "name": "*"},
-                        {"kind": "Kustomization", "name": "*"},
-                    ],
-                },
-            },
-        )
+        dingtalk_alert(api, chat, namespace, name="all", kinds=("GitRepository", "Kustomization"))
         wait_for(
             lambda: any(
                 r.get("event") == "notification object is ready"

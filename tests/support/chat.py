@@ -21,10 +21,17 @@ from typing import Any
 
 from aiohttp import web
 
-from testenv.api import wait_for
+from testenv.api import Api, wait_for
 from testenv.gitea import gitea_headers, gitea_push
 
-__all__ = ["ChatServer", "Received", "dingtalk_sign", "gitea_headers", "gitea_push"]
+__all__ = [
+    "ChatServer",
+    "Received",
+    "dingtalk_alert",
+    "dingtalk_sign",
+    "gitea_headers",
+    "gitea_push",
+]
 
 
 @dataclass(frozen=True)
@@ -194,3 +201,55 @@ def _json_or_text(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
+
+
+NOTIFICATION = "/apis/notification.toolkit.fluxcd.io/v1beta3/namespaces/{ns}"
+
+
+def dingtalk_alert(
+    api: Api,
+    chat: ChatServer,
+    namespace: str,
+    *,
+    name: str,
+    kinds: tuple[str, ...],
+    severity: str = "info",
+) -> None:
+    """A Secret, a ``dingtalk`` Provider sending to ``chat`` and an Alert on ``kinds``.
+
+    All three are called ``name``.
+    """
+    api.create(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "data": {
+                "address": base64.b64encode(chat.dingtalk_address.encode()).decode(),
+                "token": base64.b64encode(chat.dingtalk_secret.encode()).decode(),
+            },
+        },
+    )
+    api.create(
+        f"{NOTIFICATION.format(ns=namespace)}/providers",
+        {
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+            "kind": "Provider",
+            "metadata": {"name": name},
+            "spec": {"type": "dingtalk", "secretRef": {"name": name}},
+        },
+    )
+    api.create(
+        f"{NOTIFICATION.format(ns=namespace)}/alerts",
+        {
+            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+            "kind": "Alert",
+            "metadata": {"name": name},
+            "spec": {
+                "providerRef": {"name": name},
+                "eventSeverity": severity,
+                "eventSources": [{"kind": kind, "name": "*"} for kind in kinds],
+            },
+        },
+    )
