@@ -40,6 +40,25 @@ COMPONENTS = (
 )
 
 
+@dataclass(frozen=True)
+class Group:
+    """Binaries built and cached together, under one versioned cache directory.
+
+    The control plane is one group; servers that only some tests need (a Git
+    server, a CLI to test against) are groups of their own, so pinning a new
+    version of one rebuilds that group alone.
+    """
+
+    name: str
+    cache_key: str
+    components: tuple[Component, ...]
+
+
+CONTROL_PLANE = Group("control plane", versions.cache_key(), COMPONENTS)
+# Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
+GROUPS: tuple[Group, ...] = (CONTROL_PLANE,)
+
+
 class BuildError(RuntimeError):
     """A binary could not be built (no Go toolchain, a module that does not compile, ...)."""
 
@@ -49,17 +68,20 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "fluxd-testenv"
 
 
-def bin_dir() -> Path:
-    """Where the binaries are (or will be): ``FLUXD_TESTENV_BIN`` or the versioned cache."""
+def bin_dir(group: Group = CONTROL_PLANE) -> Path:
+    """Where a group's binaries are (or will be): the versioned cache.
+
+    ``FLUXD_TESTENV_BIN`` overrides the control plane's directory only.
+    """
     override = os.environ.get("FLUXD_TESTENV_BIN")
-    if override:
+    if override and group is CONTROL_PLANE:
         return Path(override)
-    return cache_root() / versions.cache_key() / "bin"
+    return cache_root() / group.cache_key / "bin"
 
 
-def missing() -> list[Component]:
-    directory = bin_dir()
-    return [c for c in COMPONENTS if not (directory / c.binary).is_file()]
+def missing(group: Group = CONTROL_PLANE) -> list[Component]:
+    directory = bin_dir(group)
+    return [c for c in group.components if not (directory / c.binary).is_file()]
 
 
 def _say(message: str) -> None:
@@ -151,36 +173,37 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
     return time.monotonic() - started
 
 
-def ensure_binaries() -> Path:
-    """Return the directory holding every binary, building the missing ones first.
+def ensure_binaries(group: Group = CONTROL_PLANE) -> Path:
+    """Return the directory holding a group's binaries, building the missing ones first.
 
     Concurrent callers (several test sessions) take turns on a lock file, so one
     builds and the others wait and reuse the result.
     """
-    directory = bin_dir()
-    if not missing():
+    directory = bin_dir(group)
+    if not missing(group):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     with (directory.parent / ".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_missing(directory)
+        return _build_missing(group, directory)
 
 
-def _build_missing(directory: Path) -> Path:
-    todo = missing()
+def _build_missing(group: Group, directory: Path) -> Path:
+    todo = missing(group)
     if not todo:
         return directory
-    if os.environ.get("FLUXD_TESTENV_BIN"):
+    if group is CONTROL_PLANE and os.environ.get("FLUXD_TESTENV_BIN"):
         names = ", ".join(c.binary for c in todo)
         raise BuildError(f"FLUXD_TESTENV_BIN={directory} lacks {names}")
     go = shutil.which("go")
     if go is None:
+        names = ", ".join(c.binary for c in todo)
         raise BuildError(
-            "the Go toolchain ('go') is not on PATH: it is needed once to build etcd, "
-            "kube-apiserver, kube-controller-manager, kube-scheduler and kwok for the tests"
+            f"the Go toolchain ('go') is not on PATH: it is needed once to build {names} "
+            "for the tests"
         )
     total = time.monotonic()
-    _say(f"building {len(todo)} control-plane binaries into {directory} (cold builds take a while)")
+    _say(f"building {len(todo)} {group.name} binaries into {directory} (cold builds take a while)")
     modules: dict[str, list[Component]] = {}
     for component in todo:
         modules.setdefault(component.module_dir, []).append(component)
@@ -189,16 +212,17 @@ def _build_missing(directory: Path) -> Path:
         _say(f"[{index}/{len(modules)}] {names} from testenv/go/{components[0].module_dir}")
         seconds = _build_module(components, directory, go)
         _say(f"[{index}/{len(modules)}] {names} built in {seconds:.0f}s")
-    _say(f"all binaries built in {time.monotonic() - total:.0f}s")
+    _say(f"{group.name} binaries built in {time.monotonic() - total:.0f}s")
     return directory
 
 
 def main() -> int:
-    started = time.monotonic()
-    try:
-        directory = ensure_binaries()
-    except BuildError as error:
-        _say(str(error))
-        return 1
-    _say(f"binaries ready in {directory} ({time.monotonic() - started:.1f}s)")
+    for group in GROUPS:
+        started = time.monotonic()
+        try:
+            directory = ensure_binaries(group)
+        except BuildError as error:
+            _say(str(error))
+            return 1
+        _say(f"{group.name} binaries ready in {directory} ({time.monotonic() - started:.1f}s)")
     return 0
