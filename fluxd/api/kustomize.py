@@ -36,6 +36,11 @@ KUSTOMIZATION = ResourceKind(
 SourceKind = Literal["OCIRepository", "GitRepository", "Bucket", "ExternalArtifact"]
 DeletionPolicy = Literal["MirrorPrune", "Delete", "WaitForTermination", "Orphan"]
 DEFAULT_DELETION_POLICY: DeletionPolicy = "MirrorPrune"
+SubstituteStrategy = Literal["WithVariables", "Always"]
+BuildMetadataOption = Annotated[
+    Literal["originAnnotations", "transformerAnnotations"],
+    Doc("BuildMetadataOption defines the supported buildMetadata options."),
+]
 
 
 class CrossNamespaceSourceReference(TypedDict):
@@ -109,11 +114,34 @@ class SubstituteReference(TypedDict):
 class PostBuild(TypedDict, total=False):
     """Actions on the YAML produced by the kustomize build."""
 
+    substituteStrategy: Annotated[
+        SubstituteStrategy,
+        Doc(
+            "When to substitute: 'WithVariables' (the default) only when at least one "
+            "variable is defined, inline or from the referenced ConfigMaps and Secrets; "
+            "'Always' even when none is, so that defaults like ${var:=default} apply."
+        ),
+    ]
     substitute: Annotated[
         dict[str, str], Doc("Variables substituted for ${name} in the manifests.")
     ]
     substituteFrom: Annotated[
         list[SubstituteReference], Doc("ConfigMaps and Secrets holding substitution variables.")
+    ]
+
+
+class IgnoreRule(TypedDict):
+    """Changes to disregard during drift detection and apply."""
+
+    paths: Annotated[
+        list[str],
+        Doc("JSON Pointer (RFC 6901) paths to be excluded from consideration in an object."),
+    ]
+    target: NotRequired[
+        Annotated[
+            Selector,
+            Doc("Objects the rule applies to; without it, every object of the Kustomization."),
+        ]
     ]
 
 
@@ -129,8 +157,8 @@ class NamespacedObjectKindReference(TypedDict):
 class CustomHealthCheck(TypedDict):
     """CEL health rules for a custom resource kind (not supported by fluxd: refused)."""
 
-    apiVersion: NotRequired[str]
-    kind: str
+    apiVersion: str
+    kind: NotRequired[str]
     current: str
     inProgress: NotRequired[str]
     failed: NotRequired[str]
@@ -234,6 +262,21 @@ class KustomizationSpec(TypedDict):
     ]
     serviceAccountName: NotRequired[
         Annotated[str, Doc("ServiceAccount to impersonate when applying.")]
+    ]
+    ignore: NotRequired[
+        Annotated[
+            list[IgnoreRule],
+            Doc(
+                "Rules for changes to ignore during drift detection: the fields at these "
+                "JSON pointers keep their in-cluster values on objects that already exist."
+            ),
+        ]
+    ]
+    buildMetadata: NotRequired[
+        Annotated[
+            list[BuildMetadataOption],
+            Doc("Kustomize build metadata added to the objects (not supported by fluxd: refused)."),
+        ]
     ]
     decryption: NotRequired[
         Annotated[Decryption, Doc("Secret decryption (not supported by fluxd: refused).")]

@@ -50,6 +50,10 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "applying to a remote cluster is not implemented (fluxd applies to its own cluster)",
         ),
         Refused("spec.healthCheckExprs", "CEL health checks are not implemented"),
+        Refused(
+            "spec.buildMetadata",
+            "kustomize build metadata annotations (origin, transformers) are not implemented",
+        ),
         Refused("spec.dependsOn[].readyExpr", "CEL readiness expressions are not implemented"),
     ),
     "GitRepository": (

@@ -7,11 +7,12 @@ kustomize-controller does. Objects go in stages (cluster definitions, then
 server-side *dry run*, which both validates the whole stage before anything is
 written and tells, by comparing the dry-run result with the live object,
 whether the object would be ``created``, ``configured`` or left ``unchanged``.
-Only objects that would change are then applied for real, with Flux's field
-manager. After the first stage the applier waits for CustomResourceDefinitions
-to be established and Namespaces to be active, so the later stages can use
-them. Stale objects are deleted only when they carry the owner labels of the
-Kustomization asking for it.
+Fields named by ``spec.ignore`` rules are left out of that comparison and keep
+their live values (``fluxd.apply.ignore``). Only objects that would change are then
+applied for real, with Flux's field manager. After the first stage the applier
+waits for CustomResourceDefinitions to be established and Namespaces to be
+active, so the later stages can use them. Stale objects are deleted only when
+they carry the owner labels of the Kustomization asking for it.
 
 Errors::
 
@@ -37,6 +38,7 @@ import anyio
 
 from fluxd.apply.changeset import Action, ChangeSet, ChangeSetEntry
 from fluxd.apply.health import Health, Status, health
+from fluxd.apply.ignore import IgnoreRule, ignored_paths, keep_live_values, without_paths
 from fluxd.apply.inventory import ApplyPolicy, ObjectRef, is_owned_by, object_policy
 from fluxd.apply.order import ApplyStage, apply_order, apply_stage, delete_order
 from fluxd.kube import errors as kube_errors
@@ -140,8 +142,16 @@ def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
-def has_drifted(live: Mapping[str, Any], dry_run: Mapping[str, Any]) -> bool:
-    """Whether applying would change the live object (``dry_run`` is the server's answer)."""
+def has_drifted(
+    live: Mapping[str, Any], dry_run: Mapping[str, Any], *, ignore: Sequence[IgnoreRule] = ()
+) -> bool:
+    """Whether applying would change the live object (``dry_run`` is the server's answer).
+
+    Fields ``ignore`` selects on ``dry_run`` are left out of the comparison.
+    """
+    paths = ignored_paths(ignore, dry_run)
+    if paths:
+        live, dry_run = without_paths(live, paths), without_paths(dry_run, paths)
     return comparable(live) != comparable(dry_run)
 
 
@@ -160,6 +170,8 @@ class _Planned:
     resource: Resource | None
     action: Action
     recreate: bool = False
+    #: What is sent when it differs from ``obj`` (ignored fields keep their live values).
+    payload: dict[str, Any] | None = None
 
 
 @dataclass
@@ -167,7 +179,8 @@ class ResourceManager:
     """Applies, deletes and waits for one Kustomization's objects through ``kube``.
 
     ``kube`` may be an impersonating client (``spec.serviceAccountName``), so
-    every request runs with the permissions of that account.
+    every request runs with the permissions of that account. ``ignore`` holds
+    the Kustomization's ``spec.ignore`` rules.
     """
 
     kube: Kube
@@ -176,6 +189,7 @@ class ResourceManager:
     field_manager: str = FIELD_MANAGER
     concurrency: int = DEFAULT_CONCURRENCY
     stage_timeout: float = STAGE_TIMEOUT_SECONDS
+    ignore: Sequence[IgnoreRule] = ()
     _limiter: asyncio.Semaphore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -250,13 +264,21 @@ class ResourceManager:
                 raise DryRunError(
                     f"{subject} dry-run failed ({_reason(error)}): {error}", subject=subject
                 ) from error
-        if live is None:
-            action = Action.CREATED
-        elif has_drifted(live, dry_run):
-            action = Action.CONFIGURED
-        else:
-            action = Action.UNCHANGED
-        return _Planned(obj=obj, resource=resource, action=action)
+            if live is None:
+                return _Planned(obj=obj, resource=resource, action=Action.CREATED)
+        if not has_drifted(live, dry_run, ignore=self.ignore):
+            return _Planned(obj=obj, resource=resource, action=Action.UNCHANGED)
+        payload = None
+        if self.ignore:
+            payload = copy.deepcopy(obj)
+            keep_live_values(
+                payload,
+                live=live,
+                dry_run=dry_run,
+                rules=self.ignore,
+                field_manager=self.field_manager,
+            )
+        return _Planned(obj=obj, resource=resource, action=Action.CONFIGURED, payload=payload)
 
     async def _execute(self, plan: _Planned) -> None:
         assert plan.resource is not None
@@ -273,7 +295,10 @@ class ResourceManager:
                     )
                     await self._wait_gone(plan.resource, plan.obj)
                 await self.kube.apply(
-                    plan.resource, plan.obj, field_manager=self.field_manager, force=True
+                    plan.resource,
+                    plan.obj if plan.payload is None else plan.payload,
+                    field_manager=self.field_manager,
+                    force=True,
                 )
             except kube_errors.ApiError as error:
                 raise ApplyError(

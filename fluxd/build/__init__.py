@@ -46,6 +46,7 @@ from fluxd.build.substitute import (
     collect_variables,
     referenced_variables,
     substitute_document,
+    substitution_runs,
     validate_variable_names,
 )
 
@@ -171,7 +172,9 @@ def _finish(
     settings: BuildSettings,
 ) -> list[dict[str, Any]]:
     """Parse the engine output, substitute variables and apply commonMetadata."""
-    substituting = options.post_build and bool(variables)
+    substituting = substitution_runs(
+        post_build=options.post_build, always=options.substitute_always, variables=variables
+    )
     if substituting:
         validate_variable_names(variables)
     objects: list[dict[str, Any]] = []

@@ -133,6 +133,8 @@ class BuildOptions:
     post_build: bool = False
     substitute: tuple[tuple[str, str], ...] = ()
     substitute_from: tuple[SubstituteReference, ...] = field(default=())
+    #: ``postBuild.substituteStrategy: Always``: substitute even when no variable is defined.
+    substitute_always: bool = False
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> BuildOptions:
@@ -163,6 +165,8 @@ class BuildOptions:
                     "postBuild.substituteFrom",
                 )
             ),
+            substitute_always=_mapping(post_build, "postBuild").get("substituteStrategy")
+            == "Always",
         )
 
     @property

@@ -5,7 +5,9 @@ After kustomize has built the objects, every object's YAML text has its
 ``${var:-x}``, ``${var=x}``), length, case changes, substrings, prefix/suffix
 removal and replacement. ``$${var}`` is written out as a literal ``${var}`` and
 a bare ``$var`` is left alone. As in Flux, substitution only runs when the spec
-has a ``postBuild`` section and at least one variable is defined; objects
+has a ``postBuild`` section and at least one variable is defined, or always with
+``postBuild.substituteStrategy: Always`` (so ``${var:=default}`` applies with no
+variables at all); objects
 labelled or annotated ``kustomize.toolkit.fluxcd.io/substitute: disabled`` are
 left untouched. In strict mode an unset variable without a default is an error
 naming the variable and the object. Variable values never appear in messages.
@@ -62,6 +64,11 @@ def referenced_variables(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     except InvalidSecretData as error:
         raise SubstitutionError(str(error)) from None
     return {name: value.decode("utf-8", "replace") for name, value in values.items()}
+
+
+def substitution_runs(*, post_build: bool, always: bool, variables: Mapping[str, str]) -> bool:
+    """Whether a build substitutes: Flux's ``WithVariables`` (default) or ``Always`` strategy."""
+    return post_build and (always or bool(variables))
 
 
 def validate_variable_names(variables: Mapping[str, str]) -> None:

@@ -46,6 +46,7 @@ from fluxd.apply import (
     stamp_owner,
 )
 from fluxd.apply.changeset import Action
+from fluxd.apply.ignore import IgnoreRule, IgnoreRuleError, compile_ignore_rules
 from fluxd.apply.inventory import InventoryError
 from fluxd.apply.ssa import (
     ApplyError,
@@ -82,6 +83,7 @@ from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Change, Key
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
 from fluxd.metrics import KUSTOMIZATION_PHASE
+from fluxd.restarter.label_selectors import parse_label_selector
 from fluxd.settings import Settings
 from fluxd.source import ArtifactCache, ArtifactUnavailable
 
@@ -233,7 +235,10 @@ class KustomizationReconciler(Reconciler):
                 objects = await self._build(obj, artifact, attempted=attempted)
             stamp_owner(objects, name=name, namespace=namespace)
             manager = ResourceManager(
-                self._kube_for(spec, namespace), owner_name=name, owner_namespace=namespace
+                self._kube_for(spec, namespace),
+                owner_name=name,
+                owner_namespace=namespace,
+                ignore=_ignore_rules(spec, attempted),
             )
             try:
                 result = await self._apply(
@@ -687,6 +692,13 @@ class KustomizationReconciler(Reconciler):
                     name=metadata["name"],
                     remaining=[ref.subject for ref in left],
                 )
+
+
+def _ignore_rules(spec: Mapping[str, Any], attempted: dict[str, Any]) -> tuple[IgnoreRule, ...]:
+    try:
+        return compile_ignore_rules(spec.get("ignore") or (), parse_selector=parse_label_selector)
+    except IgnoreRuleError as error:
+        raise Stalled(meta.Reason.RECONCILIATION_FAILED, str(error), status=attempted) from error
 
 
 def _stub_of(ref: ObjectRef) -> dict[str, Any]:

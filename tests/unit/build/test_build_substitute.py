@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from fluxd.api.kustomize import KUSTOMIZATION_RESOURCE
 from fluxd.build import BuildOptions, SubstitutionError, build, collect_variables
 from fluxd.build.substitute import ExpansionError, expand, referenced_variables
 from tests.unit.build.conftest import Tree
@@ -207,3 +208,29 @@ async def test_invalid_variable_name_is_refused(tree: Tree) -> None:
 
     with pytest.raises(SubstitutionError, match="'bad-name' var name is invalid"):
         await build(artifact_root=tree({}), path="apps", options=options)
+
+
+async def test_always_strategy_substitutes_defaults_without_any_variable(tree: Tree) -> None:
+    manifests(tree, CONFIGMAP)
+    options = BuildOptions.from_spec({"postBuild": {"substituteStrategy": "Always"}})
+
+    (settings,) = await build(artifact_root=tree({}), path="apps", options=options)
+
+    assert settings["data"]["env"] == "dev"
+    assert settings["data"]["script"] == "echo $HOME and ${literal}"
+
+
+async def test_with_variables_strategy_is_the_default_behaviour(tree: Tree) -> None:
+    manifests(tree, CONFIGMAP)
+    options = BuildOptions.from_spec({"postBuild": {"substituteStrategy": "WithVariables"}})
+
+    (settings,) = await build(artifact_root=tree({}), path="apps", options=options)
+
+    assert settings["data"]["env"] == "${cluster_env:=dev}"
+
+
+def test_the_schema_accepts_only_flux_substitute_strategies() -> None:
+    schema = KUSTOMIZATION_RESOURCE.openapi_schema()
+    post_build = schema["properties"]["spec"]["properties"]["postBuild"]
+
+    assert post_build["properties"]["substituteStrategy"]["enum"] == ["WithVariables", "Always"]

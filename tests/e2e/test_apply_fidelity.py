@@ -1,0 +1,168 @@
+"""Apply fidelity against a real control plane: what the cluster keeps, loses and rolls.
+
+``spec.ignore`` keeps a hand-set field through later reconciles (and only where
+a rule says so).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from testenv.api import Api
+from testenv.cluster import Cluster, environ_for
+from testenv.gitserver import GitServer
+from tests.support.daemon import Fluxd
+from tests.support.flux import (
+    git_repository,
+    git_repository_path,
+    kustomization,
+    kustomization_path,
+    request_reconcile,
+    wait_condition,
+)
+from tests.support.install import KUBECTL
+
+SOURCE = "apps"
+
+
+@pytest.fixture(scope="module")
+def git() -> Iterator[GitServer]:
+    with GitServer(default_branch="master") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fluxd]:
+    fluxd = Fluxd(
+        cluster,
+        tmp_path_factory.mktemp("fluxd-apply"),
+        extra_args=["--lease-name=apply-fidelity-tests", "--max-retry-delay=5s"],
+    ).start()
+    yield fluxd
+    assert fluxd.stop() == 0, fluxd.log_tail()
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _source(api: Api, git: GitServer, namespace: str, files: dict[str, Any]) -> tuple[str, str]:
+    repo = f"apps/{uuid.uuid4().hex[:8]}.git"
+    git.create_repo(repo)
+    sha = git.commit(repo, files)
+    git_repository(
+        api,
+        namespace,
+        SOURCE,
+        {"interval": "1h", "url": git.url(repo), "ref": {"branch": "master"}},
+    )
+    return repo, sha
+
+
+def _push(api: Api, git: GitServer, namespace: str, repo: str, files: dict[str, Any]) -> str:
+    sha = git.commit(repo, files)
+    request_reconcile(api, git_repository_path(namespace, SOURCE))
+    return sha
+
+
+def _spec(namespace: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "interval": "1h",
+        "path": "./app",
+        "prune": True,
+        "targetNamespace": namespace,
+        "sourceRef": {"kind": "GitRepository", "name": SOURCE},
+        **extra,
+    }
+
+
+def _applied(api: Api, namespace: str, sha: str) -> dict[str, Any]:
+    return wait_condition(
+        api,
+        kustomization_path(namespace, "app"),
+        extra=lambda o: o["status"].get("lastAppliedRevision") == f"master@sha1:{sha}",
+    )
+
+
+def _reconciled(api: Api, namespace: str) -> dict[str, Any]:
+    """Ask for a reconcile as `flux reconcile` does and wait until it has been handled."""
+    path = kustomization_path(namespace, "app")
+    requested = request_reconcile(api, path)
+    return wait_condition(
+        api, path, extra=lambda o: o["status"].get("lastHandledReconcileAt") == requested
+    )
+
+
+def _deployment(name: str, *, env: dict[str, str] | None = None, **template: Any) -> dict[str, Any]:
+    labels = {"app": name}
+    container: dict[str, Any] = {"name": "app", "image": "nginx:1.27"}
+    if env:
+        container["env"] = [{"name": key, "value": value} for key, value in env.items()]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, **template.pop("metadata", {})},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [container], **template},
+            },
+        },
+    }
+
+
+def _deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def _kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [str(KUBECTL), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ_for(cluster),
+        check=False,
+    )
+    assert result.returncode == 0, f"kubectl {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def _kustomization_yaml(*resources: str) -> str:
+    return yaml.safe_dump({"resources": list(resources)})
+
+
+# -- spec.ignore --------------------------------------------------------------------
+
+
+def test_ignored_replicas_keep_the_hand_set_value_and_others_are_corrected(
+    api: Api, cluster: Cluster, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    files = {
+        "app/kustomization.yaml": _kustomization_yaml("web.yaml", "api.yaml"),
+        "app/web.yaml": yaml.safe_dump(_deployment("web")),
+        "app/api.yaml": yaml.safe_dump(_deployment("api")),
+    }
+    _, sha = _source(api, git, namespace, files)
+    rule = {"paths": ["/spec/replicas"], "target": {"kind": "Deployment", "name": "web"}}
+    kustomization(api, namespace, "app", _spec(namespace, ignore=[rule]))
+    _applied(api, namespace, sha)
+
+    for name in ("web", "api"):
+        _kubectl(cluster, "-n", namespace, "scale", f"deployment/{name}", "--replicas=3")
+    _reconciled(api, namespace)
+
+    web = api.get(_deployment_path(namespace, "web"))
+    assert web["spec"]["replicas"] == 3, "spec.ignore must keep the hand-set replicas"
+    api_deployment = api.get(_deployment_path(namespace, "api"))
+    assert api_deployment["spec"]["replicas"] == 1, "without a rule, drift is corrected"
