@@ -116,6 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
         "StrictPostBuildSubstitutions feature gate); off, it becomes empty as in Flux",
     ),
     Setting("build-cache-size", "int", 256, "cached builds kept in memory"),
+    Setting(
+        "override-manager",
+        "list",
+        [],
+        "field managers whose fields on applied objects are taken over, so changes they made "
+        "are undone (Flux's --override-manager); kubectl and before-first-apply always are",
+    ),
     # notifications
     Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
     Setting(
@@ -300,6 +307,7 @@ class Settings:
     no_cross_namespace_refs: bool = False
     strict_post_build_substitutions: bool = False
     build_cache_size: int = 256
+    override_manager: tuple[str, ...] = ()
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0
     restarter: bool = True

@@ -7,8 +7,10 @@ kustomize-controller does. Objects go in stages (cluster definitions, then
 server-side *dry run*, which both validates the whole stage before anything is
 written and tells, by comparing the dry-run result with the live object,
 whether the object would be ``created``, ``configured`` or left ``unchanged``.
-Fields named by ``spec.ignore`` rules are left out of that comparison and keep
-their live values (``fluxd.apply.ignore``). Only objects that would change are then
+Before that comparison the fields of managers Flux takes over (``kubectl``
+and friends, see ``fluxd.apply.takeover``) are handed to Flux's field manager,
+and fields named by ``spec.ignore`` rules are left out of it and keep their
+live values (``fluxd.apply.ignore``). Only objects that would change are then
 applied for real, with Flux's field manager. After the first stage the applier
 waits for CustomResourceDefinitions to be established and Namespaces to be
 active, so the later stages can use them. Stale objects are deleted only when
@@ -41,8 +43,9 @@ from fluxd.apply.health import Health, Status, health
 from fluxd.apply.ignore import IgnoreRule, ignored_paths, keep_live_values, without_paths
 from fluxd.apply.inventory import ApplyPolicy, ObjectRef, is_owned_by, object_policy
 from fluxd.apply.order import ApplyStage, apply_order, apply_stage, delete_order
+from fluxd.apply.takeover import FieldManager, cleanup_patch, takeover_managers
 from fluxd.kube import errors as kube_errors
-from fluxd.kube.client import Kube, Object
+from fluxd.kube.client import Kube, Object, PatchType
 from fluxd.kube.resources import Resource
 
 #: The field manager Flux's kustomize-controller applies with; keeping it lets a
@@ -180,7 +183,8 @@ class ResourceManager:
 
     ``kube`` may be an impersonating client (``spec.serviceAccountName``), so
     every request runs with the permissions of that account. ``ignore`` holds
-    the Kustomization's ``spec.ignore`` rules.
+    the Kustomization's ``spec.ignore`` rules; ``override_managers`` the extra
+    field managers whose fields are taken over (``--override-manager``).
     """
 
     kube: Kube
@@ -190,10 +194,13 @@ class ResourceManager:
     concurrency: int = DEFAULT_CONCURRENCY
     stage_timeout: float = STAGE_TIMEOUT_SECONDS
     ignore: Sequence[IgnoreRule] = ()
+    override_managers: Sequence[str] = ()
     _limiter: asyncio.Semaphore = field(init=False, repr=False)
+    _takeover: tuple[FieldManager, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._limiter = asyncio.Semaphore(self.concurrency)
+        self._takeover = takeover_managers(self.field_manager, self.override_managers)
 
     # -- apply ---------------------------------------------------------------
 
@@ -266,7 +273,8 @@ class ResourceManager:
                 ) from error
             if live is None:
                 return _Planned(obj=obj, resource=resource, action=Action.CREATED)
-        if not has_drifted(live, dry_run, ignore=self.ignore):
+            taken_over = await self._take_over(resource, obj, live)
+        if not taken_over and not has_drifted(live, dry_run, ignore=self.ignore):
             return _Planned(obj=obj, resource=resource, action=Action.UNCHANGED)
         payload = None
         if self.ignore:
@@ -279,6 +287,30 @@ class ResourceManager:
                 field_manager=self.field_manager,
             )
         return _Planned(obj=obj, resource=resource, action=Action.CONFIGURED, payload=payload)
+
+    async def _take_over(
+        self, resource: Resource, obj: Mapping[str, Any], live: Mapping[str, Any]
+    ) -> bool:
+        """Hand the fields of the managers Flux takes over to ours; whether anything changed."""
+        patch = cleanup_patch(obj, live, field_manager=self.field_manager, managers=self._takeover)
+        if not patch:
+            return False
+        metadata = live["metadata"]
+        subject = subject_of(obj)
+        try:
+            await self.kube.patch(
+                resource,
+                metadata["name"],
+                patch,
+                namespace=metadata.get("namespace"),
+                patch_type=PatchType.JSON,
+            )
+        except kube_errors.ApiError as error:
+            raise ApplyError(
+                f"{subject} metadata.managedFields cleanup failed ({_reason(error)}): {error}",
+                subject=subject,
+            ) from error
+        return True
 
     async def _execute(self, plan: _Planned) -> None:
         assert plan.resource is not None

@@ -239,6 +239,7 @@ class KustomizationReconciler(Reconciler):
                 owner_name=name,
                 owner_namespace=namespace,
                 ignore=_ignore_rules(spec, attempted),
+                override_managers=self.settings.override_manager,
             )
             try:
                 result = await self._apply(

@@ -1,7 +1,8 @@
 """Apply fidelity against a real control plane: what the cluster keeps, loses and rolls.
 
 ``spec.ignore`` keeps a hand-set field through later reconciles (and only where
-a rule says so).
+a rule says so); objects first written with ``kubectl apply`` lose the fields
+Git removes once a Kustomization owns them (field-manager takeover).
 """
 
 from __future__ import annotations
@@ -166,3 +167,32 @@ def test_ignored_replicas_keep_the_hand_set_value_and_others_are_corrected(
     assert web["spec"]["replicas"] == 3, "spec.ignore must keep the hand-set replicas"
     api_deployment = api.get(_deployment_path(namespace, "api"))
     assert api_deployment["spec"]["replicas"] == 1, "without a rule, drift is corrected"
+
+
+# -- field-manager takeover ---------------------------------------------------------
+
+
+def test_a_deployment_created_with_kubectl_apply_loses_the_env_var_git_removes(
+    api: Api, cluster: Cluster, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    both = _deployment("web", env={"LOG_LEVEL": "debug", "FEATURE_X": "on"})
+    _kubectl(cluster, "-n", namespace, "apply", "-f", "-", stdin=yaml.safe_dump(both))
+    files = {
+        "app/kustomization.yaml": _kustomization_yaml("web.yaml"),
+        "app/web.yaml": yaml.safe_dump(both),
+    }
+    repo, sha = _source(api, git, namespace, files)
+    kustomization(api, namespace, "app", _spec(namespace))
+    _applied(api, namespace, sha)
+
+    one = _deployment("web", env={"LOG_LEVEL": "debug"})
+    new_sha = _push(api, git, namespace, repo, {"app/web.yaml": yaml.safe_dump(one)})
+    _applied(api, namespace, new_sha)
+
+    live = api.get(_deployment_path(namespace, "web"))
+    env = live["spec"]["template"]["spec"]["containers"][0].get("env")
+    assert env == [{"name": "LOG_LEVEL", "value": "debug"}]
+    annotations = live["metadata"].get("annotations") or {}
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations
+    managers = {entry["manager"] for entry in live["metadata"]["managedFields"]}
+    assert "kubectl-client-side-apply" not in managers
