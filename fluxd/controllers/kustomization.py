@@ -78,6 +78,7 @@ from fluxd.controllers.outcomes import (
     Waiting,
 )
 from fluxd.controllers.runtime import Controller, Reconciler
+from fluxd.controllers.stamping import ConfigRecords
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Change, Key
@@ -157,6 +158,7 @@ class KustomizationReconciler(Reconciler):
         self.artifacts = artifacts
         self.build_cache = build_cache
         self.build_settings = build_settings(settings)
+        self.config_records = ConfigRecords(settings)
         self.git_repositories = Resource.of(GIT_REPOSITORY)
         # (kind, namespace, name) of a source -> Kustomizations built from it
         self.by_source: dict[tuple[str, str, str], set[Key]] = {}
@@ -234,6 +236,8 @@ class KustomizationReconciler(Reconciler):
             with KUSTOMIZATION_PHASE.labels("build").time():
                 objects = await self._build(obj, artifact, attempted=attempted)
             stamp_owner(objects, name=name, namespace=namespace)
+            # Workloads carry the restarter's record of configs applied with them: one rollout.
+            await self.config_records.stamp(self._kube_for(spec, namespace), objects)
             manager = ResourceManager(
                 self._kube_for(spec, namespace),
                 owner_name=name,

@@ -2,7 +2,9 @@
 
 ``spec.ignore`` keeps a hand-set field through later reconciles (and only where
 a rule says so); objects first written with ``kubectl apply`` lose the fields
-Git removes once a Kustomization owns them (field-manager takeover).
+Git removes once a Kustomization owns them (field-manager takeover); one
+commit changing a Secret and the Deployment that uses it rolls the Deployment
+once (kube-controller-manager is real, so every rollout is a new ReplicaSet).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testenv.api import Api
+from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, environ_for
 from testenv.gitserver import GitServer
 from tests.support.daemon import Fluxd
@@ -196,3 +198,80 @@ def test_a_deployment_created_with_kubectl_apply_loses_the_env_var_git_removes(
     assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations
     managers = {entry["manager"] for entry in live["metadata"]["managedFields"]}
     assert "kubectl-client-side-apply" not in managers
+
+
+# -- one rollout per commit ---------------------------------------------------------
+
+
+def _settled(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    """The Deployment once kube-controller-manager has acted on its latest template."""
+
+    def check() -> dict[str, Any] | None:
+        live = api.get(_deployment_path(namespace, name))
+        observed = live.get("status", {}).get("observedGeneration", 0)
+        return live if observed >= live["metadata"]["generation"] else None
+
+    settled: dict[str, Any] = wait_for(check, timeout=60, what=f"Deployment {name} observed")
+    return settled
+
+
+def _replica_sets(api: Api, namespace: str, app: str) -> list[dict[str, Any]]:
+    return api.items(
+        f"/apis/apps/v1/namespaces/{namespace}/replicasets", labelSelector=f"app={app}"
+    )
+
+
+def _restarter_outcomes(daemon: Fluxd) -> float:
+    """Changes the restarter has finished with: restarts written plus workloads up to date."""
+    restarted = daemon.metric("reloader_reload_executed_total", success="true") or 0.0
+    current = daemon.metric("fluxd_restarter_skipped_total", reason="up-to-date") or 0.0
+    return restarted + current
+
+
+def test_one_commit_changing_a_secret_and_its_deployment_rolls_it_once(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    def files(level: str, image: str) -> dict[str, Any]:
+        web = _deployment("web", metadata={"annotations": {"reloader.stakater.com/auto": "true"}})
+        container = web["spec"]["template"]["spec"]["containers"][0]
+        container["image"] = image
+        container["envFrom"] = [{"secretRef": {"name": "web-config"}}]
+        kustomization_file = {
+            "resources": ["web.yaml"],
+            # A fixed name: the Secret changes in place, so only a restarter rolls the pods.
+            "generatorOptions": {"disableNameSuffixHash": True},
+            "secretGenerator": [{"name": "web-config", "literals": [f"LOG_LEVEL={level}"]}],
+        }
+        return {
+            "app/kustomization.yaml": yaml.safe_dump(kustomization_file),
+            "app/web.yaml": yaml.safe_dump(web),
+        }
+
+    repo, sha = _source(api, git, namespace, files("info", "nginx:1.27"))
+    kustomization(api, namespace, "app", _spec(namespace))
+    _applied(api, namespace, sha)
+    _settled(api, namespace, "web")
+    assert len(_replica_sets(api, namespace, "web")) == 1
+    handled = _restarter_outcomes(daemon)
+
+    new_sha = _push(api, git, namespace, repo, files("debug", "nginx:1.28"))
+    _applied(api, namespace, new_sha)
+    # The restarter sees the Secret change and either restarts the Deployment or finds
+    # its record current; only then is the number of rollouts final.
+    wait_for(
+        lambda: _restarter_outcomes(daemon) > handled,
+        timeout=60,
+        what="the restarter to handle the Secret change",
+    )
+    live = _settled(api, namespace, "web")
+
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
+    replica_sets = _replica_sets(api, namespace, "web")
+    assert len(replica_sets) == 2, "one commit must roll the Deployment once: " + ", ".join(
+        rs["metadata"]["name"] for rs in replica_sets
+    )
+
+    # The record is part of what fluxd applies now: a later reconcile finds no drift.
+    generation = live["metadata"]["generation"]
+    assert _reconciled(api, namespace)["status"]["lastAppliedRevision"] == f"master@sha1:{new_sha}"
+    assert api.get(_deployment_path(namespace, "web"))["metadata"]["generation"] == generation
