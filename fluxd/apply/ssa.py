@@ -274,7 +274,9 @@ class ResourceManager:
             if live is None:
                 return _Planned(obj=obj, resource=resource, action=Action.CREATED)
             taken_over = await self._take_over(resource, obj, live)
-        if not taken_over and not has_drifted(live, dry_run, ignore=self.ignore):
+        if taken_over is not None:
+            live = taken_over
+        elif not has_drifted(live, dry_run, ignore=self.ignore):
             return _Planned(obj=obj, resource=resource, action=Action.UNCHANGED)
         payload = None
         if self.ignore:
@@ -290,15 +292,15 @@ class ResourceManager:
 
     async def _take_over(
         self, resource: Resource, obj: Mapping[str, Any], live: Mapping[str, Any]
-    ) -> bool:
-        """Hand the fields of the managers Flux takes over to ours; whether anything changed."""
+    ) -> Object | None:
+        """Hand the fields of the managers Flux takes over to ours; the patched object, if any."""
         patch = cleanup_patch(obj, live, field_manager=self.field_manager, managers=self._takeover)
         if not patch:
-            return False
+            return None
         metadata = live["metadata"]
         subject = subject_of(obj)
         try:
-            await self.kube.patch(
+            return await self.kube.patch(
                 resource,
                 metadata["name"],
                 patch,
@@ -310,7 +312,6 @@ class ResourceManager:
                 f"{subject} metadata.managedFields cleanup failed ({_reason(error)}): {error}",
                 subject=subject,
             ) from error
-        return True
 
     async def _execute(self, plan: _Planned) -> None:
         assert plan.resource is not None
