@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
-from fluxd.apply.ssa import FIELD_MANAGER
+from fluxd.apply.ignore import compile_ignore_rules
+from fluxd.apply.ssa import FIELD_MANAGER, ResourceManager
 from fluxd.apply.takeover import cleanup_patch, takeover_managers
+from fluxd.kube.resources import DEPLOYMENT, Resource
+from fluxd.restarter.label_selectors import parse_label_selector
 
 ENV_A: dict[str, Any] = {
     "f:spec": {"f:containers": {'k:{"name":"web"}': {"f:env": {'k:{"name":"A"}': {}}}}}
@@ -98,3 +102,61 @@ def test_merge_policy_keeps_other_managers_fields() -> None:
     }
 
     assert cleanup_patch(merged, obj, field_manager=FIELD_MANAGER, managers=MANAGERS) == []
+
+
+class _Cluster:
+    """The few calls the applier makes, on one Deployment; dry runs echo what was sent."""
+
+    def __init__(self, live: dict[str, Any]) -> None:
+        self.live = live
+        self.applied: list[dict[str, Any]] = []
+
+    async def resource_for(self, api_version: str, kind: str) -> Resource:
+        return DEPLOYMENT
+
+    async def get_or_none(self, resource: Resource, name: str, **_: Any) -> dict[str, Any]:
+        return copy.deepcopy(self.live)
+
+    async def patch(self, resource: Resource, name: str, patch: Any, **_: Any) -> dict[str, Any]:
+        for op in patch:
+            if op["path"] == "/metadata/managedFields":
+                self.live["metadata"]["managedFields"] = op["value"]
+        return copy.deepcopy(self.live)
+
+    async def apply(
+        self, resource: Resource, body: dict[str, Any], *, dry_run: bool = False, **_: Any
+    ) -> dict[str, Any]:
+        if not dry_run:
+            self.applied.append(copy.deepcopy(body))
+        return {**copy.deepcopy(body), "status": {}}
+
+
+async def test_an_ignored_field_kubectl_applied_keeps_its_live_value_after_the_takeover() -> None:
+    replicas: dict[str, Any] = {"f:spec": {"f:replicas": {}}}
+    live: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "apps",
+            "managedFields": [entry("kubectl", "Apply", replicas)],
+        },
+        "spec": {"replicas": 5, "paused": False},
+    }
+    cluster = _Cluster(live)
+    desired: dict[str, Any] = {**copy.deepcopy(live), "spec": {"replicas": 2, "paused": True}}
+    del desired["metadata"]["managedFields"]
+    manager = ResourceManager(
+        cluster,  # type: ignore[arg-type]
+        owner_name="app",
+        owner_namespace="apps",
+        ignore=compile_ignore_rules(
+            [{"paths": ["/spec/replicas"]}], parse_selector=parse_label_selector
+        ),
+    )
+
+    await manager.apply_all_staged([desired])
+
+    # kubectl's fields are ours now: leaving replicas out would drop them, so the live value goes.
+    (applied,) = cluster.applied
+    assert applied["spec"] == {"replicas": 5, "paused": True}
