@@ -20,6 +20,7 @@ from fluxd.controllers.restarter import annotation_names, config_filter, runs_re
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.resources import NAMESPACE, Resource
+from fluxd.restarter.index import ConfigFilter
 from fluxd.restarter.stamping import Stamp, candidate_stamps, stamp
 from fluxd.restarter.strategies import RestartStrategy
 from fluxd.settings import Settings
@@ -34,7 +35,8 @@ class ConfigRecords:
         self.enabled = runs_restarter(settings)
         self.strategy = RestartStrategy(settings.reload_strategy)
         self.names = annotation_names(settings)
-        self.filter = config_filter(settings)
+        # The restarter's filters are only read (and validated) where the restarter runs.
+        self.filter = config_filter(settings) if self.enabled else ConfigFilter()
         self.auto_reload_all = settings.auto_reload_all
 
     async def stamp(self, kube: Kube, objects: Sequence[dict[str, Any]]) -> list[Stamp]:

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from fluxd.controllers.stamping import ConfigRecords
 from fluxd.restarter.configs import ConfigKind
 from fluxd.restarter.hashing import DigestAlgorithm, config_digest
 from fluxd.restarter.index import ConfigFilter
 from fluxd.restarter.stamping import candidate_stamps, stamp
 from fluxd.restarter.strategies import RestartStrategy
+from fluxd.settings import Settings, SettingsError
 from tests.unit.restarter.restarter_objects import env_of, secret, workload
 
 AUTO = {"reloader.stakater.com/auto": "true"}
@@ -104,3 +106,14 @@ def test_workloads_the_restarter_would_not_roll_this_way_are_left_alone(
     built: dict[str, Any], live_workload: dict[str, Any] | None, options: dict[str, Any]
 ) -> None:
     assert stamped(built, live_workload=live_workload, live_config=OLD, **options) is None
+
+
+def test_the_restarter_filters_are_not_read_where_the_restarter_does_not_run() -> None:
+    bad = "zone in (a"
+
+    # Where the restarter runs, its start-up refuses this; elsewhere Kustomizations still work.
+    records = ConfigRecords(Settings(restarter=False, namespace_selector=bad))
+
+    assert not records.enabled
+    with pytest.raises(SettingsError):
+        ConfigRecords(Settings(namespace_selector=bad))
