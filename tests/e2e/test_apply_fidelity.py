@@ -22,6 +22,7 @@ from testenv.cluster import Cluster, environ_for
 from testenv.gitserver import GitServer
 from tests.support.daemon import Fluxd
 from tests.support.flux import (
+    condition,
     git_repository,
     git_repository_path,
     kustomization,
@@ -56,40 +57,51 @@ def daemon(
 # -- helpers --------------------------------------------------------------------
 
 
-def _source(api: Api, git: GitServer, namespace: str, files: dict[str, Any]) -> tuple[str, str]:
+def _source(
+    api: Api, git: GitServer, namespace: str, files: dict[str, Any], *, name: str = SOURCE
+) -> tuple[str, str]:
     repo = f"apps/{uuid.uuid4().hex[:8]}.git"
     git.create_repo(repo)
     sha = git.commit(repo, files)
     git_repository(
         api,
         namespace,
-        SOURCE,
+        name,
         {"interval": "1h", "url": git.url(repo), "ref": {"branch": "master"}},
     )
     return repo, sha
 
 
-def _push(api: Api, git: GitServer, namespace: str, repo: str, files: dict[str, Any]) -> str:
+def _push(
+    api: Api,
+    git: GitServer,
+    namespace: str,
+    repo: str,
+    files: dict[str, Any],
+    *,
+    name: str = SOURCE,
+) -> str:
     sha = git.commit(repo, files)
-    request_reconcile(api, git_repository_path(namespace, SOURCE))
+    request_reconcile(api, git_repository_path(namespace, name))
     return sha
 
 
-def _spec(namespace: str, **extra: Any) -> dict[str, Any]:
+def _spec(namespace: str, *, source: str = SOURCE, **extra: Any) -> dict[str, Any]:
     return {
         "interval": "1h",
         "path": "./app",
         "prune": True,
         "targetNamespace": namespace,
-        "sourceRef": {"kind": "GitRepository", "name": SOURCE},
+        "sourceRef": {"kind": "GitRepository", "name": source},
         **extra,
     }
 
 
-def _applied(api: Api, namespace: str, sha: str) -> dict[str, Any]:
+def _applied(api: Api, namespace: str, sha: str, *, name: str = "app") -> dict[str, Any]:
     return wait_condition(
         api,
-        kustomization_path(namespace, "app"),
+        kustomization_path(namespace, name),
+        timeout=120,
         extra=lambda o: o["status"].get("lastAppliedRevision") == f"master@sha1:{sha}",
     )
 
@@ -275,3 +287,52 @@ def test_one_commit_changing_a_secret_and_its_deployment_rolls_it_once(
     generation = live["metadata"]["generation"]
     assert _reconciled(api, namespace)["status"]["lastAppliedRevision"] == f"master@sha1:{new_sha}"
     assert api.get(_deployment_path(namespace, "web"))["metadata"]["generation"] == generation
+
+
+# -- progress visibility ------------------------------------------------------------
+
+
+def test_a_dependent_moves_only_after_its_dependency_is_ready_on_the_new_revision(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    """The dependency's new revision waits for a Deployment whose scheduling the test opens."""
+    gate = f"fluxd.test/gate-{namespace}"
+    gated = _deployment("gated", nodeSelector={gate: "open"})
+
+    def configmap(name: str, value: str) -> str:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+        return yaml.safe_dump({**body, "data": {"v": value}})
+
+    repo_a, _ = _source(api, git, namespace, {"app/a.yaml": configmap("a", "1")}, name="first")
+    repo_b, sha_b = _source(api, git, namespace, {"app/b.yaml": configmap("b", "1")}, name="second")
+    kustomization(api, namespace, "a", _spec(namespace, source="first", wait=True, timeout="3m"))
+    kustomization(api, namespace, "b", _spec(namespace, source="second", dependsOn=[{"name": "a"}]))
+    _applied(api, namespace, sha_b, name="b")
+
+    new_a = _push(
+        api, git, namespace, repo_a, {"app/gated.yaml": yaml.safe_dump(gated)}, name="first"
+    )
+    progressing = wait_condition(
+        api, kustomization_path(namespace, "a"), status="Unknown", reason="Progressing"
+    )
+    reconciling = condition(progressing, "Reconciling")
+    assert reconciling is not None and reconciling["status"] == "True"
+    assert f"master@sha1:{new_a}" in reconciling["message"]
+    new_b = _push(api, git, namespace, repo_b, {"app/b.yaml": configmap("b", "2")}, name="second")
+    waiting = wait_condition(
+        api, kustomization_path(namespace, "b"), status="False", reason="DependencyNotReady"
+    )
+    assert waiting["status"]["lastAttemptedRevision"] == f"master@sha1:{sha_b}"
+
+    node = api.items("/api/v1/nodes")[0]["metadata"]["name"]
+    api.merge_patch(f"/api/v1/nodes/{node}", {"metadata": {"labels": {gate: "open"}}})
+    try:
+        moved = _applied(api, namespace, new_b, name="b")
+    finally:
+        api.merge_patch(f"/api/v1/nodes/{node}", {"metadata": {"labels": {gate: None}}})
+
+    dependency = api.get(kustomization_path(namespace, "a"))
+    assert dependency["status"]["lastAppliedRevision"] == f"master@sha1:{new_a}"
+    ready_a, ready_b = condition(dependency), condition(moved)
+    assert ready_a is not None and ready_b is not None
+    assert ready_a["lastTransitionTime"] <= ready_b["lastTransitionTime"]
