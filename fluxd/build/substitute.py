@@ -7,10 +7,10 @@ removal and replacement. ``$${var}`` is written out as a literal ``${var}`` and
 a bare ``$var`` is left alone. As in Flux, substitution only runs when the spec
 has a ``postBuild`` section and at least one variable is defined, or always with
 ``postBuild.substituteStrategy: Always`` (so ``${var:=default}`` applies with no
-variables at all); objects
-labelled or annotated ``kustomize.toolkit.fluxcd.io/substitute: disabled`` are
-left untouched. In strict mode an unset variable without a default is an error
-naming the variable and the object. Variable values never appear in messages.
+variables at all); objects labelled or annotated
+``kustomize.toolkit.fluxcd.io/substitute: disabled`` are left untouched. In
+strict mode an unset variable without a default is an error naming the
+variable and the object. Variable values never appear in messages.
 """
 
 from __future__ import annotations
