@@ -80,6 +80,7 @@ from fluxd.controllers.runtime import Controller, Reconciler
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Change, Key
+from fluxd.kube.remote import KubeConfigError, RemoteClusters
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
 from fluxd.metrics import KUSTOMIZATION_PHASE
 from fluxd.settings import Settings
@@ -149,8 +150,11 @@ class KustomizationReconciler(Reconciler):
         settings: Settings,
         artifacts: ArtifactCache,
         build_cache: BuildCache,
+        remotes: RemoteClusters | None = None,
     ) -> None:
         self.kube = kube
+        # Clients for the clusters named by spec.kubeConfig, one per Kustomization.
+        self.remotes = remotes if remotes is not None else RemoteClusters(kube)
         self.settings = settings
         self.artifacts = artifacts
         self.build_cache = build_cache
@@ -187,6 +191,7 @@ class KustomizationReconciler(Reconciler):
     def forget(self, key: Key, *, interrupt: bool = True) -> None:
         if interrupt:
             self.missing_since.pop(key, None)
+            self.remotes.discard(key)
         for members in self.by_source.values():
             members.discard(key)
         for members in self.dependents.values():
@@ -218,7 +223,6 @@ class KustomizationReconciler(Reconciler):
         metadata = obj["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         key: Key = (namespace, name)
-        spec: KustomizationSpec = obj.get("spec") or {}  # type: ignore[assignment]
         status = obj.get("status") or {}
         interrupt = anyio.Event()
         self.interrupts[key] = interrupt
@@ -229,12 +233,12 @@ class KustomizationReconciler(Reconciler):
             revision = str(artifact.get("revision", ""))
             await self._mark_progressing(obj, revision)
             attempted = {"lastAttemptedRevision": revision}
+            # The target cluster's client comes before the build, as kustomize-controller's does.
+            target = await self._kube_for(obj, attempted=attempted)
             with KUSTOMIZATION_PHASE.labels("build").time():
                 objects = await self._build(obj, artifact, attempted=attempted)
             stamp_owner(objects, name=name, namespace=namespace)
-            manager = ResourceManager(
-                self._kube_for(spec, namespace), owner_name=name, owner_namespace=namespace
-            )
+            manager = ResourceManager(target, owner_name=name, owner_namespace=namespace)
             try:
                 result = await self._apply(
                     obj,
@@ -473,11 +477,33 @@ class KustomizationReconciler(Reconciler):
                 ) from error
         return collect_variables(inline=dict(options.substitute), referenced=referenced)
 
-    def _kube_for(self, spec: Mapping[str, Any], namespace: str) -> Kube:
+    async def _kube_for(self, obj: Object, *, attempted: dict[str, Any] | None = None) -> Kube:
+        """The client objects are applied, pruned, checked and deleted through.
+
+        With ``spec.kubeConfig`` it talks to the cluster of that kubeconfig;
+        ``serviceAccountName`` is then impersonated there, in a namespace of
+        the Kustomization's name, with the kubeconfig's credentials (as Flux).
+        """
+        spec = obj.get("spec") or {}
+        metadata = obj["metadata"]
+        key: Key = (str(metadata["namespace"]), str(metadata["name"]))
+        target = self.kube
+        secret_ref = (spec.get("kubeConfig") or {}).get("secretRef")
+        if secret_ref:
+            try:
+                target = await self.remotes.kube_for(
+                    key, secret_name=str(secret_ref.get("name", "")), key=secret_ref.get("key")
+                )
+            except KubeConfigError as error:
+                raise Transient(
+                    meta.Reason.RECONCILIATION_FAILED, str(error), status=attempted
+                ) from error
+        else:
+            self.remotes.discard(key)
         account = spec.get("serviceAccountName")
         if account:
-            return self.kube.impersonating(f"system:serviceaccount:{namespace}:{account}")
-        return self.kube
+            return target.impersonating(f"system:serviceaccount:{key[0]}:{account}")
+        return target
 
     async def _apply(
         self,
@@ -663,7 +689,7 @@ class KustomizationReconciler(Reconciler):
             return
         metadata = obj["metadata"]
         manager = ResourceManager(
-            self._kube_for(spec, metadata["namespace"]),
+            await self._kube_for(obj),
             owner_name=metadata["name"],
             owner_namespace=metadata["namespace"],
         )
@@ -745,6 +771,7 @@ async def wire(
 
     controller.after_reconcile.append(became_ready)
     components.controllers.append(controller)
+    components.services["remote-clusters"] = reconciler.remotes.run
 
     sources = components.controller(GIT_REPOSITORY.kind)
     if sources is not None:
