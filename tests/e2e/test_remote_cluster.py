@@ -258,3 +258,46 @@ def test_deleting_the_kustomization_collects_the_remote_objects(
         what="the Kustomization to be finalized",
     )
     assert remote_cluster.api.get_or_none(path) is None
+
+
+def test_the_service_account_is_impersonated_in_the_remote_cluster(
+    api: Api,
+    daemon: Fluxd,
+    git: GitServer,
+    namespace: str,
+    remote_cluster: Cluster,
+    remote_namespace: str,
+) -> None:
+    _, sha = _source(api, git, namespace, {"deploy/cm.yaml": _configmap("settings")})
+    _kubeconfig_secret(api, namespace, remote_cluster)
+    kustomization(api, namespace, "tenant", _spec(namespace, serviceAccountName="deployer"))
+    user = f"system:serviceaccount:{namespace}:deployer"
+
+    # The account has no rights in the remote yet: its requests are refused there.
+    failed = wait_condition(
+        api, kustomization_path(namespace, "tenant"), status="False", timeout=30
+    )
+    assert user in condition(failed)["message"]  # type: ignore[index]
+
+    remote = remote_cluster.api
+    remote.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}},
+    )
+    remote.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "deployer-edit"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "edit",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}],
+        },
+    )
+    request_reconcile(api, kustomization_path(namespace, "tenant"))
+    _applied(api, namespace, "tenant", sha)
+    assert remote.get_or_none(_configmap_path(namespace, "settings")) is not None
