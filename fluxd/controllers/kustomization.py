@@ -481,8 +481,9 @@ class KustomizationReconciler(Reconciler):
         """The client objects are applied, pruned, checked and deleted through.
 
         With ``spec.kubeConfig`` it talks to the cluster of that kubeconfig;
-        ``serviceAccountName`` is then impersonated there, in a namespace of
-        the Kustomization's name, with the kubeconfig's credentials (as Flux).
+        ``serviceAccountName`` is then impersonated there (the account lives in
+        the remote namespace named like the Kustomization's), with the
+        kubeconfig's credentials, as Flux does.
         """
         spec = obj.get("spec") or {}
         metadata = obj["metadata"]

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import pytest
 import yaml
 
@@ -254,3 +255,21 @@ async def test_every_client_is_closed_when_the_clusters_stop(pki: Pki) -> None:
     clients = [await remotes.kube_for(("apps", name), secret_name="prod") for name in "ab"]
     await remotes.close()
     assert all(_closed(kube) for kube in clients)
+
+
+async def test_the_running_service_closes_discarded_clients_and_all_when_stopped(pki: Pki) -> None:
+    store = SecretStore()
+    remotes = RemoteClusters(cast(Kube, store))
+    text = embedded_kubeconfig(server=SERVER, ca_cert=pki.ca_cert, user={"token": "t"})
+    store.secrets[("apps", "prod")] = _secret({"value": text})
+    gone = await remotes.kube_for(("apps", "gone"), secret_name="prod")
+    kept = await remotes.kube_for(("apps", "kept"), secret_name="prod")
+    async with anyio.create_task_group() as group:
+        group.start_soon(remotes.run)
+        remotes.discard(("apps", "gone"))
+        # The service has run until it waits for the next discard.
+        await anyio.wait_all_tasks_blocked()
+        assert _closed(gone)
+        assert not _closed(kept)
+        group.cancel_scope.cancel()
+    assert _closed(kept)
