@@ -40,8 +40,9 @@ from fluxd.kube.secrets import InvalidSecretData, secret_value
 
 # The keys read when ``secretRef.key`` is not set, in this order (kustomize-controller's).
 DEFAULT_KEYS = ("value", "value.yaml")
-# kustomize-controller gives remote requests 30 s; a server that does not even accept the
-# connection is reported sooner, so a dead cluster holds a worker for seconds, not minutes.
+# kustomize-controller gives remote requests 30 s; a server that does not even complete the
+# connection (TCP and TLS handshake, both under sock_connect) is reported sooner, so a dead
+# cluster holds a worker for seconds, not minutes.
 REMOTE_TIMEOUT = aiohttp.ClientTimeout(total=30.0, sock_connect=10.0)
 
 # Credentials of a kubeconfig user that fluxd refuses, and why.

@@ -8,6 +8,7 @@ happen there; an unreachable remote is reported at once and holds nobody else up
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -215,6 +216,49 @@ def test_an_unreachable_remote_is_reported_and_holds_nobody_up(
         )
 
     wait_for(warned, what="a Warning event naming the unreachable server")
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """An address that accepts TCP connections and never answers (a hung API server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_remote_that_never_answers_is_reported_within_the_connect_timeout(
+    api: Api,
+    daemon: Fluxd,
+    git: GitServer,
+    namespace: str,
+    remote_cluster: Cluster,
+    silent_server: str,
+) -> None:
+    _source(api, git, namespace, {"deploy/cm.yaml": _configmap("settings")})
+    _kubeconfig_secret(api, namespace, remote_cluster, server=silent_server)
+    kustomization(api, namespace, "hung", _spec(namespace))
+    local_spec = _spec(namespace)
+    del local_spec["kubeConfig"]
+    kustomization(api, namespace, "local", local_spec)
+
+    # The local one does not wait for the hung remote's requests to give up.
+    local = wait_condition(api, kustomization_path(namespace, "local"), timeout=30)
+    hung = api.get(kustomization_path(namespace, "hung"))
+    assert (condition(hung) or {}).get("reason") != "ReconciliationSucceeded"
+    assert local["status"]["lastAppliedRevision"]
+
+    # Reported as a connection that timed out (bounded at 10 s for TCP and TLS), not as a
+    # request that ran out its 30 s.
+    failed = wait_condition(
+        api,
+        kustomization_path(namespace, "hung"),
+        status="False",
+        reason="ReconciliationFailed",
+        timeout=45,
+    )
+    message = condition(failed)["message"]  # type: ignore[index]
+    assert f"cannot reach the API server at {silent_server}: Connection timeout" in message
 
 
 def test_a_missing_kubeconfig_secret_is_named(
