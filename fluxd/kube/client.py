@@ -145,7 +145,7 @@ class Kube:
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise errors.Unreachable(
                 f"{method} {path}: cannot reach the API server at {self.host}: "
-                f"{error or type(error).__name__}"
+                f"{str(error) or type(error).__name__}"
             ) from error
         return response
 
