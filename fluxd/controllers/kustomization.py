@@ -36,6 +36,7 @@ from fluxd.api.kustomize import (
     timeout_seconds,
 )
 from fluxd.api.source import GIT_REPOSITORY
+from fluxd.api.support import refused_fields
 from fluxd.apply import (
     ChangeSet,
     ObjectRef,
@@ -489,7 +490,17 @@ class KustomizationReconciler(Reconciler):
         metadata = obj["metadata"]
         key: Key = (str(metadata["namespace"]), str(metadata["name"]))
         target = self.kube
-        secret_ref = (spec.get("kubeConfig") or {}).get("secretRef")
+        kube_config = spec.get("kubeConfig") or {}
+        secret_ref = kube_config.get("secretRef")
+        if kube_config and not secret_ref:
+            # The objects are in a cluster fluxd cannot reach (configMapRef is refused):
+            # never fall back to this one.
+            self.remotes.discard(key)
+            refusals = refused_fields(KUSTOMIZATION.kind, obj) or [
+                "invalid .spec.kubeConfig, neither .spec.kubeConfig.configMapRef nor "
+                ".spec.kubeConfig.secretRef is set"
+            ]
+            raise Stalled(meta.Reason.UNSUPPORTED_FIELD, "; ".join(refusals), status=attempted)
         if secret_ref:
             try:
                 target = await self.remotes.kube_for(
@@ -689,10 +700,20 @@ class KustomizationReconciler(Reconciler):
         if not delete:
             return
         metadata = obj["metadata"]
+        try:
+            target = await self._kube_for(obj)
+        except Stalled as stalled:
+            # No cluster to collect in; retrying would only keep the object from going away.
+            log.warning(
+                "skipping garbage collection for deleted Kustomization",
+                namespace=metadata["namespace"],
+                name=metadata["name"],
+                reason=stalled.message,
+                remaining=[ref.subject for ref in inventory],
+            )
+            return
         manager = ResourceManager(
-            await self._kube_for(obj),
-            owner_name=metadata["name"],
-            owner_namespace=metadata["namespace"],
+            target, owner_name=metadata["name"], owner_namespace=metadata["namespace"]
         )
         try:
             deleted = await manager.delete_stale(inventory)

@@ -10,7 +10,7 @@ import pytest
 
 from fluxd.build import BuildCache
 from fluxd.controllers.kustomization import KustomizationReconciler
-from fluxd.controllers.outcomes import Transient
+from fluxd.controllers.outcomes import Stalled, Transient
 from fluxd.kube import remote as remote_module
 from fluxd.kube.client import Kube
 from fluxd.settings import Settings
@@ -152,3 +152,18 @@ async def test_dropping_kubeconfig_from_the_spec_closes_the_remote_client(
 
     assert target is reconciler.kube
     assert remote.closed
+
+
+async def test_a_refused_kubeconfig_never_falls_back_to_this_cluster(
+    reconciler: KustomizationReconciler, local: FakeCluster
+) -> None:
+    _settings_map(local)  # same name and owner as the remote object: must be left alone
+    obj = _kustomization(kubeConfig={"configMapRef": {"name": "eks"}})
+
+    with pytest.raises(Stalled) as raised:
+        await reconciler._kube_for(obj)
+    assert raised.value.reason == "UnsupportedField"
+    assert raised.value.message.startswith("spec.kubeConfig.configMapRef is not supported")
+
+    await reconciler.finalize(obj)
+    assert local.get("ConfigMap", "apps", "settings") is not None
