@@ -52,6 +52,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         instance.stop()
 
 
+@pytest.fixture(scope="session")
+def remote_cluster(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A second control plane, the remote a Kustomization's kubeConfig names.
+
+    Started only for the tests that ask for it, after the local one; its own
+    free ports and workdir; no nodes (its tests apply objects that need none).
+    """
+    instance = Cluster(workdir=Path(tmp_path_factory.mktemp("remote-cluster")), nodes=0)
+    try:
+        instance.start()
+    except (build.BuildError, ClusterError) as error:
+        pytest.fail(f"the remote test control plane is not available: {error}", pytrace=False)
+    _timings.append(f"remote control plane started in {instance.started_in:.1f}s")
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
 @pytest.fixture
 def api(cluster: Cluster) -> Api:
     return cluster.api

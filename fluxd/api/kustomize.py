@@ -1,8 +1,8 @@
 """``kustomize.toolkit.fluxcd.io/v1`` Kustomization: Flux's field names, enums and defaults.
 
 The TypedDicts below are how code reads a Kustomization as a plain dict, and
-the source of its CRD schema.  ``decryption``, ``kubeConfig`` and the CEL
-fields are in the schema so that YAML written for Flux passes strict field
+the source of its CRD schema.  ``decryption``, ``kubeConfig.configMapRef`` and
+the CEL fields are in the schema so that YAML written for Flux passes strict field
 validation; an object that sets one is refused (``fluxd.api.support``).
 """
 
@@ -180,7 +180,7 @@ class SecretKeyReference(TypedDict):
 
 
 class KubeConfigReference(TypedDict, total=False):
-    """Kubeconfig for a remote cluster (accepted; fluxd applies to its own cluster)."""
+    """Kubeconfig for a remote cluster: a Secret holding it (configMapRef is refused)."""
 
     secretRef: SecretKeyReference
     configMapRef: LocalObjectReference
@@ -282,9 +282,7 @@ class KustomizationSpec(TypedDict):
         Annotated[Decryption, Doc("Secret decryption (not supported by fluxd: refused).")]
     ]
     kubeConfig: NotRequired[
-        Annotated[
-            KubeConfigReference, Doc("Remote cluster kubeconfig (not supported by fluxd: refused).")
-        ]
+        Annotated[KubeConfigReference, Doc("Kubeconfig of the remote cluster to apply to.")]
     ]
 
 

@@ -46,8 +46,9 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "would write ciphertext into the cluster",
         ),
         Refused(
-            "spec.kubeConfig",
-            "applying to a remote cluster is not implemented (fluxd applies to its own cluster)",
+            "spec.kubeConfig.configMapRef",
+            "it builds a kubeconfig from cloud or OIDC workload identity, which is not "
+            "available; put a kubeconfig in a Secret and use spec.kubeConfig.secretRef",
         ),
         Refused("spec.healthCheckExprs", "CEL health checks are not implemented"),
         Refused(

@@ -36,6 +36,7 @@ from fluxd.api.kustomize import (
     timeout_seconds,
 )
 from fluxd.api.source import GIT_REPOSITORY
+from fluxd.api.support import refused_fields
 from fluxd.apply import (
     ChangeSet,
     ObjectRef,
@@ -82,6 +83,7 @@ from fluxd.controllers.stamping import ConfigRecords
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Change, Key
+from fluxd.kube.remote import KubeConfigError, RemoteClusters
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
 from fluxd.metrics import KUSTOMIZATION_PHASE
 from fluxd.restarter.label_selectors import parse_label_selector
@@ -152,8 +154,11 @@ class KustomizationReconciler(Reconciler):
         settings: Settings,
         artifacts: ArtifactCache,
         build_cache: BuildCache,
+        remotes: RemoteClusters | None = None,
     ) -> None:
         self.kube = kube
+        # Clients for the clusters named by spec.kubeConfig, one per Kustomization.
+        self.remotes = remotes if remotes is not None else RemoteClusters(kube)
         self.settings = settings
         self.artifacts = artifacts
         self.build_cache = build_cache
@@ -191,6 +196,7 @@ class KustomizationReconciler(Reconciler):
     def forget(self, key: Key, *, interrupt: bool = True) -> None:
         if interrupt:
             self.missing_since.pop(key, None)
+            self.remotes.discard(key)
         for members in self.by_source.values():
             members.discard(key)
         for members in self.dependents.values():
@@ -222,7 +228,6 @@ class KustomizationReconciler(Reconciler):
         metadata = obj["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         key: Key = (namespace, name)
-        spec: KustomizationSpec = obj.get("spec") or {}  # type: ignore[assignment]
         status = obj.get("status") or {}
         interrupt = anyio.Event()
         self.interrupts[key] = interrupt
@@ -233,16 +238,18 @@ class KustomizationReconciler(Reconciler):
             revision = str(artifact.get("revision", ""))
             await self._mark_progressing(obj, revision)
             attempted = {"lastAttemptedRevision": revision}
+            # The target cluster's client comes before the build, as kustomize-controller's does.
+            target = await self._kube_for(obj, attempted=attempted)
             with KUSTOMIZATION_PHASE.labels("build").time():
                 objects = await self._build(obj, artifact, attempted=attempted)
             stamp_owner(objects, name=name, namespace=namespace)
             # Workloads carry the restarter's record of configs applied with them: one rollout.
-            await self.config_records.stamp(self._kube_for(spec, namespace), objects)
+            await self.config_records.stamp(target, objects)
             manager = ResourceManager(
-                self._kube_for(spec, namespace),
+                target,
                 owner_name=name,
                 owner_namespace=namespace,
-                ignore=_ignore_rules(spec, attempted),
+                ignore=_ignore_rules(obj.get("spec") or {}, attempted),
                 override_managers=self.settings.override_manager,
             )
             try:
@@ -483,11 +490,44 @@ class KustomizationReconciler(Reconciler):
                 ) from error
         return collect_variables(inline=dict(options.substitute), referenced=referenced)
 
-    def _kube_for(self, spec: Mapping[str, Any], namespace: str) -> Kube:
+    async def _kube_for(self, obj: Object, *, attempted: dict[str, Any] | None = None) -> Kube:
+        """The client objects are applied, pruned, checked and deleted through.
+
+        With ``spec.kubeConfig`` it talks to the cluster of that kubeconfig;
+        ``serviceAccountName`` is then impersonated there (the account lives in
+        the remote namespace named like the Kustomization's), with the
+        kubeconfig's credentials, as Flux does.
+        """
+        spec = obj.get("spec") or {}
+        metadata = obj["metadata"]
+        key: Key = (str(metadata["namespace"]), str(metadata["name"]))
+        target = self.kube
+        kube_config = spec.get("kubeConfig") or {}
+        secret_ref = kube_config.get("secretRef")
+        if kube_config and not secret_ref:
+            # The objects are in a cluster fluxd cannot reach (configMapRef is refused):
+            # never fall back to this one.
+            self.remotes.discard(key)
+            refusals = refused_fields(KUSTOMIZATION.kind, obj) or [
+                "invalid .spec.kubeConfig, neither .spec.kubeConfig.configMapRef nor "
+                ".spec.kubeConfig.secretRef is set"
+            ]
+            raise Stalled(meta.Reason.UNSUPPORTED_FIELD, "; ".join(refusals), status=attempted)
+        if secret_ref:
+            try:
+                target = await self.remotes.kube_for(
+                    key, secret_name=str(secret_ref.get("name", "")), key=secret_ref.get("key")
+                )
+            except KubeConfigError as error:
+                raise Transient(
+                    meta.Reason.RECONCILIATION_FAILED, str(error), status=attempted
+                ) from error
+        else:
+            self.remotes.discard(key)
         account = spec.get("serviceAccountName")
         if account:
-            return self.kube.impersonating(f"system:serviceaccount:{namespace}:{account}")
-        return self.kube
+            return target.impersonating(f"system:serviceaccount:{key[0]}:{account}")
+        return target
 
     async def _apply(
         self,
@@ -672,10 +712,20 @@ class KustomizationReconciler(Reconciler):
         if not delete:
             return
         metadata = obj["metadata"]
+        try:
+            target = await self._kube_for(obj)
+        except Stalled as stalled:
+            # No cluster to collect in; retrying would only keep the object from going away.
+            log.warning(
+                "skipping garbage collection for deleted Kustomization",
+                namespace=metadata["namespace"],
+                name=metadata["name"],
+                reason=stalled.message,
+                remaining=[ref.subject for ref in inventory],
+            )
+            return
         manager = ResourceManager(
-            self._kube_for(spec, metadata["namespace"]),
-            owner_name=metadata["name"],
-            owner_namespace=metadata["namespace"],
+            target, owner_name=metadata["name"], owner_namespace=metadata["namespace"]
         )
         try:
             deleted = await manager.delete_stale(inventory)
@@ -762,6 +812,7 @@ async def wire(
 
     controller.after_reconcile.append(became_ready)
     components.controllers.append(controller)
+    components.services["remote-clusters"] = reconciler.remotes.run
 
     sources = components.controller(GIT_REPOSITORY.kind)
     if sources is not None:

@@ -82,9 +82,17 @@ async def load_configuration(*, kubeconfig: str | None = None, context: str | No
 class Kube:
     """get/list/watch/create/delete/patch/apply on plain dicts."""
 
-    def __init__(self, api_client: Any, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | float = _DEFAULT_TIMEOUT,
+    ) -> None:
         self._api = api_client
         self._headers = dict(headers or {})
+        # Per-request timeout unless a call gives its own (remote clusters connect sooner).
+        self._timeout = timeout
         self._resources: dict[tuple[str, str], Resource] = {
             (r.api_version, r.kind): r for r in BUILT_IN
         }
@@ -101,7 +109,7 @@ class Kube:
 
     def impersonating(self, user: str) -> Kube:
         """The same connection acting as ``user`` (e.g. a Kustomization's ServiceAccount)."""
-        clone = Kube(self._api, headers={"Impersonate-User": user})
+        clone = Kube(self._api, headers={"Impersonate-User": user}, timeout=self._timeout)
         clone._resources = self._resources
         return clone
 
@@ -119,7 +127,7 @@ class Kube:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        timeout: aiohttp.ClientTimeout | float | None = _DEFAULT_TIMEOUT,
+        timeout: aiohttp.ClientTimeout | float | None = None,
         accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": accept, "Content-Type": content_type, **self._headers}
@@ -132,12 +140,12 @@ class Kube:
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
-                _request_timeout=timeout,
+                _request_timeout=self._timeout if timeout is None else timeout,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise errors.Unreachable(
                 f"{method} {path}: cannot reach the API server at {self.host}: "
-                f"{error or type(error).__name__}"
+                f"{str(error) or type(error).__name__}"
             ) from error
         return response
 
@@ -149,7 +157,7 @@ class Kube:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        timeout: float = _DEFAULT_TIMEOUT,
+        timeout: aiohttp.ClientTimeout | float | None = None,
         accept: str = "application/json",
     ) -> Object:
         response = await self._send(

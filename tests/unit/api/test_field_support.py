@@ -110,6 +110,12 @@ def test_the_receiver_types_said_verified_are_the_ones_verified() -> None:
             ["spec.verify"],
             id="verify",
         ),
+        pytest.param(
+            "Kustomization",
+            {"spec": {"kubeConfig": {"configMapRef": {"name": "eks"}}}},
+            ["spec.kubeConfig.configMapRef"],
+            id="kubeconfig-workload-identity",
+        ),
         pytest.param("GitRepository", {"spec": {"provider": "azure"}}, ["spec.provider"], id="az"),
         pytest.param("Receiver", {"spec": {"type": "harbor"}}, ["spec.type"], id="harbor"),
     ],
@@ -127,6 +133,11 @@ def test_a_refused_field_is_named(kind: str, obj: dict[str, Any], named: list[st
         pytest.param("Receiver", {"spec": {"type": "gitea"}}, id="gitea"),
         pytest.param("Kustomization", {"spec": {"dependsOn": [{"name": "a"}]}}, id="plain"),
         pytest.param("Kustomization", {"spec": {"healthCheckExprs": []}}, id="empty-list"),
+        pytest.param(
+            "Kustomization",
+            {"spec": {"kubeConfig": {"secretRef": {"name": "prod-kubeconfig"}}}},
+            id="kubeconfig-secret",
+        ),
     ],
 )
 def test_what_fluxd_does_is_not_refused(kind: str, obj: dict[str, Any]) -> None:
