@@ -130,7 +130,7 @@ def _kustomization_row(row: KustomizationRow, root: str) -> str:
         f"</td><td>{_e(row.source)}</td><td><code>{_e(row.path)}</code></td>"
         f'<td class="revision"><code>{_e(row.applied)}</code></td><td>{_ready(row.ready)}</td>'
         f'<td class="message">{_e(row.ready.message)}</td><td>{row.objects}</td></tr>'
-        f'<tr class="inventory"><td colspan="7"><details><summary>inventory</summary>'
+        f'<tr class="inventory"><td colspan="7"><details open><summary>inventory</summary>'
         f'<pre class="tree">{_e(tree_text(row.tree))}</pre></details></td></tr>'
     )
 
@@ -147,7 +147,7 @@ def _push_row(push: Push) -> str:
 def _restart_row(row: RestartRow) -> str:
     restart = row.restart
     configs = ", ".join(_e(config) for config in restart.configs)
-    took = format_duration(restart.seconds) if restart.seconds is not None else ""
+    took = format_duration(round(restart.seconds, 3)) if restart.seconds is not None else ""
     outcome = "restarted" if restart.succeeded else f"failed: {restart.error}"
     origins = "<br>".join(
         f"Kustomization {_e(origin.kustomization)} applied "
