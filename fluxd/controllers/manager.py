@@ -167,10 +167,11 @@ class Daemon:
         components = await self.assemble(kube, recorder, self.settings)
         journal = components.journal
         journal.carry_over(self.components.journal)
-        recorder.add_sink(journal.record_event)
-        for controller in components.controllers:
-            # A counter bump per cached change, so an open dashboard page refreshes.
-            controller.informer.add_handler(journal.on_cached_change)
+        if self.settings.dashboard_addr:
+            recorder.add_sink(journal.record_event)
+            for controller in components.controllers:
+                # A counter bump per cached change, so an open dashboard page refreshes.
+                controller.informer.add_handler(journal.on_cached_change)
         return components
 
     def dashboard_state(self) -> State:

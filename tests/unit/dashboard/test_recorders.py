@@ -104,7 +104,7 @@ class Assembly:
 
 async def test_events_are_recorded_and_a_new_term_keeps_the_history() -> None:
     assembly = Assembly()
-    daemon = Daemon(Settings(), assemble=assembly)
+    daemon = Daemon(Settings(dashboard_addr="127.0.0.1:0"), assemble=assembly)
     daemon.components = await daemon._assemble(cast(Kube, None))
     obj: dict[str, Any] = {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",

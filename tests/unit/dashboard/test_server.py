@@ -83,3 +83,23 @@ async def test_the_dashboard_has_its_own_listener_only_when_set(address: str, se
                 # The overview is on the dashboard listener and nowhere else.
                 assert (response.status == 200) is (name == "dashboard"), name
         group.cancel_scope.cancel()
+
+
+async def test_the_live_stream_follows_a_new_leadership_term() -> None:
+    journals = [Journal()]
+    dashboard = Dashboard(state=lambda: seed_state(journals[-1]), heartbeat=30, min_interval=0)
+    async with (
+        TestClient(TestServer(dashboard.app(), host="127.0.0.1")) as client,
+        client.get("/live") as response,
+    ):
+        await response.content.readuntil(b"\n\n")
+        # A new term: a fresh journal that starts from the old one's records.
+        fresh = Journal()
+        fresh.carry_over(journals[0])
+        journals.append(fresh)
+        with anyio.fail_after(5):
+            assert (await response.content.readuntil(b"\n\n")).startswith(b"event: changed")
+        fresh.record_push(receiver="flux-system/gitea", status=200, outcome="accepted")
+        with anyio.fail_after(5):
+            message = await response.content.readuntil(b"\n\n")
+        assert message == f"event: changed\ndata: {fresh.version}\n\n".encode()
