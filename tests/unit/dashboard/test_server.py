@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fluxd.dashboard import Dashboard, Journal
 from fluxd.server.app import Health, HttpServer
-from fluxd.settings import Settings
+from fluxd.settings import Settings, SettingsError, load
 from tests.unit.dashboard.dashboard_objects import seed_state
 
 Client = TestClient[web.Request, web.Application]
@@ -103,3 +103,22 @@ async def test_the_live_stream_follows_a_new_leadership_term() -> None:
         with anyio.fail_after(5):
             message = await response.content.readuntil(b"\n\n")
         assert message == f"event: changed\ndata: {fresh.version}\n\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({}, "", id="off-by-default"),
+        pytest.param({"FLUXD_DASHBOARD_ADDR": ""}, "", id="empty-is-off"),
+        pytest.param({"FLUXD_DASHBOARD_ADDR": "127.0.0.1:9333"}, "127.0.0.1:9333", id="on"),
+    ],
+)
+def test_the_dashboard_setting(environ: dict[str, str], expected: str) -> None:
+    assert load(environ=environ).dashboard_addr == expected
+
+
+def test_an_empty_address_still_switches_off_nothing_else() -> None:
+    with pytest.raises(SettingsError, match="metrics-addr"):
+        load(environ={"FLUXD_METRICS_ADDR": ""})
+    with pytest.raises(SettingsError, match="dashboard-addr"):
+        load(environ={"FLUXD_DASHBOARD_ADDR": "9333"})
