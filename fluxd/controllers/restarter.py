@@ -701,18 +701,17 @@ class Restarter:
         self, key: WorkloadKey, workload: Object, plan: RestartPlan, written: Object
     ) -> None:
         seen = self._first_seen.pop(key, None)
-        if seen is not None:
-            RESTART_LATENCY.observe(max(0.0, self.clock.now() - seen))
+        seconds = None if seen is None else max(0.0, self.clock.now() - seen)
+        if seconds is not None:
+            RESTART_LATENCY.observe(seconds)
         record_restart(
             success=True,
             namespace=key.namespace,
             workload_kind=key.kind.value,
             config_kinds=[change.kind.value for change in plan.changes],
-            seconds=None if seen is None else max(0.0, self.clock.now() - seen),
+            seconds=seconds,
         )
-        self._journal(
-            key, plan.changes, seconds=None if seen is None else max(0.0, self.clock.now() - seen)
-        )
+        self._journal(key, plan.changes, seconds=seconds)
         message = _reloaded_message(key, plan.changes)
         job = ""
         if plan.action is RestartAction.CREATE_JOB:
