@@ -129,11 +129,18 @@ VARIANTS = ("dashboard off", "dashboard on, nobody connected", "dashboard on, on
 def live_stream(url: str) -> Iterator[None]:
     """Hold the dashboard's live stream open, as an open page does, reading what it sends."""
     response = urllib.request.urlopen(f"{url}live", timeout=60)
-    reader = threading.Thread(target=lambda: all(iter(response.readline, b"")), daemon=True)
+
+    def read() -> None:
+        while response.readline():
+            pass  # heartbeats; nothing changes while idle
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         yield
     finally:
+        # The daemon has stopped by now, which ended the stream and the reader.
+        reader.join(timeout=30)
         response.close()
 
 
@@ -153,7 +160,9 @@ def idle_run(
             if variant == VARIANTS[2]:
                 stack.enter_context(live_stream(url))
             time.sleep(5)
-            return sample(daemon.process.pid, window=window, runs=1)
+            figures = sample(daemon.process.pid, window=window, runs=1)
+            assert daemon.stop() == 0, daemon.log_tail()
+        return figures
     finally:
         daemon.stop()
 

@@ -17,7 +17,7 @@ current term's caches), so nothing is computed while nobody looks.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -45,13 +45,21 @@ class Dashboard:
         self.state = state
         self.heartbeat = heartbeat
         self.min_interval = min_interval
+        # Open live streams; they never end by themselves, so shutdown ends them.
+        self._streams: set[asyncio.Task[Any]] = set()
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/", self._overview)
         app.router.add_get("/kustomizations/{namespace}/{name}", self._kustomization)
         app.router.add_get("/live", self._live)
+        app.on_shutdown.append(self._end_streams)
         return app
+
+    async def _end_streams(self, _: web.Application) -> None:
+        """Without this an open page would hold up the daemon's exit for the server's grace."""
+        for stream in list(self._streams):
+            stream.cancel()
 
     async def _overview(self, _: web.Request) -> web.Response:
         return _html(overview(self.state()))
@@ -71,6 +79,9 @@ class Dashboard:
         )
         await response.prepare(request)
         version = self.state().journal.version
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
         try:
             await response.write(b"retry: 3000\n\n")
             while True:
@@ -85,6 +96,9 @@ class Dashboard:
                 await asyncio.sleep(self.min_interval)
         except ConnectionResetError:
             pass  # the page was closed
+        finally:
+            if task is not None:
+                self._streams.discard(task)
         return response
 
 

@@ -122,3 +122,24 @@ def test_an_empty_address_still_switches_off_nothing_else() -> None:
         load(environ={"FLUXD_METRICS_ADDR": ""})
     with pytest.raises(SettingsError, match="dashboard-addr"):
         load(environ={"FLUXD_DASHBOARD_ADDR": "9333"})
+
+
+async def test_an_open_page_does_not_hold_up_the_daemon_stopping() -> None:
+    settings = Settings(
+        metrics_addr="127.0.0.1:0",
+        webhook_addr="127.0.0.1:0",
+        storage_addr="127.0.0.1:0",
+        dashboard_addr="127.0.0.1:0",
+    )
+    dashboard = Dashboard(state=lambda: seed_state(), heartbeat=30).app()
+    server = HttpServer(settings=settings, health=Health(), dashboard=dashboard)
+    async with ClientSession() as session:
+        # aiohttp would otherwise wait for the open stream for its 60 s shutdown grace.
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                await group.start(server.run)
+                host, port = server.bound["dashboard"]
+                live = await session.get(f"http://{host}:{port}/live")
+                assert await live.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+                group.cancel_scope.cancel()
+        live.close()
