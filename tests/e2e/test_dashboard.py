@@ -314,4 +314,5 @@ async def test_the_dashboard_shows_a_push_its_revision_tree_and_restart(
     for other in (daemon.webhook_url, daemon.metrics_url):
         with pytest.raises(urllib.error.HTTPError) as refused:
             fetch(f"{other}/")
+        refused.value.close()
         assert refused.value.code == 404
