@@ -68,6 +68,13 @@ SETTINGS: tuple[Setting, ...] = (
     # HTTP
     Setting("webhook-addr", "addr", ":9292", "address of the receivers (the only public port)"),
     Setting("metrics-addr", "addr", ":8080", "address of /metrics, /healthz and /readyz"),
+    Setting(
+        "dashboard-addr",
+        "addr",
+        "",
+        "address of the read-only dashboard (its own listener, never the webhook port); "
+        "empty: off. 127.0.0.1:9333 serves it to kubectl port-forward only",
+    ),
     Setting("webhook-body-limit", "int", 1048576, "largest webhook body accepted, in bytes"),
     Setting(
         "receiver-coalesce-window",
@@ -287,6 +294,7 @@ class Settings:
     watch_label_selector: str = ""
     webhook_addr: str = ":9292"
     metrics_addr: str = ":8080"
+    dashboard_addr: str = ""
     webhook_body_limit: int = 1048576
     receiver_coalesce_window: float = 2.0
     gitrepository_concurrency: int = 4
@@ -513,6 +521,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             return parse_duration(str(value))
         if setting.kind == "addr":
             text = str(value)
+            if not text and setting.default == "":
+                return text  # an optional listener, switched off
             match = _ADDR.match(text)
             if not match or not 0 <= int(match["port"]) <= 65535:
                 raise ValueError(value)

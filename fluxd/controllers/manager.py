@@ -12,6 +12,9 @@ object and every object is reconciled again, whatever the previous term was
 doing when it was cancelled. Flux's controllers get the same effect by
 exiting; rebuilding keeps the pod (and its artifacts) and skips a restart.
 
+The dashboard's journal (recent pushes, restarts, Events) is history, not
+state: a new term's journal starts from the previous one's records.
+
 On SIGTERM/SIGINT the work queues stop taking keys, in-flight reconciles get
 ``shutdown-grace`` seconds to finish, the lease is released, and the process
 exits 0.
@@ -25,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
@@ -32,6 +36,7 @@ from aiohttp import web
 
 from fluxd.aio import Backoff, LeaderElector, supervise, wait_for_stop_signal
 from fluxd.controllers.runtime import Controller
+from fluxd.dashboard import Dashboard, Journal, State
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder
@@ -53,6 +58,8 @@ class Components:
     services: dict[str, Service] = field(default_factory=dict)
     webhook: WebhookHandler | None = None
     artifacts: ArtifactResolver | None = None
+    #: What the dashboard shows besides the caches; the parts that act record into it.
+    journal: Journal = field(default_factory=Journal)
 
     def controller(self, kind: str) -> Controller | None:
         """The controller of ``kind`` (e.g. "GitRepository"), so other parts can hook into it."""
@@ -80,6 +87,7 @@ class Daemon:
         self.elector: LeaderElector | None = None
         #: Leadership terms begun so far (each runs freshly assembled components).
         self.terms = 0
+        self.leading = False
         self._kube: Kube | None = None
 
     async def run(self) -> int:
@@ -97,6 +105,9 @@ class Daemon:
                 health=self.health,
                 webhook=self._webhook,
                 artifacts=self._artifact,
+                dashboard=Dashboard(state=self.dashboard_state).app()
+                if settings.dashboard_addr
+                else None,
             )
             async with anyio.create_task_group() as group:
                 await group.start(self.server.run)
@@ -153,7 +164,31 @@ class Daemon:
             # Flux writes event metadata as annotations prefixed with the object's API group.
             annotation_prefix=lambda ref: str(ref.get("apiVersion", "")).split("/")[0],
         )
-        return await self.assemble(kube, recorder, self.settings)
+        components = await self.assemble(kube, recorder, self.settings)
+        journal = components.journal
+        journal.carry_over(self.components.journal)
+        if self.settings.dashboard_addr:
+            recorder.add_sink(journal.record_event)
+            for controller in components.controllers:
+                # A counter bump per cached change, so an open dashboard page refreshes.
+                controller.informer.add_handler(journal.on_cached_change)
+        return components
+
+    def dashboard_state(self) -> State:
+        """What the dashboard shows now: the current term's caches and journal."""
+        components = self.components
+
+        def cached(kind: str) -> list[dict[str, Any]]:
+            controller = components.controller(kind)
+            return list(controller.informer.values()) if controller is not None else []
+
+        return State(
+            identity=self.identity,
+            leading=self.leading,
+            sources=cached("GitRepository"),
+            kustomizations=cached("Kustomization"),
+            journal=components.journal,
+        )
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         handler = self.components.webhook
@@ -172,6 +207,8 @@ class Daemon:
             # its informers would report only what changed, its registries were cleared.
             self.components = await self._assemble(self._kube)
         self.terms += 1
+        self.leading = True
+        self.components.journal.touch()
         LEADER.set(1)
         log.info("running controllers", identity=self.identity, term=self.terms)
         try:
@@ -194,6 +231,8 @@ class Daemon:
                 # Lead until cancelled (leadership lost or shutdown), even with nothing to run.
                 await anyio.sleep_forever()
         finally:
+            self.leading = False
+            self.components.journal.touch()
             LEADER.set(0)
 
     @staticmethod

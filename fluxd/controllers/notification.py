@@ -486,6 +486,7 @@ async def wire(
             no_cross_namespace_refs=settings.no_cross_namespace_refs,
         ),
         body_limit=settings.webhook_body_limit,
+        observer=components.journal.record_push,
     )
     registry = NotificationRegistry(kube=kube, recorder=recorder)
     dispatcher = AlertDispatcher(

@@ -54,6 +54,7 @@ import structlog
 
 from fluxd.aio import Backoff, Batch, Clock, Coalescer, SystemClock, supervise
 from fluxd.controllers.manager import Components
+from fluxd.dashboard import ConfigRef, Journal
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.client import PatchType as KubePatchType
@@ -157,9 +158,11 @@ class Restarter:
         settings: Settings,
         names: RestarterAnnotations = DEFAULT_ANNOTATIONS,
         clock: Clock | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.kube = kube
         self.recorder = recorder
+        self.journal = journal
         self.names = names
         self.clock: Clock = clock or SystemClock()
         self.strategy = RestartStrategy(settings.reload_strategy)
@@ -698,15 +701,17 @@ class Restarter:
         self, key: WorkloadKey, workload: Object, plan: RestartPlan, written: Object
     ) -> None:
         seen = self._first_seen.pop(key, None)
-        if seen is not None:
-            RESTART_LATENCY.observe(max(0.0, self.clock.now() - seen))
+        seconds = None if seen is None else max(0.0, self.clock.now() - seen)
+        if seconds is not None:
+            RESTART_LATENCY.observe(seconds)
         record_restart(
             success=True,
             namespace=key.namespace,
             workload_kind=key.kind.value,
             config_kinds=[change.kind.value for change in plan.changes],
-            seconds=None if seen is None else max(0.0, self.clock.now() - seen),
+            seconds=seconds,
         )
+        self._journal(key, plan.changes, seconds=seconds)
         message = _reloaded_message(key, plan.changes)
         job = ""
         if plan.action is RestartAction.CREATE_JOB:
@@ -744,6 +749,7 @@ class Restarter:
             config_kinds=[change.kind.value for change in changes],
             seconds=None if seen is None else max(0.0, self.clock.now() - seen),
         )
+        self._journal(key, changes, error=str(error))
         message = (
             f"Update for '{key.name}' of type '{key.kind}' in namespace '{key.namespace}' "
             f"failed with error {error}"
@@ -759,6 +765,28 @@ class Restarter:
         regarding = workload or _reference_object(key, self.workload_resources[key.kind])
         await self.recorder.record(
             regarding, type_="Warning", reason=RELOAD_FAILED, message=message, action=EVENT_ACTION
+        )
+
+    def _journal(
+        self,
+        key: WorkloadKey,
+        changes: Sequence[ConfigChange],
+        *,
+        seconds: float | None = None,
+        error: str = "",
+    ) -> None:
+        if self.journal is None:
+            return
+        self.journal.record_restart(
+            workload_kind=key.kind.value,
+            namespace=key.namespace,
+            name=key.name,
+            configs=[
+                ConfigRef(change.kind.value, change.namespace, change.name) for change in changes
+            ],
+            succeeded=not error,
+            seconds=seconds,
+            error=error,
         )
 
     # -- resync -------------------------------------------------------------------
@@ -933,7 +961,11 @@ async def wire(
             )
         return
     restarter = Restarter(
-        kube=kube, recorder=recorder, settings=settings, names=annotation_names(settings)
+        kube=kube,
+        recorder=recorder,
+        settings=settings,
+        names=annotation_names(settings),
+        journal=components.journal,
     )
     components.services["restarter"] = restarter.run
 

@@ -7,7 +7,11 @@
 - storage address (default ``127.0.0.1:9090``): artifact downloads
   (``/gitrepository/<ns>/<name>/<file>``). fluxd reads its artifacts from
   disk, and those of a private repository hold its secrets, so by default
-  nothing outside the pod can download them.
+  nothing outside the pod can download them;
+- dashboard address (``dashboard-addr``, empty by default: not served): the
+  read-only dashboard (``fluxd.dashboard``), given here as a ready-made
+  application. It has its own listener so that neither the public webhook port
+  nor the metrics port every scraper reaches shows the cluster's inventory.
 
 All run on every replica, leader or not.
 """
@@ -58,11 +62,13 @@ class HttpServer:
         health: Health,
         webhook: WebhookHandler | None = None,
         artifacts: ArtifactResolver | None = None,
+        dashboard: web.Application | None = None,
     ) -> None:
         self.settings = settings
         self.health = health
         self.webhook = webhook
         self.artifacts = artifacts
+        self.dashboard = dashboard
         self.bound: dict[str, tuple[str, int]] = {}
 
     def metrics_app(self) -> web.Application:
@@ -112,12 +118,15 @@ class HttpServer:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         runners: list[web.AppRunner] = []
+        servers = [
+            ("metrics", self.metrics_app(), self.settings.metrics_addr),
+            ("webhook", self.webhook_app(), self.settings.webhook_addr),
+            ("storage", self.storage_app(), self.settings.storage_addr),
+        ]
+        if self.dashboard is not None and self.settings.dashboard_addr:
+            servers.append(("dashboard", self.dashboard, self.settings.dashboard_addr))
         try:
-            for name, app, addr in (
-                ("metrics", self.metrics_app(), self.settings.metrics_addr),
-                ("webhook", self.webhook_app(), self.settings.webhook_addr),
-                ("storage", self.storage_app(), self.settings.storage_addr),
-            ):
+            for name, app, addr in servers:
                 runner = web.AppRunner(app, access_log=None, handle_signals=False)
                 await runner.setup()
                 runners.append(runner)

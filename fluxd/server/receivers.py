@@ -98,6 +98,12 @@ ReconcileTrigger = Callable[[ReceiverEntry], Awaitable[bool]]
 """Requests a reconcile of the Receiver's resources; False when an API write failed."""
 
 
+class DeliveryObserver(Protocol):
+    """Hears the answer to every delivery (the dashboard's ring of recent pushes)."""
+
+    def __call__(self, *, receiver: str, status: int, outcome: str, event: str) -> None: ...
+
+
 class PayloadTooLarge(Exception):
     """The request body is larger than the limit."""
 
@@ -106,13 +112,33 @@ class ReceiverWebhook:
     """The aiohttp handler for ``/hook/{digest}`` (``Components.webhook``)."""
 
     def __init__(
-        self, *, directory: ReceiverDirectory, trigger: ReconcileTrigger, body_limit: int
+        self,
+        *,
+        directory: ReceiverDirectory,
+        trigger: ReconcileTrigger,
+        body_limit: int,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self.directory = directory
         self.trigger = trigger
         self.body_limit = body_limit
+        self.observer = observer
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        heard: dict[str, str] = {}
+        response = await self._answer_delivery(request, heard)
+        if self.observer is not None:
+            self.observer(
+                receiver=heard.get("receiver", ""),
+                status=response.status,
+                outcome=response.outcome.value if isinstance(response, _Answer) else "",
+                event=heard.get("event", ""),
+            )
+        return response
+
+    async def _answer_delivery(
+        self, request: web.Request, heard: dict[str, str]
+    ) -> web.StreamResponse:
         if request.method != "POST":
             return _answer(405, WebhookOutcome.METHOD_NOT_ALLOWED, headers={"Allow": "POST"})
         path = request.path
@@ -120,7 +146,8 @@ class ReceiverWebhook:
         if entry is None:
             log.debug("webhook for an unknown path", path=path)
             return _answer(404, WebhookOutcome.NOT_FOUND)
-        bound = log.bind(receiver=f"{entry.namespace}/{entry.name}")
+        heard["receiver"] = f"{entry.namespace}/{entry.name}"
+        bound = log.bind(receiver=heard["receiver"])
         if entry.suspended or not entry.ready:
             bound.warning(
                 "webhook refused: the receiver is "
@@ -134,6 +161,7 @@ class ReceiverWebhook:
             return _answer(413, WebhookOutcome.TOO_LARGE)
         headers = {key: value for key, value in request.headers.items()}
         verdict = verify_receiver_request(entry.spec, headers=headers, body=body, token=entry.token)
+        heard["event"] = verdict.event or ""
         if not verdict.accepted:
             bound.warning(
                 "webhook refused",
@@ -195,4 +223,12 @@ def _answer(
     status: int, outcome: WebhookOutcome, *, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     WEBHOOKS.labels(outcome.value).inc()
-    return web.Response(status=status, headers=dict(headers or {}))
+    return _Answer(status, outcome, headers=dict(headers or {}))
+
+
+class _Answer(web.Response):
+    """A bare-status answer that remembers its outcome for the observer."""
+
+    def __init__(self, status: int, outcome: WebhookOutcome, *, headers: Mapping[str, str]) -> None:
+        super().__init__(status=status, headers=dict(headers))
+        self.outcome = outcome
