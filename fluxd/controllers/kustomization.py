@@ -326,12 +326,13 @@ class KustomizationReconciler(Reconciler):
             message=f"Fetching manifests for revision {revision} with a timeout of {timeout}",
             observed_generation=generation,
         )
-        await self.kube.patch_status(
+        written = await self.kube.patch_status(
             self.resource,
             str(metadata["name"]),
             {"conditions": conditions},
             namespace=str(metadata["namespace"]),
         )
+        self.wrote(written)
         # The final patch is computed from (and compared with) what is on the server now.
         obj["status"] = {**status, "conditions": conditions}
 

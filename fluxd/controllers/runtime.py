@@ -93,6 +93,14 @@ class Reconciler(ABC):
         """The object is gone: drop whatever is cached for it."""
         return None
 
+    #: Set by the Controller, which reads objects from its informer's cache.
+    write_observer: Callable[[Object], None] | None = None
+
+    def wrote(self, written: Object) -> None:
+        """Tell the Controller of a write of this kind's object made outside the skeleton."""
+        if self.write_observer is not None:
+            self.write_observer(written)
+
 
 class Controller:
     """Informer → work queue → reconciler, for one kind."""
@@ -119,6 +127,7 @@ class Controller:
             label_selector=settings.watch_label_selector or None,
         )
         self.informer.add_handler(self._on_change)
+        reconciler.write_observer = self.informer.expect_version
         self.queue: WorkQueue[Key] = WorkQueue(
             reconciler.resource.kind.lower(),
             concurrency=self._concurrency(settings),
@@ -175,14 +184,19 @@ class Controller:
         bound = log.bind(
             kind=self.kind, namespace=namespace, name=name, reconcile_id=uuid.uuid4().hex[:12]
         )
-        try:
-            obj = await self.kube.get(self.resource, name, namespace=namespace or None)
-        except kube_errors.NotFound:
-            self.reconciler.forget(key)
-            return Result.stop()
-        except kube_errors.KubeError as error:
-            bound.warning("cannot read object", error=str(error))
-            return Result.retry()
+        cached = self.informer.current(namespace, name)
+        if cached is not None:
+            obj = cached
+        else:
+            try:
+                obj = await self.kube.get(self.resource, name, namespace=namespace or None)
+            except kube_errors.NotFound:
+                self.reconciler.forget(key)
+                return Result.stop()
+            except kube_errors.KubeError as error:
+                bound.warning("cannot read object", error=str(error))
+                return Result.retry()
+            self.informer.settle(obj)
         obj.setdefault("apiVersion", self.resource.api_version)
         obj.setdefault("kind", self.kind)
         metadata = obj["metadata"]
@@ -209,7 +223,7 @@ class Controller:
         if finalizer and finalizer not in finalizers:
             try:
                 # The whole list is replaced, so only against the version it was read from.
-                await self.kube.patch(
+                written = await self.kube.patch(
                     self.resource,
                     name,
                     {
@@ -224,6 +238,7 @@ class Controller:
             except kube_errors.KubeError as error:
                 bound.warning("cannot add finalizer", error=str(error))
                 return Result.retry()
+            self.informer.expect_version(written)
 
         suspended = bool(obj.get("spec", {}).get("suspend"))
         SUSPEND_STATUS.labels(self.kind, name, namespace).set(1 if suspended else 0)
@@ -258,7 +273,7 @@ class Controller:
         status = self._status_after(obj, outcome)
         if not _status_unchanged(obj.get("status") or {}, status):
             try:
-                await self.kube.patch_status(
+                written = await self.kube.patch_status(
                     self.resource, name, status, namespace=namespace or None
                 )
             except kube_errors.NotFound:
@@ -266,6 +281,7 @@ class Controller:
             except kube_errors.KubeError as error:
                 bound.warning("cannot write status", error=str(error))
                 return Result.retry()
+            self.informer.expect_version(written)
         self._record_condition_metrics(key, status)
         await self._emit(obj, outcome, bound)
         new_obj = {**obj, "status": {**obj.get("status", {}), **status}}

@@ -16,6 +16,7 @@ loop back between them so webhooks, probes and other watches are not starved.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -97,6 +98,8 @@ class Informer:
         self._listed: set[str | None] = set()
         # Last resourceVersion seen per stream; None means "list first".
         self._versions: dict[str | None, str | None] = {}
+        # Versions our own writes produced that the watch has not brought yet.
+        self._awaited: dict[Key, str] = {}
 
     @property
     def namespace(self) -> str | None:
@@ -110,6 +113,39 @@ class Informer:
 
     def values(self) -> Iterable[Object]:
         return self.store.values()
+
+    def expect_version(self, written: Object) -> None:
+        """Our own write made ``written``: the cache is behind for it until the watch brings it."""
+        version = _version(written)
+        if version:
+            self._awaited[key_of(written)] = version
+
+    def current(self, namespace: str, name: str) -> Object | None:
+        """A private copy of the cached object, when the cache is known to hold its latest version.
+
+        ``None`` when the cache cannot say (not synced yet, one of our own
+        writes not seen yet, or the object is not cached): the caller reads
+        the API server instead. Reconciling from the cache, as Flux's
+        controllers do, spares one GET per reconcile; waiting for our own
+        writes keeps a reconcile from starting on a status older than the one
+        it wrote itself (an inventory to prune from, a progress condition).
+        """
+        key = (namespace, name)
+        if not self.synced.is_set() or key in self._awaited:
+            return None
+        cached = self.store.get(key)
+        return copy.deepcopy(cached) if cached is not None else None
+
+    def settle(self, live: Object) -> None:
+        """A live read agrees with the cache: stop waiting for an older write of ours."""
+        key = key_of(live)
+        cached = self.store.get(key)
+        if cached is not None and _version(cached) == _version(live):
+            self._awaited.pop(key, None)
+
+    def _seen(self, key: Key, version: str) -> None:
+        if self._awaited.get(key) == version:
+            del self._awaited[key]
 
     @property
     def name(self) -> str:
@@ -181,6 +217,10 @@ class Informer:
         for key in previous:
             del self.store[key]
         self.store.update(fresh)
+        for key, obj in fresh.items():
+            self._seen(key, _version(obj))
+        for key in previous.keys() - fresh.keys():
+            self._awaited.pop(key, None)
         # Tell handlers what changed while we were not watching: new, changed, and gone.
         for index, (key, obj) in enumerate(fresh.items(), 1):
             old = previous.get(key)
@@ -223,9 +263,11 @@ class Informer:
             old = self.store.get(key)
             if kind == Change.DELETED:
                 self.store.pop(key, None)
+                self._awaited.pop(key, None)
                 await self._notify(Change.DELETED, slim, old)
             else:
                 self.store[key] = slim
+                self._seen(key, seen)
                 await self._notify(Change.ADDED if old is None else Change.MODIFIED, slim, old)
             if seen:
                 self._versions[namespace] = seen

@@ -160,3 +160,24 @@ async def test_a_large_list_gives_the_loop_back_while_it_is_processed() -> None:
     assert len(informer.store) == 2000
     # Some objects were transformed after the other task had its turn, not all before it.
     assert seen_while_listing[-1], "the whole list was processed without yielding to the loop"
+
+
+async def test_the_cache_answers_for_an_object_only_once_the_watch_brought_our_own_write() -> None:
+    kube = ScriptedKube()
+    kube.lists[None] = [([_obj("a", "w", "1")], "10")]
+    kube.watches[None] = [None]
+    informer = Informer(kube, SECRET)  # type: ignore[arg-type]
+    assert informer.current("a", "w") is None  # not synced: nobody can say
+    await _run_until(informer, lambda s: len(s) >= 1)
+    assert informer.current("a", "w") == _obj("a", "w", "1")
+    assert informer.current("a", "gone") is None
+
+    informer.expect_version(_obj("a", "w", "2"))
+    assert informer.current("a", "w") is None  # our write is newer than the cache
+    informer.settle(_obj("a", "w", "2"))  # a live read newer than the cache settles nothing
+    assert informer.current("a", "w") is None
+
+    kube.lists[None] = [([_obj("a", "w", "2")], "11")]
+    kube.watches[None] = [None]
+    await _run_until(informer, lambda s: len(s) >= 1)
+    assert informer.current("a", "w") == _obj("a", "w", "2")

@@ -345,3 +345,50 @@ async def test_a_deferred_reconcile_leaves_the_status_as_it_was(
     assert api.stored()["status"] == {"conditions": [READY], "observedGeneration": 1}
     assert result.outcome is Outcome.DONE and result.requeue_after == 1.0
     assert cast(QuietRecorder, controller.recorder).reasons == []
+
+
+def _cache(controller: Controller, obj: Object) -> None:
+    """What the informer holds once it has listed (or watched) ``obj``."""
+    controller.informer.store[KEY] = copy.deepcopy(obj)
+    controller.informer.synced.set()
+
+
+async def test_a_reconcile_reads_the_synced_cache_not_the_api_server(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    obj = widget(finalizers=[meta.FINALIZER])
+    api.put(obj)
+    _cache(controller, obj)
+    reads: list[str] = []
+    live_get = api.get
+
+    async def counting_get(
+        resource: Resource, name: str, *, namespace: str | None = None
+    ) -> Object:
+        reads.append(name)
+        return await live_get(resource, name, namespace=namespace)
+
+    api.get = counting_get  # type: ignore[method-assign]
+
+    await controller.run_one(KEY)
+
+    assert reads == []
+    assert len(reconciler.reconciled) == 1
+    # The reconciler got a copy: what it changes never leaks into the cache.
+    reconciler.reconciled[0]["spec"]["interval"] = "1h"
+    assert controller.informer.store[KEY]["spec"]["interval"] == "5m"
+
+
+async def test_after_its_own_status_write_a_reconcile_never_starts_from_the_older_cache(
+    api: FakeApi, reconciler: ScriptedReconciler, controller: Controller
+) -> None:
+    obj = widget(finalizers=[meta.FINALIZER])
+    api.put(obj)
+    _cache(controller, obj)
+    await controller.run_one(KEY)
+    assert api.stored()["status"]["seen"] is True
+    # The watch has not brought the status write yet: the cache still has the old object.
+
+    await controller.run_one(KEY)
+
+    assert reconciler.reconciled[1].get("status", {}).get("seen") is True
