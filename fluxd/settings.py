@@ -116,6 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
         "StrictPostBuildSubstitutions feature gate); off, it becomes empty as in Flux",
     ),
     Setting("build-cache-size", "int", 256, "cached builds kept in memory"),
+    Setting(
+        "additive-cel-dependency-check",
+        "bool",
+        False,
+        "with a dependsOn readyExpr, also require the built-in readiness check (Flux's "
+        "AdditiveCELDependencyCheck feature gate); off, the expression alone decides as in Flux",
+    ),
     # notifications
     Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
     Setting(
@@ -300,6 +307,7 @@ class Settings:
     no_cross_namespace_refs: bool = False
     strict_post_build_substitutions: bool = False
     build_cache_size: int = 256
+    additive_cel_dependency_check: bool = False
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0
     restarter: bool = True

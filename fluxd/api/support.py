@@ -49,8 +49,6 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "spec.kubeConfig",
             "applying to a remote cluster is not implemented (fluxd applies to its own cluster)",
         ),
-        Refused("spec.healthCheckExprs", "CEL health checks are not implemented"),
-        Refused("spec.dependsOn[].readyExpr", "CEL readiness expressions are not implemented"),
     ),
     "GitRepository": (
         Refused(

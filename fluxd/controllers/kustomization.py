@@ -45,6 +45,13 @@ from fluxd.apply import (
     stale_objects,
     stamp_owner,
 )
+from fluxd.apply.cel import (
+    EvaluationError,
+    ExpressionError,
+    HealthCheckExprs,
+    dependency_ready,
+    ready_expression,
+)
 from fluxd.apply.changeset import Action
 from fluxd.apply.inventory import InventoryError
 from fluxd.apply.ssa import (
@@ -89,6 +96,8 @@ log = structlog.get_logger("fluxd.controllers.kustomization")
 
 HEALTHY = "Healthy"
 ACCESS_DENIED = "AccessDenied"
+# kustomize-controller's prefix for configuration errors that no retry can fix.
+TERMINAL_ERROR_MESSAGE = "Reconciliation failed terminally due to configuration error"
 # How often a health wait polls the objects it waits for.
 HEALTH_POLL_SECONDS = 2.0
 # Outcomes after the build that status.history records, as kustomize-controller does.
@@ -220,6 +229,7 @@ class KustomizationReconciler(Reconciler):
         key: Key = (namespace, name)
         spec: KustomizationSpec = obj.get("spec") or {}  # type: ignore[assignment]
         status = obj.get("status") or {}
+        exprs = _health_check_exprs(spec)
         interrupt = anyio.Event()
         self.interrupts[key] = interrupt
         try:
@@ -244,6 +254,7 @@ class KustomizationReconciler(Reconciler):
                     interrupt=interrupt,
                     started=started,
                     previous=status,
+                    exprs=exprs,
                 )
             except ReconcileFailure as failure:
                 if failure.reason in _HISTORY_FAILURES:
@@ -354,30 +365,34 @@ class KustomizationReconciler(Reconciler):
         return dict(artifact)
 
     async def _check_dependencies(self, obj: Object, artifact: Mapping[str, Any]) -> None:
+        """Wait until every dependency is ready, as kustomize-controller's checkDependencies.
+
+        A ``readyExpr`` decides for its dependency; the built-in check (Ready,
+        observed generation, revision) then runs only with the
+        ``additive-cel-dependency-check`` setting (Flux's feature gate).
+        """
         own_source = source_key(obj)
         retry = self.settings.requeue_dependency
-        for dep_namespace, dep_name in dependency_keys(obj):
+        namespace = obj["metadata"]["namespace"]
+        for entry in (obj.get("spec") or {}).get("dependsOn") or []:
+            dep_namespace = str(entry.get("namespace") or namespace)
+            dep_name = str(entry.get("name", ""))
             reference = f"{dep_namespace}/{dep_name}"
             dependency = await self.kube.get_or_none(
                 self.resource, dep_name, namespace=dep_namespace
             )
+            ready_expr = str(entry.get("readyExpr") or "")
             problem: str | None = None
             if dependency is None:
                 problem = f"dependency '{reference}' not found"
-            else:
-                dep_status = dependency.get("status") or {}
-                generation = dependency.get("metadata", {}).get("generation")
-                if dep_status.get("observedGeneration") != generation or not meta.object_is_ready(
-                    dependency
-                ):
-                    problem = f"dependency '{reference}' is not ready"
-                elif dep_status.get("lastAppliedRevision") != dep_status.get(
-                    "lastAttemptedRevision"
-                ) or (
-                    source_key(dependency) == own_source
-                    and dep_status.get("lastAppliedRevision") != artifact.get("revision")
-                ):
-                    problem = f"dependency '{reference}' revision is not up to date"
+            elif ready_expr:
+                problem = _ready_expr_problem(ready_expr, obj, dependency, reference)
+            if (
+                problem is None
+                and dependency is not None
+                and (not ready_expr or self.settings.additive_cel_dependency_check)
+            ):
+                problem = _built_in_problem(dependency, reference, own_source, artifact)
             if problem is not None:
                 raise Waiting(
                     meta.Reason.DEPENDENCY_NOT_READY,
@@ -489,6 +504,7 @@ class KustomizationReconciler(Reconciler):
         interrupt: anyio.Event,
         started: float,
         previous: Mapping[str, Any],
+        exprs: HealthCheckExprs,
     ) -> Reconciled:
         spec = obj.get("spec") or {}
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -562,6 +578,7 @@ class KustomizationReconciler(Reconciler):
             events=events,
             interrupt=interrupt,
             revision=revision,
+            exprs=exprs,
         )
         status["lastAppliedRevision"] = revision
         message = f"Applied revision: {revision}"
@@ -594,6 +611,7 @@ class KustomizationReconciler(Reconciler):
         events: list[EventNote],
         interrupt: anyio.Event,
         revision: str,
+        exprs: HealthCheckExprs,
     ) -> ConditionUpdate:
         spec = obj.get("spec") or {}
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -616,7 +634,11 @@ class KustomizationReconciler(Reconciler):
         try:
             with KUSTOMIZATION_PHASE.labels("health").time():
                 await manager.wait_for_ready(
-                    refs, timeout=timeout, interval=HEALTH_POLL_SECONDS, interrupt=interrupt
+                    refs,
+                    timeout=timeout,
+                    interval=HEALTH_POLL_SECONDS,
+                    interrupt=interrupt,
+                    exprs=exprs,
                 )
         except WaitInterrupted:
             raise Waiting(
@@ -687,6 +709,51 @@ class KustomizationReconciler(Reconciler):
                     name=metadata["name"],
                     remaining=[ref.subject for ref in left],
                 )
+
+
+def _health_check_exprs(spec: Mapping[str, Any]) -> HealthCheckExprs:
+    try:
+        return HealthCheckExprs.from_spec(spec.get("healthCheckExprs"))
+    except ExpressionError as error:
+        raise Stalled(
+            meta.Reason.INVALID_CEL_EXPRESSION, f"{TERMINAL_ERROR_MESSAGE}: {error}"
+        ) from error
+
+
+def _ready_expr_problem(source: str, obj: Object, dependency: Object, reference: str) -> str | None:
+    """Why ``readyExpr`` holds the dependent back, or None when it is true."""
+    name = dependency["metadata"]["name"]
+    try:
+        expression = ready_expression(source)
+        if dependency_ready(expression, self_obj=obj, dep=dependency):
+            return None
+    except ExpressionError as error:
+        raise Stalled(
+            meta.Reason.INVALID_CEL_EXPRESSION,
+            f"{TERMINAL_ERROR_MESSAGE}: failed to evaluate dependency {name}: {error}",
+        ) from error
+    except EvaluationError as error:
+        return str(error)
+    return f"dependency '{reference}' is not ready according to readyExpr eval"
+
+
+def _built_in_problem(
+    dependency: Object,
+    reference: str,
+    own_source: tuple[str, str, str],
+    artifact: Mapping[str, Any],
+) -> str | None:
+    """Why the dependency is not ready by Flux's own rules, or None when it is."""
+    dep_status = dependency.get("status") or {}
+    generation = dependency.get("metadata", {}).get("generation")
+    if dep_status.get("observedGeneration") != generation or not meta.object_is_ready(dependency):
+        return f"dependency '{reference}' is not ready"
+    if dep_status.get("lastAppliedRevision") != dep_status.get("lastAttemptedRevision") or (
+        source_key(dependency) == own_source
+        and dep_status.get("lastAppliedRevision") != artifact.get("revision")
+    ):
+        return f"dependency '{reference}' revision is not up to date"
+    return None
 
 
 def _stub_of(ref: ObjectRef) -> dict[str, Any]:
