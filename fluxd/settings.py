@@ -117,6 +117,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("build-cache-size", "int", 256, "cached builds kept in memory"),
     Setting(
+        "watch-configs-label-selector",
+        "str",
+        "reconcile.fluxcd.io/watch=Enabled",
+        "ConfigMaps and Secrets matching this selector requeue the Kustomizations that "
+        "substitute from them when they change (Flux's flag of the same name; "
+        "empty means all)",
+    ),
+    Setting(
         "additive-cel-dependency-check",
         "bool",
         False,
@@ -307,6 +315,7 @@ class Settings:
     no_cross_namespace_refs: bool = False
     strict_post_build_substitutions: bool = False
     build_cache_size: int = 256
+    watch_configs_label_selector: str = "reconcile.fluxcd.io/watch=Enabled"
     additive_cel_dependency_check: bool = False
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0

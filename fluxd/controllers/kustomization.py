@@ -7,9 +7,12 @@ apply, prune what left the source, then (with ``wait`` or ``healthChecks``)
 wait for the applied objects to become ready. Artifacts are read straight from
 the daemon's own storage, digest-checked and extracted once per digest.
 
-Two indexes make changes travel fast: source → Kustomizations (a new artifact
-requests them at once and interrupts a running health wait) and dependency →
-dependents (a Kustomization becoming ready requests those waiting on it).
+Three indexes make changes travel fast: source → Kustomizations (a new artifact
+requests them at once and interrupts a running health wait), dependency →
+dependents (a Kustomization becoming ready requests those waiting on it), and
+ConfigMap/Secret → the Kustomizations substituting from it: a change to one
+labelled ``reconcile.fluxcd.io/watch: Enabled`` requests them, as Flux's config
+watchers do. Those are watched as metadata only, selected by that label.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ from fluxd.controllers.outcomes import (
 from fluxd.controllers.runtime import Controller, Reconciler
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
-from fluxd.kube.informer import Change, Key
+from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
 from fluxd.metrics import KUSTOMIZATION_PHASE
 from fluxd.settings import Settings
@@ -139,6 +142,20 @@ def source_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     )
 
 
+def config_keys(obj: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(kind, namespace, name)`` of the ConfigMaps and Secrets ``postBuild`` substitutes from."""
+    namespace = str(obj.get("metadata", {}).get("namespace", ""))
+    post_build = (obj.get("spec") or {}).get("postBuild")
+    refs = post_build.get("substituteFrom") if isinstance(post_build, Mapping) else None
+    keys = []
+    for ref in refs if isinstance(refs, list) else []:
+        if not isinstance(ref, Mapping) or not ref.get("name"):
+            continue
+        if ref.get("kind") in (CONFIG_MAP.kind, SECRET.kind):
+            keys.append((str(ref["kind"]), namespace, str(ref["name"])))
+    return keys
+
+
 def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
     namespace = obj.get("metadata", {}).get("namespace", "")
     return [
@@ -169,6 +186,8 @@ class KustomizationReconciler(Reconciler):
         self.by_source: dict[tuple[str, str, str], set[Key]] = {}
         # dependency -> Kustomizations that depend on it
         self.dependents: dict[Key, set[Key]] = {}
+        # (kind, namespace, name) of a ConfigMap/Secret -> Kustomizations substituting from it
+        self.by_config: dict[tuple[str, str, str], set[Key]] = {}
         # Kustomizations in a health wait, and the event that cuts the wait short
         self.interrupts: dict[Key, anyio.Event] = {}
         # Kustomizations whose artifact file is missing, since when (monotonic seconds)
@@ -188,6 +207,8 @@ class KustomizationReconciler(Reconciler):
         self.by_source.setdefault(source_key(obj), set()).add(key)
         for dependency in dependency_keys(obj):
             self.dependents.setdefault(dependency, set()).add(key)
+        for config in config_keys(obj):
+            self.by_config.setdefault(config, set()).add(key)
         if old is not None and old.get("metadata", {}).get("generation") != metadata.get(
             "generation"
         ):
@@ -200,6 +221,8 @@ class KustomizationReconciler(Reconciler):
             members.discard(key)
         for members in self.dependents.values():
             members.discard(key)
+        for members in self.by_config.values():
+            members.discard(key)
         if interrupt:
             self.interrupt(key)
 
@@ -210,6 +233,9 @@ class KustomizationReconciler(Reconciler):
 
     def users_of(self, kind: str, namespace: str, name: str) -> set[Key]:
         return set(self.by_source.get((kind, namespace, name), ()))
+
+    def substituting_from(self, kind: str, namespace: str, name: str) -> set[Key]:
+        return set(self.by_config.get((kind, namespace, name), ()))
 
     # -- timing -----------------------------------------------------------------
 
@@ -830,6 +856,41 @@ async def wire(
 
         sources.after_reconcile.append(new_artifact)
         reconciler.request_source = sources.request
+
+    for resource in (CONFIG_MAP, SECRET):
+        watcher = _config_watcher(kube, resource, settings, reconciler, controller)
+        components.services[f"informer watched {resource.kind}"] = watcher.run
+
+
+def _config_watcher(
+    kube: Kube,
+    resource: Resource,
+    settings: Settings,
+    reconciler: KustomizationReconciler,
+    controller: Controller,
+) -> Informer:
+    """A metadata-only watch of labelled ConfigMaps or Secrets that requests their users.
+
+    Any change counts, creation and deletion included, as with Flux's
+    ResourceVersionChanged predicate. The first list counts too: a change
+    made while the watch was starting is not lost (the queue folds a request
+    for a key already waiting into that one).
+    """
+    informer = Informer(
+        kube,
+        resource,
+        namespaces=settings.watch_namespaces,
+        label_selector=settings.watch_configs_label_selector or None,
+        metadata_only=True,
+    )
+
+    def changed(change: Change, obj: Object, old: Object | None) -> None:
+        namespace, name = key_of(obj)
+        for user in reconciler.substituting_from(resource.kind, namespace, name):
+            controller.request(*user)
+
+    informer.add_handler(changed)
+    return informer
 
 
 __all__ = [
