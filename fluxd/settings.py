@@ -130,6 +130,21 @@ SETTINGS: tuple[Setting, ...] = (
         "field managers whose fields on applied objects are taken over, so changes they made "
         "are undone (Flux's --override-manager); kubectl and before-first-apply always are",
     ),
+    Setting(
+        "watch-configs-label-selector",
+        "str",
+        "reconcile.fluxcd.io/watch=Enabled",
+        "ConfigMaps and Secrets matching this selector requeue the Kustomizations that "
+        "substitute from them when they change (Flux's flag of the same name; "
+        "empty means all)",
+    ),
+    Setting(
+        "additive-cel-dependency-check",
+        "bool",
+        False,
+        "with a dependsOn readyExpr, also require the built-in readiness check (Flux's "
+        "AdditiveCELDependencyCheck feature gate); off, the expression alone decides as in Flux",
+    ),
     # notifications
     Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
     Setting(
@@ -316,6 +331,8 @@ class Settings:
     strict_post_build_substitutions: bool = False
     build_cache_size: int = 256
     override_manager: tuple[str, ...] = ()
+    watch_configs_label_selector: str = "reconcile.fluxcd.io/watch=Enabled"
+    additive_cel_dependency_check: bool = False
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0
     restarter: bool = True

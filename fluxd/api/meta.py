@@ -83,6 +83,7 @@ class Reason(StrEnum):
     BUILD_FAILED = "BuildFailed"
     HEALTH_CHECK_FAILED = "HealthCheckFailed"
     PRUNE_FAILED = "PruneFailed"
+    INVALID_CEL_EXPRESSION = "InvalidCELExpression"
     # source-controller.
     GIT_OPERATION_SUCCEEDED = "GitOperationSucceeded"
     GIT_OPERATION_FAILED = "GitOperationFailed"

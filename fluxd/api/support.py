@@ -50,12 +50,10 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "it builds a kubeconfig from cloud or OIDC workload identity, which is not "
             "available; put a kubeconfig in a Secret and use spec.kubeConfig.secretRef",
         ),
-        Refused("spec.healthCheckExprs", "CEL health checks are not implemented"),
         Refused(
             "spec.buildMetadata",
             "kustomize build metadata annotations (origin, transformers) are not implemented",
         ),
-        Refused("spec.dependsOn[].readyExpr", "CEL readiness expressions are not implemented"),
     ),
     "GitRepository": (
         Refused(

@@ -7,6 +7,10 @@ rule per built-in kind (replica counts for Deployments, ``Established`` for
 CRDs, ``Complete``/``Failed`` for Jobs, ...). Custom resources are judged by
 their ``Ready`` condition. The caller polls until every object is CURRENT, one
 is FAILED, or its timeout passes.
+
+A Kustomization's ``healthCheckExprs`` (``fluxd.apply.cel``) replace all of
+these rules for the API groups and kinds they name, as Flux's custom status
+readers do: only "not found" is still decided here.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxd.api import meta
+
+if TYPE_CHECKING:
+    from fluxd.apply.cel import HealthCheckExprs
 
 # kstatus gives a Pending pod this long to be scheduled before calling it unschedulable.
 SCHEDULE_WINDOW = timedelta(seconds=15)
@@ -28,12 +35,16 @@ class Status(StrEnum):
     IN_PROGRESS = "InProgress"
     FAILED = "Failed"
     NOT_FOUND = "NotFound"
+    # The status could not be read (a health check expression failed to evaluate).
+    UNKNOWN = "Unknown"
 
 
 @dataclass(frozen=True)
 class Health:
     status: Status
     message: str
+    # Why the status could not be determined; reported with the object when a wait fails.
+    error: str = ""
 
     @property
     def ready(self) -> bool:
@@ -44,10 +55,16 @@ Object = Mapping[str, Any]
 Rule = Callable[[Object], Health]
 
 
-def health(obj: Object | None, *, now: datetime | None = None) -> Health:
+def health(
+    obj: Object | None, *, now: datetime | None = None, exprs: HealthCheckExprs | None = None
+) -> Health:
     """The kstatus verdict for an object as read from the cluster (``None``: absent)."""
     if obj is None:
         return Health(Status.NOT_FOUND, "Resource not found")
+    if exprs:
+        evaluator = exprs.evaluator_for(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if evaluator is not None:
+            return evaluator.evaluate(obj)
     generic = _generic(obj)
     if generic is not None:
         return generic

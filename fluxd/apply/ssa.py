@@ -38,6 +38,7 @@ from typing import Any
 
 import anyio
 
+from fluxd.apply.cel import HealthCheckExprs
 from fluxd.apply.changeset import Action, ChangeSet, ChangeSetEntry
 from fluxd.apply.health import Health, Status, health
 from fluxd.apply.ignore import IgnoreRule, ignored_paths, keep_live_values, without_paths
@@ -466,8 +467,9 @@ class ResourceManager:
         interval: float = 2.0,
         interrupt: anyio.Event | None = None,
         on_poll: Callable[[], None] | None = None,
+        exprs: HealthCheckExprs | None = None,
     ) -> None:
-        """Poll ``refs`` with kstatus rules until all are Current.
+        """Poll ``refs`` with kstatus rules (or ``exprs`` where they apply) until all are Current.
 
         Raises :class:`HealthCheckError` when ``timeout`` passes first (or an
         object reports Failed), and :class:`WaitInterrupted` as soon as
@@ -477,7 +479,7 @@ class ResourceManager:
         while True:
             if interrupt is not None and interrupt.is_set():
                 raise WaitInterrupted()
-            verdicts = [(ref, await self._health(ref)) for ref in refs]
+            verdicts = [(ref, await self._health(ref, exprs)) for ref in refs]
             if on_poll is not None:
                 on_poll()
             unready = [(ref, verdict) for ref, verdict in verdicts if not verdict.ready]
@@ -485,7 +487,10 @@ class ResourceManager:
                 return
             failed = [(ref, verdict) for ref, verdict in unready if verdict.status is Status.FAILED]
             if failed:
-                raise HealthCheckError(f"failed objects: [{_describe(failed)}]", unready=failed)
+                raise HealthCheckError(
+                    f"failed early due to stalled resources: [{_describe(failed)}]",
+                    unready=failed,
+                )
             left = deadline - anyio.current_time()
             if left <= 0:
                 raise HealthCheckError(
@@ -498,9 +503,9 @@ class ResourceManager:
                 with anyio.move_on_after(pause):
                     await interrupt.wait()
 
-    async def _health(self, ref: ObjectRef) -> Health:
+    async def _health(self, ref: ObjectRef, exprs: HealthCheckExprs | None) -> Health:
         try:
-            return health(await self._read(ref))
+            return health(await self._read(ref), exprs=exprs)
         except kube_errors.KubeError as error:
             return Health(Status.IN_PROGRESS, f"cannot read object: {error}")
 
@@ -517,7 +522,11 @@ class ResourceManager:
 
 
 def _describe(verdicts: Sequence[tuple[ObjectRef, Health]]) -> str:
-    return ", ".join(f"{ref.subject} status: '{verdict.status.value}'" for ref, verdict in verdicts)
+    return ", ".join(
+        f"{ref.subject} status: '{verdict.status.value}'"
+        + (f": {verdict.error}" if verdict.error else "")
+        for ref, verdict in verdicts
+    )
 
 
 def _reason(error: kube_errors.ApiError) -> str:

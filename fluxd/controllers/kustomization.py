@@ -7,9 +7,12 @@ apply, prune what left the source, then (with ``wait`` or ``healthChecks``)
 wait for the applied objects to become ready. Artifacts are read straight from
 the daemon's own storage, digest-checked and extracted once per digest.
 
-Two indexes make changes travel fast: source → Kustomizations (a new artifact
-requests them at once and interrupts a running health wait) and dependency →
-dependents (a Kustomization becoming ready requests those waiting on it).
+Three indexes make changes travel fast: source → Kustomizations (a new artifact
+requests them at once and interrupts a running health wait), dependency →
+dependents (a Kustomization becoming ready requests those waiting on it), and
+ConfigMap/Secret → the Kustomizations substituting from it: a change to one
+labelled ``reconcile.fluxcd.io/watch: Enabled`` requests them, as Flux's config
+watchers do. Those are watched as metadata only, selected by that label.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ from fluxd.apply import (
     parse_inventory,
     stale_objects,
     stamp_owner,
+)
+from fluxd.apply.cel import (
+    EvaluationError,
+    ExpressionError,
+    HealthCheckExprs,
+    dependency_ready,
+    ready_expression,
 )
 from fluxd.apply.changeset import Action
 from fluxd.apply.ignore import IgnoreRule, IgnoreRuleError, compile_ignore_rules
@@ -82,7 +92,7 @@ from fluxd.controllers.runtime import Controller, Reconciler
 from fluxd.controllers.stamping import ConfigRecords
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
-from fluxd.kube.informer import Change, Key
+from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.remote import KubeConfigError, RemoteClusters
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
 from fluxd.metrics import KUSTOMIZATION_PHASE
@@ -94,6 +104,8 @@ log = structlog.get_logger("fluxd.controllers.kustomization")
 
 HEALTHY = "Healthy"
 ACCESS_DENIED = "AccessDenied"
+# kustomize-controller's prefix for configuration errors that no retry can fix.
+TERMINAL_ERROR_MESSAGE = "Reconciliation failed terminally due to configuration error"
 # How often a health wait polls the objects it waits for.
 HEALTH_POLL_SECONDS = 2.0
 # Outcomes after the build that status.history records, as kustomize-controller does.
@@ -135,6 +147,20 @@ def source_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     )
 
 
+def config_keys(obj: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(kind, namespace, name)`` of the ConfigMaps and Secrets ``postBuild`` substitutes from."""
+    namespace = str(obj.get("metadata", {}).get("namespace", ""))
+    post_build = (obj.get("spec") or {}).get("postBuild")
+    refs = post_build.get("substituteFrom") if isinstance(post_build, Mapping) else None
+    keys = []
+    for ref in refs if isinstance(refs, list) else []:
+        if not isinstance(ref, Mapping) or not ref.get("name"):
+            continue
+        if ref.get("kind") in (CONFIG_MAP.kind, SECRET.kind):
+            keys.append((str(ref["kind"]), namespace, str(ref["name"])))
+    return keys
+
+
 def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
     namespace = obj.get("metadata", {}).get("namespace", "")
     return [
@@ -169,6 +195,8 @@ class KustomizationReconciler(Reconciler):
         self.by_source: dict[tuple[str, str, str], set[Key]] = {}
         # dependency -> Kustomizations that depend on it
         self.dependents: dict[Key, set[Key]] = {}
+        # (kind, namespace, name) of a ConfigMap/Secret -> Kustomizations substituting from it
+        self.by_config: dict[tuple[str, str, str], set[Key]] = {}
         # Kustomizations in a health wait, and the event that cuts the wait short
         self.interrupts: dict[Key, anyio.Event] = {}
         # Kustomizations whose artifact file is missing, since when (monotonic seconds)
@@ -188,6 +216,8 @@ class KustomizationReconciler(Reconciler):
         self.by_source.setdefault(source_key(obj), set()).add(key)
         for dependency in dependency_keys(obj):
             self.dependents.setdefault(dependency, set()).add(key)
+        for config in config_keys(obj):
+            self.by_config.setdefault(config, set()).add(key)
         if old is not None and old.get("metadata", {}).get("generation") != metadata.get(
             "generation"
         ):
@@ -201,6 +231,8 @@ class KustomizationReconciler(Reconciler):
             members.discard(key)
         for members in self.dependents.values():
             members.discard(key)
+        for members in self.by_config.values():
+            members.discard(key)
         if interrupt:
             self.interrupt(key)
 
@@ -211,6 +243,9 @@ class KustomizationReconciler(Reconciler):
 
     def users_of(self, kind: str, namespace: str, name: str) -> set[Key]:
         return set(self.by_source.get((kind, namespace, name), ()))
+
+    def substituting_from(self, kind: str, namespace: str, name: str) -> set[Key]:
+        return set(self.by_config.get((kind, namespace, name), ()))
 
     # -- timing -----------------------------------------------------------------
 
@@ -229,6 +264,7 @@ class KustomizationReconciler(Reconciler):
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         key: Key = (namespace, name)
         status = obj.get("status") or {}
+        exprs = _health_check_exprs(obj.get("spec") or {})
         interrupt = anyio.Event()
         self.interrupts[key] = interrupt
         try:
@@ -261,6 +297,7 @@ class KustomizationReconciler(Reconciler):
                     interrupt=interrupt,
                     started=started,
                     previous=status,
+                    exprs=exprs,
                 )
             except ReconcileFailure as failure:
                 if failure.reason in _HISTORY_FAILURES:
@@ -372,30 +409,34 @@ class KustomizationReconciler(Reconciler):
         return dict(artifact)
 
     async def _check_dependencies(self, obj: Object, artifact: Mapping[str, Any]) -> None:
+        """Wait until every dependency is ready, as kustomize-controller's checkDependencies.
+
+        A ``readyExpr`` decides for its dependency; the built-in check (Ready,
+        observed generation, revision) then runs only with the
+        ``additive-cel-dependency-check`` setting (Flux's feature gate).
+        """
         own_source = source_key(obj)
         retry = self.settings.requeue_dependency
-        for dep_namespace, dep_name in dependency_keys(obj):
+        namespace = obj["metadata"]["namespace"]
+        for entry in (obj.get("spec") or {}).get("dependsOn") or []:
+            dep_namespace = str(entry.get("namespace") or namespace)
+            dep_name = str(entry.get("name", ""))
             reference = f"{dep_namespace}/{dep_name}"
             dependency = await self.kube.get_or_none(
                 self.resource, dep_name, namespace=dep_namespace
             )
+            ready_expr = str(entry.get("readyExpr") or "")
             problem: str | None = None
             if dependency is None:
                 problem = f"dependency '{reference}' not found"
-            else:
-                dep_status = dependency.get("status") or {}
-                generation = dependency.get("metadata", {}).get("generation")
-                if dep_status.get("observedGeneration") != generation or not meta.object_is_ready(
-                    dependency
-                ):
-                    problem = f"dependency '{reference}' is not ready"
-                elif dep_status.get("lastAppliedRevision") != dep_status.get(
-                    "lastAttemptedRevision"
-                ) or (
-                    source_key(dependency) == own_source
-                    and dep_status.get("lastAppliedRevision") != artifact.get("revision")
-                ):
-                    problem = f"dependency '{reference}' revision is not up to date"
+            elif ready_expr:
+                problem = _ready_expr_problem(ready_expr, obj, dependency, reference)
+            if (
+                problem is None
+                and dependency is not None
+                and (not ready_expr or self.settings.additive_cel_dependency_check)
+            ):
+                problem = _built_in_problem(dependency, reference, own_source, artifact)
             if problem is not None:
                 raise Waiting(
                     meta.Reason.DEPENDENCY_NOT_READY,
@@ -540,6 +581,7 @@ class KustomizationReconciler(Reconciler):
         interrupt: anyio.Event,
         started: float,
         previous: Mapping[str, Any],
+        exprs: HealthCheckExprs,
     ) -> Reconciled:
         spec = obj.get("spec") or {}
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -613,6 +655,7 @@ class KustomizationReconciler(Reconciler):
             events=events,
             interrupt=interrupt,
             revision=revision,
+            exprs=exprs,
         )
         status["lastAppliedRevision"] = revision
         message = f"Applied revision: {revision}"
@@ -645,6 +688,7 @@ class KustomizationReconciler(Reconciler):
         events: list[EventNote],
         interrupt: anyio.Event,
         revision: str,
+        exprs: HealthCheckExprs,
     ) -> ConditionUpdate:
         spec = obj.get("spec") or {}
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -667,7 +711,11 @@ class KustomizationReconciler(Reconciler):
         try:
             with KUSTOMIZATION_PHASE.labels("health").time():
                 await manager.wait_for_ready(
-                    refs, timeout=timeout, interval=HEALTH_POLL_SECONDS, interrupt=interrupt
+                    refs,
+                    timeout=timeout,
+                    interval=HEALTH_POLL_SECONDS,
+                    interrupt=interrupt,
+                    exprs=exprs,
                 )
         except WaitInterrupted:
             raise Waiting(
@@ -757,6 +805,51 @@ def _ignore_rules(spec: Mapping[str, Any], attempted: dict[str, Any]) -> tuple[I
         raise Stalled(meta.Reason.RECONCILIATION_FAILED, str(error), status=attempted) from error
 
 
+def _health_check_exprs(spec: Mapping[str, Any]) -> HealthCheckExprs:
+    try:
+        return HealthCheckExprs.from_spec(spec.get("healthCheckExprs"))
+    except ExpressionError as error:
+        raise Stalled(
+            meta.Reason.INVALID_CEL_EXPRESSION, f"{TERMINAL_ERROR_MESSAGE}: {error}"
+        ) from error
+
+
+def _ready_expr_problem(source: str, obj: Object, dependency: Object, reference: str) -> str | None:
+    """Why ``readyExpr`` holds the dependent back, or None when it is true."""
+    name = dependency["metadata"]["name"]
+    try:
+        expression = ready_expression(source)
+        if dependency_ready(expression, self_obj=obj, dep=dependency):
+            return None
+    except ExpressionError as error:
+        raise Stalled(
+            meta.Reason.INVALID_CEL_EXPRESSION,
+            f"{TERMINAL_ERROR_MESSAGE}: failed to evaluate dependency {name}: {error}",
+        ) from error
+    except EvaluationError as error:
+        return str(error)
+    return f"dependency '{reference}' is not ready according to readyExpr eval"
+
+
+def _built_in_problem(
+    dependency: Object,
+    reference: str,
+    own_source: tuple[str, str, str],
+    artifact: Mapping[str, Any],
+) -> str | None:
+    """Why the dependency is not ready by Flux's own rules, or None when it is."""
+    dep_status = dependency.get("status") or {}
+    generation = dependency.get("metadata", {}).get("generation")
+    if dep_status.get("observedGeneration") != generation or not meta.object_is_ready(dependency):
+        return f"dependency '{reference}' is not ready"
+    if dep_status.get("lastAppliedRevision") != dep_status.get("lastAttemptedRevision") or (
+        source_key(dependency) == own_source
+        and dep_status.get("lastAppliedRevision") != artifact.get("revision")
+    ):
+        return f"dependency '{reference}' revision is not up to date"
+    return None
+
+
 def _stub_of(ref: ObjectRef) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": ref.name}
     if ref.namespace:
@@ -832,6 +925,41 @@ async def wire(
 
         sources.after_reconcile.append(new_artifact)
         reconciler.request_source = sources.request
+
+    for resource in (CONFIG_MAP, SECRET):
+        watcher = _config_watcher(kube, resource, settings, reconciler, controller)
+        components.services[f"informer watched {resource.kind}"] = watcher.run
+
+
+def _config_watcher(
+    kube: Kube,
+    resource: Resource,
+    settings: Settings,
+    reconciler: KustomizationReconciler,
+    controller: Controller,
+) -> Informer:
+    """A metadata-only watch of labelled ConfigMaps or Secrets that requests their users.
+
+    Any change counts, creation and deletion included, as with Flux's
+    ResourceVersionChanged predicate. The first list counts too: a change
+    made while the watch was starting is not lost (the queue folds a request
+    for a key already waiting into that one).
+    """
+    informer = Informer(
+        kube,
+        resource,
+        namespaces=settings.watch_namespaces,
+        label_selector=settings.watch_configs_label_selector or None,
+        metadata_only=True,
+    )
+
+    def changed(change: Change, obj: Object, old: Object | None) -> None:
+        namespace, name = key_of(obj)
+        for user in reconciler.substituting_from(resource.kind, namespace, name):
+            controller.request(*user)
+
+    informer.add_handler(changed)
+    return informer
 
 
 __all__ = [

@@ -252,7 +252,8 @@ class Kube:
                 metadata_only=metadata_only,
             )
             kind = resource.kind
-            for item in page.get("items", []):
+            # A metadata-only list with nothing in it says "items": null.
+            for item in page.get("items") or []:
                 item.setdefault("apiVersion", resource.api_version)
                 item.setdefault("kind", kind)
                 items.append(item)

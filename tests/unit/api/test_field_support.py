@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from fluxd.api import support
 from fluxd.api.crds import custom_resources
 from fluxd.api.support import RECEIVER_TYPES_VERIFIED, REFUSED, refused_fields
 from fluxd.notify import receivers
@@ -89,6 +90,13 @@ def test_the_receiver_types_said_verified_are_the_ones_verified() -> None:
     assert set(receivers._CHECKS) == RECEIVER_TYPES_VERIFIED
 
 
+def test_a_refused_field_inside_list_items_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    refusal = support.Refused("spec.dependsOn[].readyExpr", "not implemented")
+    monkeypatch.setattr(support, "REFUSED", {"Kustomization": (refusal,)})
+    obj = {"spec": {"dependsOn": [{"name": "a"}, {"name": "b", "readyExpr": "true"}]}}
+    assert [m.split(" ")[0] for m in refused_fields("Kustomization", obj)] == [refusal.path]
+
+
 @pytest.mark.parametrize(
     ("kind", "obj", "named"),
     [
@@ -97,12 +105,6 @@ def test_the_receiver_types_said_verified_are_the_ones_verified() -> None:
             {"spec": {"decryption": {"provider": "sops", "secretRef": {"name": "sops-age"}}}},
             ["spec.decryption"],
             id="sops",
-        ),
-        pytest.param(
-            "Kustomization",
-            {"spec": {"dependsOn": [{"name": "a"}, {"name": "b", "readyExpr": "true"}]}},
-            ["spec.dependsOn[].readyExpr"],
-            id="readyExpr-in-one-item",
         ),
         pytest.param(
             "GitRepository",
@@ -137,6 +139,16 @@ def test_a_refused_field_is_named(kind: str, obj: dict[str, Any], named: list[st
             "Kustomization",
             {"spec": {"kubeConfig": {"secretRef": {"name": "prod-kubeconfig"}}}},
             id="kubeconfig-secret",
+        ),
+        pytest.param(
+            "Kustomization",
+            {"spec": {"dependsOn": [{"name": "a", "readyExpr": "true"}]}},
+            id="readyExpr",
+        ),
+        pytest.param(
+            "Kustomization",
+            {"spec": {"healthCheckExprs": [{"apiVersion": "x.io/v1", "current": "true"}]}},
+            id="healthCheckExprs",
         ),
     ],
 )

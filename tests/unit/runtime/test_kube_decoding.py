@@ -68,3 +68,13 @@ async def test_list_page_decoding_thread(
 
     assert len(page["items"]) == count
     assert (decoded_on != [threading.get_ident()]) is off_loop
+
+
+async def test_an_empty_metadata_only_list_is_an_empty_list() -> None:
+    # The API server answers a PartialObjectMetadataList with nothing in it as "items": null.
+    body = json.dumps({"metadata": {"resourceVersion": "9"}, "items": None}).encode()
+    kube = Kube(_ApiClient(body), headers={})
+
+    items, version = await kube.list_all(SECRET, metadata_only=True)
+
+    assert (items, version) == ([], "9")
