@@ -104,12 +104,6 @@ def test_the_receiver_types_said_verified_are_the_ones_verified() -> None:
             ["spec.dependsOn[].readyExpr"],
             id="readyExpr-in-one-item",
         ),
-        pytest.param(
-            "GitRepository",
-            {"spec": {"verify": {"mode": "HEAD", "secretRef": {"name": "keys"}}}},
-            ["spec.verify"],
-            id="verify",
-        ),
         pytest.param("GitRepository", {"spec": {"provider": "azure"}}, ["spec.provider"], id="az"),
         pytest.param("Receiver", {"spec": {"type": "harbor"}}, ["spec.type"], id="harbor"),
     ],
@@ -124,6 +118,12 @@ def test_a_refused_field_is_named(kind: str, obj: dict[str, Any], named: list[st
     ("kind", "obj"),
     [
         pytest.param("GitRepository", {"spec": {"provider": "generic"}}, id="generic-provider"),
+        pytest.param(
+            "GitRepository",
+            {"spec": {"verify": {"mode": "HEAD", "secretRef": {"name": "keys"}}}},
+            id="verify",
+        ),
+        pytest.param("GitRepository", {"spec": {"sparseCheckout": ["apps"]}}, id="sparse"),
         pytest.param("Receiver", {"spec": {"type": "gitea"}}, id="gitea"),
         pytest.param("Kustomization", {"spec": {"dependsOn": [{"name": "a"}]}}, id="plain"),
         pytest.param("Kustomization", {"spec": {"healthCheckExprs": []}}, id="empty-list"),
