@@ -1,9 +1,10 @@
-"""OpenPGP keys that sign test commits and tags, as a Git author's gpg setup would.
+"""Keys that sign test commits and tags, as a Git author's gpg (or SSH) setup would.
 
 Each key lives in its own GNUPGHOME in a temporary directory; git signs with it
 when given :attr:`SigningKey.git_env` and :meth:`SigningKey.git_config`. The
 key has no passphrase, so no pinentry is ever asked. Closing the key stops the
-gpg-agent that signing started and removes the directory.
+gpg-agent that signing started and removes the directory. :class:`SSHSigningKey`
+is the same for Git's SSH signatures (``gpg.format=ssh``).
 """
 
 from __future__ import annotations
@@ -82,3 +83,37 @@ class SigningKey:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SSHSigningKey(SigningKey):
+    """An ed25519 SSH key that signs as ``git -c gpg.format=ssh`` does."""
+
+    def start(self) -> Self:
+        private = self.home / "signing_key"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.email, "-f", str(private)],
+            capture_output=True,
+            check=True,
+        )
+        self.public_key = (self.home / "signing_key.pub").read_text()
+        listing = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", str(private)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.fingerprint = listing.split()[1]
+        return self
+
+    @property
+    def key_id(self) -> str:
+        """What Flux reports for an SSH key: its SHA256 fingerprint."""
+        return self.fingerprint
+
+    def git_config(self) -> list[str]:
+        return [
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"user.signingkey={self.home / 'signing_key.pub'}",
+        ]

@@ -22,13 +22,14 @@ Everything here blocks (pygit2, subprocess); the reconciler runs
 
 Secret layout, as in Flux: values under keys ending ``.asc`` and keys without
 a recognised suffix are armored PGP key rings; ``.sshpub`` values are SSH
-``authorized_keys`` lines, which fluxd does not verify with (an SSH-signed
-object is refused with a message saying so).
+``authorized_keys`` lines, against which SSH signatures are checked by
+OpenSSH's ``ssh-keygen -Y verify`` (namespace ``git``, as Git signs).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -71,6 +72,8 @@ _SIGNATURE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("-----BEGIN SSH SIGNATURE-----", "ssh"),
     ("-----BEGIN SIGNED MESSAGE-----", "x509"),
 )
+
+_SSH_PRINCIPAL = "trusted"
 
 # One gpg call verifies one signature against a handful of keys: seconds at most.
 _GPG_TIMEOUT = 30.0
@@ -271,7 +274,7 @@ def _verify(signed: _Signed, keys: VerificationKeys, *, what: str) -> str:
                 "SSH signature detected but no SSH public keys found in secret "
                 f"(keys with {_SSH_SUFFIX} suffix)"
             )
-        raise _Unverified("SSH signatures are not supported by fluxd; sign with an OpenPGP key")
+        return _verify_ssh(signed, keys.authorized_keys, what=what)
     raise _Unverified(f"unsupported signature type: {kind}")
 
 
@@ -309,6 +312,54 @@ def _verify_pgp(signed: _Signed, key_rings: Sequence[bytes], *, what: str) -> st
         return valid[0][-1][-16:].upper()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _verify_ssh(signed: _Signed, authorized_keys: Sequence[bytes], *, what: str) -> str:
+    """Return the SHA256 fingerprint (Flux's report) of the authorized key that made it."""
+    lines = [
+        line.strip()
+        for keys in authorized_keys
+        for line in keys.decode("utf-8", "replace").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    work = Path(tempfile.mkdtemp(prefix="fluxd-sshsig-"))
+    try:
+        # One principal for every trusted key: who signed is told by the key, not a name.
+        allowed = work / "allowed_signers"
+        allowed.write_text("".join(f"{_SSH_PRINCIPAL} {line}\n" for line in lines))
+        signature = work / "signature"
+        signature.write_text(signed.signature.strip() + "\n")
+        command = [
+            "ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", _SSH_PRINCIPAL,
+            "-n", "git", "-s", str(signature),
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                command,
+                input=signed.payload,
+                capture_output=True,
+                timeout=_GPG_TIMEOUT,
+                check=False,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+            )
+        except FileNotFoundError:
+            raise _Unverified(
+                "ssh-keygen is not installed, so SSH signatures cannot be verified"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise _Unverified(f"ssh-keygen did not finish within {_GPG_TIMEOUT:g}s") from None
+        output = done.stdout.decode("utf-8", "replace")
+        found = re.search(
+            r"^Good \"git\" signature for \S+ with \S+ key (SHA256:\S+)", output, re.M
+        )
+        if done.returncode != 0 or found is None:
+            raise _Unverified(
+                f"unable to verify Git {what} SSH signature: unable to verify payload with any "
+                "of the given authorized keys: no matching key"
+            )
+        return found.group(1)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _gpg(home: Path, args: list[str], *, stdin: bytes | None = None) -> _GPGResult:

@@ -27,7 +27,7 @@ from fluxd.source import (
     verify_checkout,
 )
 from testenv.gitserver import GitServer
-from testenv.pgp import SigningKey
+from testenv.pgp import SigningKey, SSHSigningKey
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +180,69 @@ class TestHead:
                 keys=VerificationKeys.from_secret({"author.asc": b"not a key"}),
             )
         assert "unable to read armored key ring" in caught.value.message
+
+
+class TestSSH:
+    async def test_an_ssh_signed_commit_is_verified_by_its_authorized_key(
+        self,
+        git_server: GitServer,
+        repo: str,
+        basic_auth: GitAuth,
+        workers: GitWorkers,
+        tmp_path: Path,
+        trusted: SigningKey,
+    ) -> None:
+        with SSHSigningKey("SSH Author") as ssh_key, SSHSigningKey("SSH Other") as other:
+            sha = git_server.commit(repo, {"app.yaml": "v1"}, signed_by=ssh_key)
+            keys = VerificationKeys.from_secret(
+                {
+                    "pgp.asc": trusted.public_key.encode(),
+                    "other.sshpub": other.public_key.encode(),
+                    "author.sshpub": ssh_key.public_key.encode(),
+                }
+            )
+            _, message = await _verify(
+                git_server,
+                repo,
+                basic_auth,
+                workers,
+                tmp_path / "co1",
+                ref=GitRef(branch="main"),
+                mode="HEAD",
+                keys=keys,
+            )
+            assert ssh_key.key_id.startswith("SHA256:")
+            assert message == (
+                f"verified signature of\n\t- commit '{sha}' with key '{ssh_key.key_id}'"
+            )
+            with pytest.raises(VerificationFailed) as caught:
+                await _verify(
+                    git_server,
+                    repo,
+                    basic_auth,
+                    workers,
+                    tmp_path / "co2",
+                    ref=GitRef(branch="main"),
+                    mode="HEAD",
+                    keys=VerificationKeys.from_secret({"x.sshpub": other.public_key.encode()}),
+                )
+            assert caught.value.reason == "InvalidCommitSignature"
+            assert caught.value.message.endswith(
+                "unable to verify Git commit SSH signature: unable to verify payload with any "
+                "of the given authorized keys: no matching key"
+            )
+            with pytest.raises(VerificationFailed) as caught:
+                await _verify(
+                    git_server,
+                    repo,
+                    basic_auth,
+                    workers,
+                    tmp_path / "co3",
+                    ref=GitRef(branch="main"),
+                    mode="HEAD",
+                    keys=_keys(trusted),
+                )
+            assert "SSH signature detected but no SSH public keys found" in caught.value.message
 
 
 class TestTag:
