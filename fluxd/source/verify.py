@@ -1,4 +1,4 @@
-"""OpenPGP verification of a checked-out revision: ``spec.verify`` as source-controller does it.
+"""Signature verification of a checked-out revision: ``spec.verify`` as source-controller does it.
 
 A revision that is not signed, or signed by a key that is not in the
 ``spec.verify.secretRef`` Secret, must never become an artifact, so the
@@ -75,8 +75,8 @@ _SIGNATURE_PREFIXES: tuple[tuple[str, str], ...] = (
 
 _SSH_PRINCIPAL = "trusted"
 
-# One gpg call verifies one signature against a handful of keys: seconds at most.
-_GPG_TIMEOUT = 30.0
+# One gpg or ssh-keygen call checks one signature against a handful of keys: seconds at most.
+_TOOL_TIMEOUT = 30.0
 
 
 class VerificationFailed(Exception):
@@ -338,7 +338,7 @@ def _verify_ssh(signed: _Signed, authorized_keys: Sequence[bytes], *, what: str)
                 command,
                 input=signed.payload,
                 capture_output=True,
-                timeout=_GPG_TIMEOUT,
+                timeout=_TOOL_TIMEOUT,
                 check=False,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
             )
@@ -347,7 +347,7 @@ def _verify_ssh(signed: _Signed, authorized_keys: Sequence[bytes], *, what: str)
                 "ssh-keygen is not installed, so SSH signatures cannot be verified"
             ) from None
         except subprocess.TimeoutExpired:
-            raise _Unverified(f"ssh-keygen did not finish within {_GPG_TIMEOUT:g}s") from None
+            raise _Unverified(f"ssh-keygen did not finish within {_TOOL_TIMEOUT:g}s") from None
         output = done.stdout.decode("utf-8", "replace")
         found = re.search(
             r"^Good \"git\" signature for \S+ with \S+ key (SHA256:\S+)", output, re.M
@@ -383,7 +383,7 @@ def _gpg(home: Path, args: list[str], *, stdin: bytes | None = None) -> _GPGResu
             command,
             input=stdin or b"",
             capture_output=True,
-            timeout=_GPG_TIMEOUT,
+            timeout=_TOOL_TIMEOUT,
             check=False,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
         )
@@ -392,7 +392,7 @@ def _gpg(home: Path, args: list[str], *, stdin: bytes | None = None) -> _GPGResu
             "gpg is not installed, so OpenPGP signatures cannot be verified"
         ) from None
     except subprocess.TimeoutExpired:
-        raise _Unverified(f"gpg did not finish within {_GPG_TIMEOUT:g}s") from None
+        raise _Unverified(f"gpg did not finish within {_TOOL_TIMEOUT:g}s") from None
     return _GPGResult(
         returncode=done.returncode,
         stdout=done.stdout.decode("utf-8", "replace"),
