@@ -13,11 +13,13 @@ RUN pip wheel --wheel-dir /wheels --constraint constraints.txt .
 
 FROM python:3.11-slim-bookworm
 # git: kustomize fetches remote bases (`...?ref=v1.0.10`) with the git CLI.
+# gnupg, openssh-client: gpg and ssh-keygen verify GitRepository commit and tag
+# signatures (spec.verify).
 # Debian's security updates replace exact versions in the archive, so the
 # package is not pinned: the base image's tag fixes the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git gnupg openssh-client \
     && rm -rf /var/lib/apt/lists/*
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages the tests and the demo use: git (with git-http-backend), OpenSSH's sshd,
-# and Chromium (the dashboard's tests drive it headless over the DevTools protocol).
+# Chromium (the dashboard's tests drive it headless over the DevTools protocol)
+# and gnupg (gpg verifies signed commits, and signs them in tests).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v chromium >/dev/null || need+=(chromium)
+command -v gpg >/dev/null || need+=(gnupg)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

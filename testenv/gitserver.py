@@ -29,6 +29,7 @@ from typing import IO, Self
 from cryptography.hazmat.primitives import serialization
 
 from testenv.certs import issue, make_ca
+from testenv.pgp import SigningKey
 
 __all__ = [
     "Blackhole",
@@ -354,11 +355,14 @@ class GitServer:
         message: str = "update",
         tags: tuple[str, ...] = (),
         annotated: bool = False,
+        signed_by: SigningKey | None = None,
+        tags_signed_by: SigningKey | None = None,
     ) -> str:
         """Commit ``files`` on top of ``branch`` (created if new) and push; return the sha.
 
         Paths not named keep their content; ``None`` deletes a path. Each tag in
-        ``tags`` is created on the new commit (annotated if asked).
+        ``tags`` is created on the new commit (annotated if asked). The commit is
+        signed with ``signed_by``, the tags (then annotated) with ``tags_signed_by``.
         """
         branch = branch or self.default_branch
         bare = self.repo_path(repo)
@@ -383,15 +387,43 @@ class GitServer:
                 else:
                     _write(target, content)
             git("add", "--all", cwd=work)
-            git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
+            if signed_by is not None:
+                git(
+                    *signed_by.git_config(),
+                    "commit",
+                    "--quiet",
+                    "--allow-empty",
+                    "-S",
+                    "-m",
+                    message,
+                    cwd=work,
+                    env=signed_by.git_env,
+                )
+            else:
+                git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work)
             sha = git("rev-parse", "HEAD", cwd=work).strip()
             for tag in tags:
-                if annotated:
+                if tags_signed_by is not None:
+                    git(
+                        *tags_signed_by.git_config(),
+                        "tag",
+                        "-s",
+                        "-m",
+                        f"release {tag}",
+                        tag,
+                        cwd=work,
+                        env=tags_signed_by.git_env,
+                    )
+                elif annotated:
                     git("tag", "-a", "-m", f"release {tag}", tag, cwd=work)
                 else:
                     git("tag", tag, cwd=work)
             git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", *tags, cwd=work)
         return sha
+
+    def rev_parse(self, repo: str, ref: str) -> str:
+        """The object id ``ref`` names (an annotated tag's own id, not its commit's)."""
+        return git("rev-parse", ref, cwd=self.repo_path(repo)).strip()
 
     def update_ref(self, repo: str, ref: str, target: str) -> None:
         """Point ``ref`` (a full name such as ``refs/pull/1/head``) at ``target``."""

@@ -2,7 +2,7 @@
 
 The TypedDicts below are how code reads a GitRepository as a plain dict, and
 the source of its CRD schema.  Fields fluxd accepts but does not act on
-(``verify``, ``provider``, ``sparseCheckout``...) are still declared, so that
+(``provider``, ``serviceAccountName``) are still declared, so that
 YAML written for Flux passes the apiserver's strict field validation.
 """
 
@@ -54,13 +54,17 @@ class GitRepositoryRef(TypedDict, total=False):
 
 
 class GitRepositoryVerification(TypedDict):
-    """Commit signature verification (accepted; fluxd does not verify signatures)."""
+    """Which Git object(s) to verify, with the public keys of trusted Git authors."""
 
     mode: NotRequired[
         Annotated[GitVerificationMode, Doc("Which Git object(s) to verify."), Default("HEAD")]
     ]
     secretRef: Annotated[
-        LocalObjectReference, Doc("Secret holding the public keys of trusted Git authors.")
+        LocalObjectReference,
+        Doc(
+            "Secret holding the public keys of trusted Git authors: PGP key rings under keys "
+            "with the .asc suffix, SSH public keys under keys with the .sshpub suffix."
+        ),
     ]
 
 
@@ -116,7 +120,7 @@ class GitRepositorySpec(TypedDict):
     verify: NotRequired[
         Annotated[
             GitRepositoryVerification,
-            Doc("Commit signature verification (not supported by fluxd: refused)."),
+            Doc("Verification of the Git commit and/or tag signature(s)."),
         ]
     ]
     proxySecretRef: NotRequired[
@@ -136,7 +140,10 @@ class GitRepositorySpec(TypedDict):
         ]
     ]
     sparseCheckout: NotRequired[
-        Annotated[list[str], Doc("Directories to check out (not supported by fluxd: refused).")]
+        Annotated[
+            list[str],
+            Doc("Directories to check out; only these are included in the Artifact."),
+        ]
     ]
 
 

@@ -4,7 +4,7 @@ A user's Flux YAML must pass the schema unchanged, so the CRDs carry every
 field Flux has. Where fluxd cannot do what Flux does with a field, an object
 that sets it is not reconciled at all: it is ``Stalled`` with reason
 ``UnsupportedField`` and a message naming the field, so nobody believes a
-SOPS ``decryption`` or a ``verify`` is in force when it is not. Every other
+SOPS ``decryption`` or a ``kubeConfig`` is in force when it is not. Every other
 field of every CRD is acted on (a unit test walks the CRDs against this
 table and the code that reads them).
 
@@ -56,15 +56,6 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
         ),
     ),
     "GitRepository": (
-        Refused(
-            "spec.verify",
-            "commit signature verification is not implemented, so unverified commits would "
-            "be applied",
-        ),
-        Refused(
-            "spec.sparseCheckout",
-            "sparse checkout is not implemented; the artifact would hold the whole repository",
-        ),
         Refused(
             "spec.provider",
             "cloud workload identity is not available; use a secretRef (provider: generic)",

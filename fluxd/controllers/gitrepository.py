@@ -49,10 +49,16 @@ from fluxd.source import (
     ProxySettings,
     SourceError,
     Storage,
+    VerificationFailed,
+    VerificationKeys,
     apply_include,
+    check_sparse_checkout,
     checkout,
+    needs_verification,
     redact_url,
     resolve,
+    verification_mode,
+    verify_checkout,
 )
 
 log = structlog.get_logger("fluxd.controllers.gitrepository")
@@ -61,11 +67,18 @@ ARTIFACT_IN_STORAGE = meta.ConditionType.ARTIFACT_IN_STORAGE
 FETCH_FAILED = meta.ConditionType.FETCH_FAILED
 STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
 INCLUDE_UNAVAILABLE = meta.ConditionType.INCLUDE_UNAVAILABLE
+SOURCE_VERIFIED = meta.ConditionType.SOURCE_VERIFIED
 
 
 class GitRepositoryReconciler(Reconciler):
     resource = Resource.of(GIT_REPOSITORY)
-    owned_conditions = (ARTIFACT_IN_STORAGE, FETCH_FAILED, STORAGE_FAILED, INCLUDE_UNAVAILABLE)
+    owned_conditions = (
+        ARTIFACT_IN_STORAGE,
+        FETCH_FAILED,
+        STORAGE_FAILED,
+        INCLUDE_UNAVAILABLE,
+        SOURCE_VERIFIED,
+    )
 
     def __init__(self, *, kube: Kube, storage: Storage, settings: Settings) -> None:
         self.kube = kube
@@ -181,6 +194,7 @@ class GitRepositoryReconciler(Reconciler):
             included: list[dict[str, Any]] = [dict(artifact) for _, artifact in includes]
             ignore = spec.get("ignore")
             submodules = bool(spec.get("recurseSubmodules"))
+            sparse = list(spec.get("sparseCheckout") or [])
             current = status.get("artifact")
             unchanged = (
                 current is not None
@@ -190,11 +204,13 @@ class GitRepositoryReconciler(Reconciler):
                 and bool(status.get("observedRecurseSubmodules")) == submodules
                 and _digests(status.get("includedArtifacts") or []) == _digests(included)
                 and (status.get("observedInclude") or []) == (spec.get("include") or [])
+                and (status.get("observedSparseCheckout") or []) == sparse
+                and not needs_verification(spec.get("verify"), status.get("sourceVerificationMode"))
             )
             if unchanged:
                 assert current is not None
-                return self._ready(current, spec, included, new=False)
-            artifact = await self._fetch_and_store(
+                return self._ready(current, spec, included, new=False, verified=_kept(status, spec))
+            artifact, verified = await self._fetch_and_store(
                 url=url,
                 namespace=namespace,
                 name=name,
@@ -205,13 +221,38 @@ class GitRepositoryReconciler(Reconciler):
                 submodules=submodules,
                 includes=includes,
                 ignore=ignore,
+                sparse=sparse,
+                verify=spec.get("verify"),
             )
+        except VerificationFailed as error:
+            # SourceVerified=False on Ready too; the published artifact stays as it was.
+            kind = Stalled if error.stalled else Transient
+            raise kind(
+                error.reason,
+                error.message,
+                conditions=[
+                    ConditionUpdate(SOURCE_VERIFIED, "False", error.reason, error.message),
+                    ConditionUpdate(FETCH_FAILED, None),
+                ],
+            ) from error
         except InvalidSource as error:
             stalled = error.reason != meta.Reason.AUTHENTICATION_FAILED
             raise self._failure(error, stalled=stalled) from error
         except SourceError as error:
             raise self._failure(error, stalled=False) from error
-        return self._ready(artifact, spec, included, new=True)
+        return self._ready(artifact, spec, included, new=True, verified=verified)
+
+    async def _verification_keys(self, namespace: str, name: str) -> VerificationKeys:
+        try:
+            secret = await self.kube.get(SECRET, name, namespace=namespace)
+            return VerificationKeys.from_secret(secret_bytes(secret))
+        except kube_errors.NotFound:
+            detail = f'secrets "{name}" not found'
+        except InvalidSecretData as error:
+            detail = f"invalid secret '{namespace}/{name}': {error}"
+        raise VerificationFailed(
+            meta.Reason.VERIFICATION_ERROR, f"public keys secret error: {detail}"
+        )
 
     async def _fetch_and_store(
         self,
@@ -226,7 +267,11 @@ class GitRepositoryReconciler(Reconciler):
         submodules: bool,
         includes: list[tuple[Mapping[str, Any], dict[str, Any]]],
         ignore: str | None,
-    ) -> dict[str, Any]:
+        sparse: list[str],
+        verify: Mapping[str, Any] | None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """Check out, verify and pack the revision; return the artifact and the
+        SourceVerified message (None when spec.verify is not set)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{namespace}-{name}-", dir=self.workdir))
         try:
@@ -241,7 +286,24 @@ class GitRepositoryReconciler(Reconciler):
                 key=f"{namespace}/{name}",
                 recurse_submodules=submodules,
                 proxy=proxy,
+                sparse_checkout=sparse,
             )
+            check_sparse_checkout(checkout_dir, sparse, url=url)
+            verified = None
+            if verify is not None:
+                keys = await self._verification_keys(namespace, verify["secretRef"]["name"])
+                verified = await self.workers.run(
+                    functools.partial(
+                        verify_checkout,
+                        checkout_dir,
+                        commit=resolved.commit,
+                        ref_name=resolved.ref_name,
+                        pinned=resolved.pinned,
+                        mode=verification_mode(verify),
+                        keys=keys,
+                    ),
+                    key=f"{namespace}/{name}",
+                )
             for include, artifact in includes:
                 await anyio.to_thread.run_sync(
                     functools.partial(
@@ -260,7 +322,7 @@ class GitRepositoryReconciler(Reconciler):
                 source_dir=checkout_dir,
                 ignore=ignore,
             )
-            return dict(stored)
+            return dict(stored), verified
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
@@ -271,6 +333,7 @@ class GitRepositoryReconciler(Reconciler):
         included: list[dict[str, Any]],
         *,
         new: bool,
+        verified: str | None,
     ) -> Reconciled:
         revision = str(artifact.get("revision", ""))
         message = f"stored artifact for revision '{revision}'"
@@ -280,7 +343,13 @@ class GitRepositoryReconciler(Reconciler):
             "observedRecurseSubmodules": bool(spec.get("recurseSubmodules")) or None,
             "observedInclude": spec.get("include") or None,
             "includedArtifacts": included or None,
+            "observedSparseCheckout": spec.get("sparseCheckout") or None,
         }
+        verify = spec.get("verify")
+        if verify is None:
+            status["sourceVerificationMode"] = None
+        elif new and verified is not None:
+            status["sourceVerificationMode"] = verification_mode(verify)
         events = []
         source = redact_url(str(spec.get("url", "")))
         if new:
@@ -301,6 +370,7 @@ class GitRepositoryReconciler(Reconciler):
                 ConditionUpdate(FETCH_FAILED, None),
                 ConditionUpdate(STORAGE_FAILED, None),
                 ConditionUpdate(INCLUDE_UNAVAILABLE, None),
+                _source_verified(verified),
             ],
             events=events,
         )
@@ -311,6 +381,22 @@ class GitRepositoryReconciler(Reconciler):
         conditions = [ConditionUpdate(condition, "True", error.reason, error.message)]
         kind = Stalled if stalled else Transient
         return kind(error.reason, error.message, conditions=conditions)
+
+
+def _kept(status: Mapping[str, Any], spec: Mapping[str, Any]) -> str | None:
+    """The SourceVerified message that still holds for an unchanged artifact, if any."""
+    if spec.get("verify") is None:
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == SOURCE_VERIFIED and condition.get("status") == "True":
+            return str(condition.get("message", ""))
+    return None
+
+
+def _source_verified(message: str | None) -> ConditionUpdate:
+    if message is None:
+        return ConditionUpdate(SOURCE_VERIFIED, None)
+    return ConditionUpdate(SOURCE_VERIFIED, "True", meta.Reason.SUCCEEDED, message)
 
 
 def _digests(artifacts: list[dict[str, Any]]) -> list[str]:

@@ -8,7 +8,8 @@ back. Typical use, one poll::
     workers = GitWorkers(capacity)  # one per process: it bounds the git threads
     resolved = await resolve(url, GitRef.from_spec(spec.get("ref")), auth, workers=workers, ...)
     if resolved.revision != current_revision:
-        resolved = await checkout(url, resolved, auth, workdir, ...)
+        resolved = await checkout(url, resolved, auth, workdir, sparse_checkout=..., ...)
+        await workers.run(functools.partial(verify_checkout, workdir, ...), key=...)  # spec.verify
         artifact = await storage.store(..., source_dir=workdir, ignore=spec.get("ignore"))
 """
 
@@ -27,9 +28,16 @@ from fluxd.source.errors import (
     redact_url,
 )
 from fluxd.source.extraction import ArtifactCache, ArtifactUnavailable
-from fluxd.source.git import GitRef, Resolved, checkout, resolve
+from fluxd.source.git import GitRef, Resolved, check_sparse_checkout, checkout, resolve
 from fluxd.source.ignore import IgnoreRules
 from fluxd.source.storage import DEFAULT_RETENTION, Storage, resolve_safe
+from fluxd.source.verify import (
+    VerificationFailed,
+    VerificationKeys,
+    needs_verification,
+    verification_mode,
+    verify_checkout,
+)
 from fluxd.source.workers import GitWorkers
 
 __all__ = [
@@ -51,11 +59,17 @@ __all__ = [
     "SourceError",
     "Storage",
     "StorageOperationFailed",
+    "VerificationFailed",
+    "VerificationKeys",
     "apply_include",
+    "check_sparse_checkout",
     "checkout",
+    "needs_verification",
     "pack",
     "redact_url",
     "resolve",
     "resolve_safe",
     "unpack",
+    "verification_mode",
+    "verify_checkout",
 ]

@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +75,7 @@ from fluxd.source.errors import (
 from fluxd.source.semver_range import SemverRange, highest_match
 from fluxd.source.workers import GitWorkers, WorkerBusy
 
-__all__ = ["GitRef", "Resolved", "checkout", "resolve"]
+__all__ = ["GitRef", "Resolved", "check_sparse_checkout", "checkout", "resolve"]
 
 RefKind = Literal["commit", "name", "semver", "tag", "branch"]
 _T = TypeVar("_T")
@@ -195,18 +195,24 @@ async def checkout(
     key: str | None = None,
     recurse_submodules: bool = False,
     proxy: ProxySettings | None = None,
+    sparse_checkout: Sequence[str] = (),
 ) -> Resolved:
     """Check out ``resolved`` into ``dest`` (replaced atomically); return what was checked out.
 
     A ref is fetched shallow (depth 1); if it moved since :func:`resolve`, the
     new tip is checked out and the returned value names it. A pinned commit is
     fetched with the history of its branch (or of all branches and tags) and
-    must be found there.
+    must be found there. ``sparse_checkout`` (``spec.sparseCheckout``), when
+    not empty, limits the work tree to those directories; the repository
+    database is complete either way, so the revision can still be verified.
     """
     remote = _Remote.prepare(url, auth, proxy=proxy, timeout=timeout)
+    paths = _sparse_paths(sparse_checkout)
 
     def work() -> Resolved:
-        return remote.checkout(resolved, dest, recurse_submodules=recurse_submodules)
+        return remote.checkout(
+            resolved, dest, recurse_submodules=recurse_submodules, sparse_paths=paths
+        )
 
     return await _off_loop(work, timeout=timeout, workers=workers, key=key, url=url)
 
@@ -227,6 +233,32 @@ async def _off_loop(
         raise GitTimeout(
             f"git operation on '{redact_url(url)}' timed out after {timeout:g}s", url=url
         ) from None
+
+
+def _sparse_paths(directories: Sequence[str]) -> list[str] | None:
+    """libgit2 paths for ``spec.sparseCheckout``; None (everything) when it lists nothing."""
+    # Flux trims a leading './'; libgit2 matches a directory by its name without a slash.
+    paths = [path.removeprefix("./").rstrip("/") for path in directories]
+    return [path for path in paths if path] or None
+
+
+def check_sparse_checkout(checkout_dir: Path, directories: Sequence[str], *, url: str) -> None:
+    """Fail, as Flux does, when a ``spec.sparseCheckout`` directory is not in the checkout."""
+    root = checkout_dir.resolve()
+    for directory in directories:
+        path = (root / directory).resolve()
+        if path != root and root not in path.parents:
+            raise GitOperationFailed(
+                "failed to sparse checkout directories : sparse checkout dir "
+                f"'{directory}' cannot be resolved: it is outside the repository",
+                url=url,
+            )
+        if not os.path.lexists(path):
+            raise GitOperationFailed(
+                "failed to sparse checkout directories : sparse checkout dir "
+                f"'{directory}' does not exist in repository",
+                url=url,
+            )
 
 
 def _validate_ref(ref: GitRef, url: str) -> None:
@@ -637,13 +669,24 @@ class _Remote:
             heads = remote.list_heads(callbacks=callbacks, proxy=self.proxy_url)
         return {head.name: str(head.oid) for head in heads if head.name and head.name != "HEAD"}
 
-    def checkout(self, resolved: Resolved, dest: Path, *, recurse_submodules: bool) -> Resolved:
+    def checkout(
+        self,
+        resolved: Resolved,
+        dest: Path,
+        *,
+        recurse_submodules: bool,
+        sparse_paths: list[str] | None = None,
+    ) -> Resolved:
         dest.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-checkout-", dir=dest.parent))
         try:
             repo = pygit2.init_repository(str(work))
             target, actual = self._fetch(repo, resolved)
-            repo.checkout_tree(target, strategy=CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
+            strategy = CheckoutStrategy.FORCE
+            if sparse_paths is not None:
+                # Directory names, not patterns: 'app*' is a directory named so.
+                strategy |= CheckoutStrategy.DISABLE_PATHSPEC_MATCH
+            repo.checkout_tree(target, strategy=strategy, paths=sparse_paths)  # type: ignore[no-untyped-call]
             repo.set_head(target.id)
             # Named like a clone's remote, so relative submodule URLs resolve against it.
             repo.remotes.create("origin", self.url)

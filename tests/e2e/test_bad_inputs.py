@@ -390,9 +390,9 @@ def sops_decryption_refused(env: Env) -> None:
     assert env.api.get(ks).get("status", {}).get("inventory") is None
 
 
-def signature_verification_refused(env: Env) -> None:
+def verification_keys_missing(env: Env) -> None:
     path = env.source("verified", verify={"mode": "HEAD", "secretRef": {"name": "pgp-keys"}})
-    env.fails(path, reasons=("UnsupportedField",), words=("spec.verify", "verification"))
+    env.fails(path, reasons=("VerificationError",), words=("public keys secret", "pgp-keys"))
     assert env.api.get(path).get("status", {}).get("artifact") is None
 
 
@@ -844,7 +844,7 @@ CASES = [
     pytest.param(service_account_without_rights, id="apply-service-account-forbidden"),
     pytest.param(source_not_found, id="apply-source-not-found"),
     pytest.param(sops_decryption_refused, id="refused-kustomization-decryption"),
-    pytest.param(signature_verification_refused, id="refused-gitrepository-verify"),
+    pytest.param(verification_keys_missing, id="gitrepository-verify-keys-missing"),
     pytest.param(unverifiable_receiver_type_refused, id="refused-receiver-type"),
     pytest.param(restart_refused_by_admission_policy, id="restarter-admission-policy"),
     pytest.param(workload_deleted_mid_restart, id="restarter-workload-deleted"),

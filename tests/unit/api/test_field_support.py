@@ -107,12 +107,6 @@ def test_a_refused_field_inside_list_items_is_named(monkeypatch: pytest.MonkeyPa
             id="sops",
         ),
         pytest.param(
-            "GitRepository",
-            {"spec": {"verify": {"mode": "HEAD", "secretRef": {"name": "keys"}}}},
-            ["spec.verify"],
-            id="verify",
-        ),
-        pytest.param(
             "Kustomization",
             {"spec": {"kubeConfig": {"configMapRef": {"name": "eks"}}}},
             ["spec.kubeConfig.configMapRef"],
@@ -132,6 +126,12 @@ def test_a_refused_field_is_named(kind: str, obj: dict[str, Any], named: list[st
     ("kind", "obj"),
     [
         pytest.param("GitRepository", {"spec": {"provider": "generic"}}, id="generic-provider"),
+        pytest.param(
+            "GitRepository",
+            {"spec": {"verify": {"mode": "HEAD", "secretRef": {"name": "keys"}}}},
+            id="verify",
+        ),
+        pytest.param("GitRepository", {"spec": {"sparseCheckout": ["apps"]}}, id="sparse"),
         pytest.param("Receiver", {"spec": {"type": "gitea"}}, id="gitea"),
         pytest.param("Kustomization", {"spec": {"dependsOn": [{"name": "a"}]}}, id="plain"),
         pytest.param("Kustomization", {"spec": {"healthCheckExprs": []}}, id="empty-list"),

@@ -25,13 +25,19 @@ def test_public_surface_is_pinned() -> None:
         "SourceError",
         "Storage",
         "StorageOperationFailed",
+        "VerificationFailed",
+        "VerificationKeys",
         "apply_include",
+        "check_sparse_checkout",
         "checkout",
         "pack",
         "redact_url",
         "resolve",
         "resolve_safe",
         "unpack",
+        "needs_verification",
+        "verification_mode",
+        "verify_checkout",
     }
     for name in fluxd.source.__all__:
         assert getattr(fluxd.source, name) is not None
