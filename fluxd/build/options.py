@@ -133,6 +133,8 @@ class BuildOptions:
     post_build: bool = False
     substitute: tuple[tuple[str, str], ...] = ()
     substitute_from: tuple[SubstituteReference, ...] = field(default=())
+    #: True when ``spec.decryption.provider`` is ``sops``: inputs and objects are decrypted.
+    decryption: bool = False
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> BuildOptions:
@@ -163,6 +165,7 @@ class BuildOptions:
                     "postBuild.substituteFrom",
                 )
             ),
+            decryption=_mapping(spec.get("decryption"), "decryption").get("provider") == "sops",
         )
 
     @property
