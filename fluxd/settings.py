@@ -116,6 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
         "StrictPostBuildSubstitutions feature gate); off, it becomes empty as in Flux",
     ),
     Setting("build-cache-size", "int", 256, "cached builds kept in memory"),
+    Setting(
+        "sops-age-secret",
+        "str",
+        "",
+        "Secret in fluxd's namespace whose '.agekey' entries decrypt Kustomizations with "
+        "decryption.provider sops and no secretRef (Flux's --sops-age-secret)",
+    ),
     # notifications
     Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
     Setting(
@@ -300,6 +307,7 @@ class Settings:
     no_cross_namespace_refs: bool = False
     strict_post_build_substitutions: bool = False
     build_cache_size: int = 256
+    sops_age_secret: str = ""
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0
     restarter: bool = True
@@ -353,6 +361,11 @@ class Settings:
     @property
     def effective_lease_namespace(self) -> str:
         return self.lease_namespace or _pod_namespace()
+
+    @property
+    def sops_age_secret_namespace(self) -> str:
+        """Where ``sops-age-secret`` is read: fluxd's own namespace, as Flux's runtime one."""
+        return _pod_namespace()
 
     @property
     def effective_restarter_namespaces(self) -> tuple[str, ...]:

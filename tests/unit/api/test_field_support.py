@@ -94,9 +94,9 @@ def test_the_receiver_types_said_verified_are_the_ones_verified() -> None:
     [
         pytest.param(
             "Kustomization",
-            {"spec": {"decryption": {"provider": "sops", "secretRef": {"name": "sops-age"}}}},
-            ["spec.decryption"],
-            id="sops",
+            {"spec": {"decryption": {"provider": "sops", "serviceAccountName": "kms"}}},
+            ["spec.decryption.serviceAccountName"],
+            id="sops-workload-identity",
         ),
         pytest.param(
             "Kustomization",
