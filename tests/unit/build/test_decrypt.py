@@ -23,7 +23,7 @@ from fluxd.build import (
     EncryptedObjectError,
     build,
 )
-from fluxd.build.decrypt import Format, detect_format, format_for_path
+from fluxd.build.decrypt import Format, detect_format, format_for_path, open_decryptor
 from tests.support.sops import AgeKey, age_key, encrypt, pgp_key
 from tests.unit.build.conftest import Tree
 
@@ -245,13 +245,17 @@ async def test_each_generator_format_is_decrypted(
         assert base64.b64decode(secret["data"][name]) == expected
 
 
-async def test_an_openpgp_key_decrypts(tree: Tree, tmp_path: Path) -> None:
+async def test_an_openpgp_key_decrypts_without_gpg(
+    tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pgp = pgp_key(tmp_path / "gnupg-of-the-user")
     encrypted = encrypt(PLAINTEXT, pgp=pgp).decode()
     root = tree({"realm/ix/kustomization.yaml": GENERATOR, "realm/ix/realm_ix.toml": encrypted})
     keys = DecryptionKeys.from_secret_data(
         {"identity.asc": pgp.armored_private}, origin="Secret 'apps/pgp'"
     )
+    # No gpg anywhere: its agent would outlive the build, so fluxd never runs it.
+    monkeypatch.setenv("PATH", str(tmp_path / "no-binaries-here"))
 
     objects = await build(
         artifact_root=root, path="realm/ix", options=DECRYPTING, decryption_keys=keys
@@ -396,3 +400,20 @@ async def test_a_build_with_other_keys_never_shares_a_result_in_flight(
 
     assert isinstance(results[0], list)
     assert isinstance(results[1], DecryptionError)
+
+
+async def test_a_malformed_openpgp_key_names_the_entry_and_never_the_value(
+    tmp_path: Path,
+) -> None:
+    armored = (
+        b"-----BEGIN PGP PRIVATE KEY BLOCK-----\nhunter7!\n-----END PGP PRIVATE KEY BLOCK-----"
+    )
+    keys = DecryptionKeys.from_secret_data({"bad.asc": armored}, origin="Secret 'apps/pgp'")
+
+    with pytest.raises(DecryptionError) as caught:
+        async with open_decryptor(keys, directory=tmp_path / "keys"):
+            pass
+
+    assert "'bad.asc'" in caught.value.message
+    assert "hunter7" not in caught.value.message
+    assert not (tmp_path / "keys").exists()
