@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from fluxd.build import BuildOptions, SubstitutionError, build, collect_variables
+from fluxd.build import BuildOptions, BuildSettings, SubstitutionError, build, collect_variables
 from fluxd.build.substitute import ExpansionError, expand, referenced_variables
 from tests.unit.build.conftest import Tree
 
@@ -90,6 +90,8 @@ def test_secret_data_is_decoded_for_substitution() -> None:
         referenced_variables("Secret", {"data": {"token": "*s3cr3t*"}})
 
 
+# An unset variable is an error only with Flux's StrictPostBuildSubstitutions.
+STRICT = BuildSettings(strict_substitution=True)
 CONFIGMAP = """\
 apiVersion: v1
 kind: ConfigMap
@@ -152,7 +154,7 @@ async def test_strict_error_names_the_variable_and_the_object(tree: Tree) -> Non
     options = BuildOptions.from_spec({"postBuild": {"substitute": {"region": "eu"}}})
 
     with pytest.raises(SubstitutionError) as caught:
-        await build(artifact_root=tree({}), path="apps", options=options)
+        await build(artifact_root=tree({}), path="apps", options=options, settings=STRICT)
 
     assert caught.value.object_id == "ConfigMap/apps/settings"
     assert '"count"' in str(caught.value)
@@ -164,7 +166,7 @@ async def test_values_never_appear_in_substitution_errors(tree: Tree) -> None:
     options = BuildOptions.from_spec({"postBuild": {"substitute": {"region": "hunter2-token"}}})
 
     with pytest.raises(SubstitutionError) as caught:
-        await build(artifact_root=tree({}), path="apps", options=options)
+        await build(artifact_root=tree({}), path="apps", options=options, settings=STRICT)
 
     assert "hunter2" not in str(caught.value)
 
