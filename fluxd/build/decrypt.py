@@ -37,11 +37,11 @@ import json
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlparse
 
 import yaml
@@ -50,6 +50,8 @@ from fluxd.build.engine import kill_group, strip_workspace
 from fluxd.build.errors import BuildError
 from fluxd.build.manifests import ManifestLoader, load_object, object_id
 from fluxd.build.remote import find_kustomization_file
+
+T = TypeVar("T")
 
 #: Set to ``Disabled`` on an object, this keeps it from being decrypted (and refused).
 DECRYPT_ANNOTATION = "kustomize.toolkit.fluxcd.io/decrypt"
@@ -397,6 +399,20 @@ def dearmor(value: bytes, *, name: str, origin: str) -> bytes:
     )
 
 
+async def _all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``coroutines`` at once, results in order.
+
+    On the first failure the others are cancelled (killing their sops) and
+    awaited, so no decryption outlives the build that asked for it.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coroutine) for coroutine in coroutines]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
 async def _run(
     command: Sequence[str], *, stdin: bytes, env: Mapping[str, str], cwd: Path, timeout: float
 ) -> tuple[int, bytes, bytes]:
@@ -432,11 +448,9 @@ async def decrypt_sources(decryptor: Decryptor, *, root: Path, directory: Path) 
     """
     references = await asyncio.to_thread(_source_references, root, directory)
     try:
-        await asyncio.gather(
-            *(
-                _decrypt_file(decryptor, path=path, relative=relative, form=form)
-                for path, relative, form in references
-            )
+        await _all(
+            _decrypt_file(decryptor, path=path, relative=relative, form=form)
+            for path, relative, form in references
         )
     except DecryptionError as error:
         raise DecryptionError(f"error decrypting sources: {error.message}") from None
@@ -595,7 +609,7 @@ async def decrypt_documents(decryptor: Decryptor, documents: Sequence[str]) -> l
             return document
         return yaml.safe_dump(decrypted, sort_keys=False, allow_unicode=True)
 
-    return list(await asyncio.gather(*(one(document) for document in documents)))
+    return await _all(one(document) for document in documents)
 
 
 async def _decrypt_object(decryptor: Decryptor, obj: dict[str, Any]) -> dict[str, Any]:

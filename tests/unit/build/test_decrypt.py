@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +418,36 @@ async def test_a_malformed_openpgp_key_names_the_entry_and_never_the_value(
     assert "'bad.asc'" in caught.value.message
     assert "hunter7" not in caught.value.message
     assert not (tmp_path / "keys").exists()
+
+
+def sops_children() -> list[int]:
+    """Processes of ours still running the sops binary."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            command = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"sops" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+async def test_a_failed_decryption_leaves_no_sops_running(tree: Tree, key: AgeKey) -> None:
+    names = [f"f{n:02d}.toml" for n in range(12)]
+    files = {name: encrypt(PLAINTEXT, age=key.recipient).decode() for name in names}
+    # The first file is for a key the build does not hold: it fails while the others run.
+    files[names[0]] = encrypt(PLAINTEXT, age=age_key().recipient).decode()
+    kustomization = {"secretGenerator": [{"name": "many", "files": names}]}
+    root = tree(
+        {"app/kustomization.yaml": json.dumps(kustomization)}
+        | {f"app/{name}": text for name, text in files.items()}
+    )
+
+    with pytest.raises(DecryptionError):
+        await build(
+            artifact_root=root, path="app", options=DECRYPTING, decryption_keys=keys_for(key)
+        )
+
+    assert sops_children() == []
