@@ -3,7 +3,8 @@
 The user's ``realm_ix.toml`` is pushed encrypted (age, then OpenPGP) and the
 generated Secret must hold the plaintext and roll the Deployment once; pushed
 for a key fluxd does not hold, or with ``spec.decryption`` removed, nothing is
-applied and nothing rolls. An encrypted Secret manifest is decrypted too. The
+applied and nothing rolls. An encrypted Secret manifest is decrypted too, and
+without a ``secretRef`` the daemon-wide ``sops-age-secret`` decrypts. The
 plaintext never shows in fluxd's log, its Events, the Kustomization's status
 or /metrics. The tests run in order on one seeded flow.
 """
@@ -33,6 +34,9 @@ from tests.support.seedflow import (
 from tests.support.sops import AgeKey, age_key, encrypt, pgp_key
 
 KEYS_PATH = PATHS["Secret"].format(namespace="flux-system", name="sops-keys")
+# The daemon-wide age Secret, in fluxd's namespace (POD_NAMESPACE unset: flux-system).
+GLOBAL_KEYS_NAME = "sops-age-global"
+GLOBAL_KEYS_PATH = PATHS["Secret"].format(namespace="flux-system", name=GLOBAL_KEYS_NAME)
 DB_PATH = PATHS["Secret"].format(namespace="realm", name="realm-db")
 # Every plaintext of these tests carries this marker, so one grep finds any leak.
 MARKER = "s3cr3t-sops-marker"
@@ -46,9 +50,11 @@ def realm_toml(version: int) -> str:
 def seeded(
     cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[GitServer, Fluxd]]:
-    with seeded_flow(cluster, tmp_path_factory.mktemp("sops")) as flow:
+    extra = [f"--sops-age-secret={GLOBAL_KEYS_NAME}"]
+    with seeded_flow(cluster, tmp_path_factory.mktemp("sops"), extra_args=extra) as flow:
         yield flow
     cluster.api.delete(KEYS_PATH)
+    cluster.api.delete(GLOBAL_KEYS_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +72,14 @@ def hook(api: Api) -> str:
     return str(api.get(RECEIVER_PATH)["status"]["webhookPath"])
 
 
-def put_keys(api: Api, entries: dict[str, bytes]) -> None:
-    api.delete(KEYS_PATH)
+def put_keys(api: Api, entries: dict[str, bytes], *, name: str = "sops-keys") -> None:
+    api.delete(PATHS["Secret"].format(namespace="flux-system", name=name))
     api.create(
         "/api/v1/namespaces/flux-system/secrets",
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "sops-keys", "namespace": "flux-system"},
+            "metadata": {"name": name, "namespace": "flux-system"},
             "data": {name: base64.b64encode(value).decode() for name, value in entries.items()},
         },
     )
@@ -230,4 +236,22 @@ def test_an_encrypted_secret_manifest_is_decrypted(
     wait_for(lambda: applied(api, sha), timeout=90, what="the encrypted manifest applied")
     assert secret_value(api, DB_PATH, "password") == f"{MARKER}-db".encode()
     assert "sops" not in api.get(DB_PATH)
+    assert_no_plaintext(api, daemon)
+
+
+def test_without_a_secret_ref_the_daemon_wide_age_secret_decrypts(
+    api: Api, seeded: tuple[GitServer, Fluxd], key: AgeKey
+) -> None:
+    git, daemon = seeded
+    shared = age_key()
+    # The repository's db.yaml is still encrypted for the first key: both are needed.
+    entries = {"cluster.agekey": shared.identity.encode(), "team.agekey": key.identity.encode()}
+    put_keys(api, entries, name=GLOBAL_KEYS_NAME)
+    api.merge_patch(KS_PATH, {"spec": {"decryption": {"secretRef": None}}})
+
+    encrypted = encrypt(realm_toml(4).encode(), age=shared.recipient).decode()
+    sha = push_and_deliver(git, daemon, hook(api), {"realm/ix/realm_ix.toml": encrypted})
+
+    wait_for(lambda: applied(api, sha), timeout=90, what="the commit for the shared key applied")
+    assert secret_value(api, SECRET_PATH, "realm_ix.toml") == realm_toml(4).encode()
     assert_no_plaintext(api, daemon)
