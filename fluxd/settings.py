@@ -145,6 +145,13 @@ SETTINGS: tuple[Setting, ...] = (
         "with a dependsOn readyExpr, also require the built-in readiness check (Flux's "
         "AdditiveCELDependencyCheck feature gate); off, the expression alone decides as in Flux",
     ),
+    Setting(
+        "sops-age-secret",
+        "str",
+        "",
+        "Secret in fluxd's namespace whose '.agekey' entries decrypt Kustomizations with "
+        "decryption.provider sops and no secretRef (Flux's --sops-age-secret)",
+    ),
     # notifications
     Setting("notification-max-attempts", "int", 5, "sends of one alert before it is given up"),
     Setting(
@@ -333,6 +340,7 @@ class Settings:
     override_manager: tuple[str, ...] = ()
     watch_configs_label_selector: str = "reconcile.fluxcd.io/watch=Enabled"
     additive_cel_dependency_check: bool = False
+    sops_age_secret: str = ""
     notification_max_attempts: int = 5
     notification_dedup_window: float = 300.0
     restarter: bool = True
@@ -386,6 +394,11 @@ class Settings:
     @property
     def effective_lease_namespace(self) -> str:
         return self.lease_namespace or _pod_namespace()
+
+    @property
+    def sops_age_secret_namespace(self) -> str:
+        """Where ``sops-age-secret`` is read: fluxd's own namespace, as Flux's runtime one."""
+        return _pod_namespace()
 
     @property
     def effective_restarter_namespaces(self) -> tuple[str, ...]:

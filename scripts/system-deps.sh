@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests and the demo use: git (with git-http-backend), OpenSSH's sshd,
 # Chromium (the dashboard's tests drive it headless over the DevTools protocol)
-# and gnupg (gpg verifies signed commits, and signs them in tests).
+# and gnupg (gpg verifies signed commits; the tests sign commits and make SOPS keys with it).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)

@@ -1,9 +1,9 @@
 """``kustomize.toolkit.fluxcd.io/v1`` Kustomization: Flux's field names, enums and defaults.
 
 The TypedDicts below are how code reads a Kustomization as a plain dict, and
-the source of its CRD schema.  ``decryption``, ``kubeConfig.configMapRef`` and
-the CEL fields are in the schema so that YAML written for Flux passes strict field
-validation; an object that sets one is refused (``fluxd.api.support``).
+the source of its CRD schema.  ``kubeConfig.configMapRef``, ``buildMetadata`` and
+``decryption.serviceAccountName`` are in the schema so that YAML written for Flux
+passes strict field validation; an object that sets one is refused (``fluxd.api.support``).
 """
 
 from __future__ import annotations
@@ -165,10 +165,12 @@ class CustomHealthCheck(TypedDict):
 
 
 class Decryption(TypedDict):
-    """Decryption of Secrets before apply (not supported by fluxd: refused)."""
+    """SOPS decryption of the build's inputs and Secrets before apply."""
 
     provider: Annotated[Literal["sops"], Doc("Decryption engine.")]
-    serviceAccountName: NotRequired[str]
+    serviceAccountName: NotRequired[
+        Annotated[str, Doc("Workload identity for KMS (not supported by fluxd: refused).")]
+    ]
     secretRef: NotRequired[LocalObjectReference]
 
 
@@ -279,7 +281,7 @@ class KustomizationSpec(TypedDict):
         ]
     ]
     decryption: NotRequired[
-        Annotated[Decryption, Doc("Secret decryption (not supported by fluxd: refused).")]
+        Annotated[Decryption, Doc("SOPS decryption of Secrets and generator files.")]
     ]
     kubeConfig: NotRequired[
         Annotated[KubeConfigReference, Doc("Kubeconfig of the remote cluster to apply to.")]

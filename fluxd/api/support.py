@@ -4,12 +4,12 @@ A user's Flux YAML must pass the schema unchanged, so the CRDs carry every
 field Flux has. Where fluxd cannot do what Flux does with a field, an object
 that sets it is not reconciled at all: it is ``Stalled`` with reason
 ``UnsupportedField`` and a message naming the field, so nobody believes a
-SOPS ``decryption`` or a ``kubeConfig`` is in force when it is not. Every other
-field of every CRD is acted on (a unit test walks the CRDs against this
-table and the code that reads them).
+field is in force when it is not. Every other field of every CRD is acted
+on (a unit test walks the CRDs against this table and the code that reads
+them).
 
 Paths are dotted from the object's root; ``[]`` walks each item of a list
-(``spec.dependsOn[].readyExpr``). A refusal with ``unless`` refuses only
+(``spec.healthChecks[].kind``). A refusal with ``unless`` refuses only
 values outside that set (``spec.provider: generic`` is what fluxd does).
 """
 
@@ -41,9 +41,9 @@ RECEIVER_TYPES_VERIFIED = frozenset(
 REFUSED: Mapping[str, tuple[Refused, ...]] = {
     "Kustomization": (
         Refused(
-            "spec.decryption",
-            "SOPS decryption is not implemented, and applying still-encrypted manifests "
-            "would write ciphertext into the cluster",
+            "spec.decryption.serviceAccountName",
+            "workload identity for key management services is not available; put age or "
+            "OpenPGP keys in spec.decryption.secretRef",
         ),
         Refused(
             "spec.kubeConfig.configMapRef",

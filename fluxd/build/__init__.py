@@ -2,9 +2,12 @@
 
 One entry point, :func:`build`: copy the artifact, generate or edit the
 kustomization with the spec's options, run the official kustomize engine,
-substitute ``postBuild`` variables and stamp ``commonMetadata``. Results are
-cached by a digest of their inputs when a :class:`BuildCache` is given, except
-builds that use remote bases (see :mod:`fluxd.build.cache`). No
+substitute ``postBuild`` variables and stamp ``commonMetadata``. With
+``spec.decryption``, SOPS-encrypted inputs and objects are decrypted on the way
+(see :mod:`fluxd.build.decrypt`); an object still encrypted at the end is
+refused. Results are cached by a digest of their inputs when a
+:class:`BuildCache` is given, except builds that use remote bases or decrypted
+anything (see :mod:`fluxd.build.cache`). No
 Kubernetes I/O happens here: ``substituteFrom`` data is fetched by the caller
 and merged with :func:`collect_variables`.
 """
@@ -17,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from fluxd.build.cache import BuildCache, Built, build_key, tree_digest
+from fluxd.build.decrypt import (
+    DecryptionError,
+    DecryptionKeys,
+    EncryptedObjectError,
+    decrypt_documents,
+    decrypt_sources,
+    open_decryptor,
+    refuse_encrypted,
+)
 from fluxd.build.engine import run_engine
 from fluxd.build.errors import (
     BuildError,
@@ -55,6 +67,9 @@ __all__ = [
     "BuildError",
     "BuildOptions",
     "BuildSettings",
+    "DecryptionError",
+    "DecryptionKeys",
+    "EncryptedObjectError",
     "EngineError",
     "EngineKind",
     "EngineTimeoutError",
@@ -87,6 +102,7 @@ async def build(
     settings: BuildSettings = _DEFAULT_SETTINGS,
     cache: BuildCache | None = None,
     artifact_digest: str | None = None,
+    decryption_keys: DecryptionKeys | None = None,
 ) -> list[dict[str, Any]]:
     """Build ``path`` of the extracted artifact at ``artifact_root`` into objects.
 
@@ -95,8 +111,13 @@ async def build(
     Objects come back as dicts in kustomize's output order. With a ``cache``,
     an unchanged input returns the cached objects without running kustomize;
     ``artifact_digest`` (the source's ``sha256:...``) saves hashing the tree.
+    ``decryption_keys`` are the keys of ``spec.decryption`` (none: nothing
+    encrypted can be decrypted); they are used only when ``options.decryption``.
     """
     effective = dict(options.substitute) if variables is None else dict(variables)
+    keys: DecryptionKeys | None = None
+    if options.decryption:
+        keys = decryption_keys or DecryptionKeys(origin="(no decryption keys were given)")
 
     async def produce() -> Built:
         return await _build_uncached(
@@ -105,6 +126,7 @@ async def build(
             options=options,
             variables=effective,
             settings=settings,
+            keys=keys,
         )
 
     if cache is None:
@@ -118,6 +140,7 @@ async def build(
         options=options,
         settings=settings,
         variables=effective,
+        decryption=keys.fingerprint() if keys is not None else None,
     )
     return await cache.get_or_build(key, produce)
 
@@ -129,20 +152,41 @@ async def _build_uncached(
     options: BuildOptions,
     variables: Mapping[str, str],
     settings: BuildSettings,
+    keys: DecryptionKeys | None,
 ) -> Built:
     workspace, remote = await asyncio.to_thread(
         _prepare, artifact_root=artifact_root, path=path, options=options, settings=settings
     )
     try:
-        output = await run_engine(
-            directory=workspace.directory, workspace=workspace.root, settings=settings
-        )
+        if keys is None:
+            output = await run_engine(
+                directory=workspace.directory, workspace=workspace.root, settings=settings
+            )
+            documents = split_documents(output)
+            decrypted = 0
+        else:
+            # The keys live beside the source copy, in the build's private directory,
+            # and go with it.
+            async with open_decryptor(
+                keys,
+                directory=workspace.root.parent / "sops",
+                timeout_seconds=settings.timeout_seconds,
+                workspace=workspace.root,
+            ) as decryptor:
+                await decrypt_sources(decryptor, root=workspace.root, directory=workspace.directory)
+                output = await run_engine(
+                    directory=workspace.directory, workspace=workspace.root, settings=settings
+                )
+                documents = await decrypt_documents(decryptor, split_documents(output))
+                decrypted = decryptor.decrypted
     finally:
         await asyncio.to_thread(workspace.cleanup)
     objects = await asyncio.to_thread(
-        _finish, output=output, options=options, variables=variables, settings=settings
+        _finish, documents=documents, options=options, variables=variables, settings=settings
     )
-    return Built(objects=objects, cacheable=not remote)
+    refuse_encrypted(objects)
+    # Plaintext is never kept past the reconcile that decrypted it.
+    return Built(objects=objects, cacheable=not remote and decrypted == 0)
 
 
 def _prepare(
@@ -166,19 +210,19 @@ def _prepare(
 
 def _finish(
     *,
-    output: str,
+    documents: list[str],
     options: BuildOptions,
     variables: Mapping[str, str],
     settings: BuildSettings,
 ) -> list[dict[str, Any]]:
-    """Parse the engine output, substitute variables and apply commonMetadata."""
+    """Parse the built documents, substitute variables and apply commonMetadata."""
     substituting = substitution_runs(
         post_build=options.post_build, always=options.substitute_always, variables=variables
     )
     if substituting:
         validate_variable_names(variables)
     objects: list[dict[str, Any]] = []
-    for document in split_documents(output):
+    for document in documents:
         if substituting:
             obj = substitute_document(
                 document, variables=variables, strict=settings.strict_substitution

@@ -13,6 +13,8 @@ Two things keep it honest:
   the artifact covers; Flux rebuilds at every interval, and so do we. Not
   caching is simpler than a lifetime tied to each Kustomization's interval and
   cannot serve a stale base even once.
+* A build that decrypted anything is never cached either: plaintext of a
+  SOPS-encrypted input is not kept past the reconcile that decrypted it.
 * Entries are kept as JSON text, not objects: every reader needs a private
   copy, and decoding JSON (off the event loop, in a thread) is far cheaper than
   ``copy.deepcopy`` of thousands of dicts on it.
@@ -80,9 +82,15 @@ def build_key(
     options: BuildOptions,
     settings: BuildSettings,
     variables: Mapping[str, str] | None,
+    decryption: str | None = None,
 ) -> str:
-    """The cache key of one build: a sha256 over its inputs."""
+    """The cache key of one build: a sha256 over its inputs.
+
+    ``decryption`` is the fingerprint of the decryption keys: two builds share a
+    result (even one in flight) only when they may decrypt the same things.
+    """
     material = {
+        "decryption": decryption,
         "artifact": artifact_digest,
         "path": path,
         "options": options.fingerprint(),

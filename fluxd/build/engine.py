@@ -101,7 +101,7 @@ async def run_engine(*, directory: Path, workspace: Path, settings: BuildSetting
             process.communicate(), timeout=settings.timeout_seconds
         )
     except (TimeoutError, asyncio.CancelledError) as error:
-        _kill_group(process)
+        kill_group(process)
         await process.wait()
         if isinstance(error, asyncio.CancelledError):
             raise
@@ -117,7 +117,7 @@ async def run_engine(*, directory: Path, workspace: Path, settings: BuildSetting
     return stdout.decode("utf-8")
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
+def kill_group(process: asyncio.subprocess.Process) -> None:
     # The session's id is the engine's pid; killing the group reaches git children too.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)

@@ -135,6 +135,8 @@ class BuildOptions:
     substitute_from: tuple[SubstituteReference, ...] = field(default=())
     #: ``postBuild.substituteStrategy: Always``: substitute even when no variable is defined.
     substitute_always: bool = False
+    #: True when ``spec.decryption.provider`` is ``sops``: inputs and objects are decrypted.
+    decryption: bool = False
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> BuildOptions:
@@ -167,6 +169,7 @@ class BuildOptions:
             ),
             substitute_always=_mapping(post_build, "postBuild").get("substituteStrategy")
             == "Always",
+            decryption=_mapping(spec.get("decryption"), "decryption").get("provider") == "sops",
         )
 
     @property

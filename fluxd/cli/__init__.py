@@ -371,6 +371,13 @@ def _add_build_diff(commands: Subcommands) -> None:
             default="",
             help="the Kustomization's YAML, instead of the cluster's",
         )
+        leaf.add_argument(
+            "--decryption-key-file",
+            action="append",
+            default=[],
+            help="private key for spec.decryption (age identities, or OpenPGP if it ends .asc); "
+            "repeatable",
+        )
         if verb_name == "build":
             leaf.add_argument(
                 "--dry-run",

@@ -5,7 +5,10 @@ of its artifact: the Kustomization's spec from the cluster (or from
 ``--kustomization-file``), kustomize with Flux's additions, ``postBuild``
 substitution with the ``substituteFrom`` ConfigMaps and Secrets read from the
 cluster, and the owner labels the applier adds. Nothing is written to the
-cluster; ``--dry-run`` does not even read it.
+cluster; ``--dry-run`` does not even read it. A Kustomization with
+``spec.decryption`` is decrypted with the private keys of
+``--decryption-key-file`` (age identities, or armored OpenPGP keys), never
+with keys read from the cluster; without one, encrypted input fails the build.
 
 ``diff`` sends every built object to the API server as a server-side *dry-run*
 apply with the daemon's field manager and prints a unified diff of the live
@@ -41,6 +44,7 @@ from fluxd.build import (
     BuildError,
     BuildOptions,
     BuildSettings,
+    DecryptionKeys,
     build,
     collect_variables,
     referenced_variables,
@@ -128,8 +132,39 @@ async def substitution_variables(
     return collect_variables(inline=dict(options.substitute), referenced=referenced)
 
 
+def decryption_keys_from_files(paths: Sequence[str]) -> DecryptionKeys:
+    """Keys for ``spec.decryption`` from local files: ``.asc`` is OpenPGP, anything else age.
+
+    The files are read like the entries of a decryption Secret, so a key exported
+    from the cluster's Secret works unchanged.
+    """
+    if not paths:
+        return DecryptionKeys(origin="(no --decryption-key-file given)")
+    entries: dict[str, bytes] = {}
+    for number, name in enumerate(paths):
+        path = Path(name)
+        try:
+            content = path.read_bytes()
+        except OSError as error:
+            raise UsageError(
+                f"cannot read --decryption-key-file {path}: {error.strerror}"
+            ) from error
+        suffix = ".asc" if path.suffix == ".asc" else ".agekey"
+        entries[f"{number}-{path.stem}{suffix}"] = content
+    origin = "--decryption-key-file " + ", ".join(paths)
+    try:
+        return DecryptionKeys.from_secret_data(entries, origin=origin)
+    except BuildError as error:
+        raise UsageError(error.message) from error
+
+
 async def render(
-    kube: Kube | None, kustomization: Object, *, directory: Path, terminal: Terminal
+    kube: Kube | None,
+    kustomization: Object,
+    *,
+    directory: Path,
+    terminal: Terminal,
+    decryption_key_files: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The objects the daemon would apply for ``kustomization`` if its path held ``directory``."""
     metadata = kustomization.get("metadata") or {}
@@ -144,8 +179,14 @@ async def render(
         )
         # Without the cluster, unset variables cannot be told from unread ones.
         settings = BuildSettings(strict_substitution=kube is not None)
+        keys = decryption_keys_from_files(decryption_key_files) if options.decryption else None
         objects = await build(
-            artifact_root=root, path=path, options=options, variables=variables, settings=settings
+            artifact_root=root,
+            path=path,
+            options=options,
+            variables=variables,
+            settings=settings,
+            decryption_keys=keys,
         )
     except BuildError as error:
         raise CommandError(f"build failed: {error}") from error
@@ -179,7 +220,13 @@ async def _kustomization(session: Session | None, args: argparse.Namespace) -> O
 async def build_offline(args: argparse.Namespace, terminal: Terminal) -> int:
     """``build --dry-run``: no cluster at all."""
     kustomization = await _kustomization(None, args)
-    objects = await render(None, kustomization, directory=Path(args.path), terminal=terminal)
+    objects = await render(
+        None,
+        kustomization,
+        directory=Path(args.path),
+        terminal=terminal,
+        decryption_key_files=args.decryption_key_file,
+    )
     terminal.data(to_yaml(objects))
     return 0
 
@@ -187,7 +234,11 @@ async def build_offline(args: argparse.Namespace, terminal: Terminal) -> int:
 async def build_command(session: Session, args: argparse.Namespace) -> int:
     kustomization = await _kustomization(session, args)
     objects = await render(
-        session.kube, kustomization, directory=Path(args.path), terminal=session.terminal
+        session.kube,
+        kustomization,
+        directory=Path(args.path),
+        terminal=session.terminal,
+        decryption_key_files=args.decryption_key_file,
     )
     session.terminal.data(to_yaml(objects))
     return 0
@@ -196,7 +247,11 @@ async def build_command(session: Session, args: argparse.Namespace) -> int:
 async def diff_command(session: Session, args: argparse.Namespace) -> int:
     kustomization = await _kustomization(session, args)
     objects = await render(
-        session.kube, kustomization, directory=Path(args.path), terminal=session.terminal
+        session.kube,
+        kustomization,
+        directory=Path(args.path),
+        terminal=session.terminal,
+        decryption_key_files=args.decryption_key_file,
     )
     report, changed, problems = await diff_objects(session.kube, objects)
     spec = kustomization.get("spec") or {}

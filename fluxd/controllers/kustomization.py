@@ -72,6 +72,7 @@ from fluxd.build import (
     BuildError,
     BuildOptions,
     BuildSettings,
+    DecryptionKeys,
     EngineKind,
     build,
     collect_variables,
@@ -95,6 +96,7 @@ from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.remote import KubeConfigError, RemoteClusters
 from fluxd.kube.resources import CONFIG_MAP, SECRET, Resource
+from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 from fluxd.metrics import KUSTOMIZATION_PHASE
 from fluxd.restarter.label_selectors import parse_label_selector
 from fluxd.settings import Settings
@@ -489,6 +491,9 @@ class KustomizationReconciler(Reconciler):
         variables = None
         if options.post_build:
             variables = await self._variables(options, namespace, attempted=attempted)
+        keys = None
+        if options.decryption:
+            keys = await self._decryption_keys(spec, namespace, attempted=attempted)
         self.artifacts.acquire(digest)
         try:
             objects = await build(
@@ -499,12 +504,44 @@ class KustomizationReconciler(Reconciler):
                 settings=self.build_settings,
                 cache=self.build_cache,
                 artifact_digest=digest,
+                decryption_keys=keys,
             )
         except BuildError as error:
             raise Transient(error.reason, error.message, status=attempted) from error
         finally:
             self.artifacts.release(digest)
         return normalise_objects(objects)
+
+    async def _decryption_keys(
+        self, spec: Mapping[str, Any], namespace: str, *, attempted: dict[str, Any]
+    ) -> DecryptionKeys:
+        """The keys of ``spec.decryption``: its secretRef, else the daemon-wide age Secret.
+
+        As Flux: a secretRef takes precedence, and the daemon-wide Secret gives age keys only.
+        """
+        reference = (spec.get("decryption") or {}).get("secretRef") or {}
+        name, age_only = str(reference.get("name") or ""), False
+        if not name and self.settings.sops_age_secret:
+            name, age_only = self.settings.sops_age_secret, True
+            namespace = self.settings.sops_age_secret_namespace
+        if not name:
+            return DecryptionKeys(
+                origin="spec.decryption (no secretRef, and fluxd has no sops-age-secret)"
+            )
+        found = await self.kube.get_or_none(SECRET, name, namespace=namespace)
+        failure = f"sops decryption Secret '{namespace}/{name}'"
+        if found is None:
+            raise Transient(meta.Reason.BUILD_FAILED, f"{failure} not found", status=attempted)
+        try:
+            return DecryptionKeys.from_secret_data(
+                secret_bytes(found), origin=f"Secret '{namespace}/{name}'", age_only=age_only
+            )
+        except InvalidSecretData as error:
+            raise Transient(
+                meta.Reason.BUILD_FAILED, f"{failure}: {error}", status=attempted
+            ) from None
+        except BuildError as error:
+            raise Transient(error.reason, error.message, status=attempted) from None
 
     async def _variables(
         self, options: BuildOptions, namespace: str, *, attempted: dict[str, Any]

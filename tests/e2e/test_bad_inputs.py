@@ -378,15 +378,17 @@ def source_not_found(env: Env) -> None:
 # -- fields fluxd refuses rather than ignores ----------------------------------------------------
 
 
-def sops_decryption_refused(env: Env) -> None:
-    # Applying the build unchanged would write ciphertext: nothing of it may be applied.
+def sops_workload_identity_refused(env: Env) -> None:
+    # No KMS can be reached: decrypting nothing must not pass for decrypting.
     env.source()
     ks = env.kustomization(
         "sops",
         "./plain",
-        decryption={"provider": "sops", "secretRef": {"name": "sops-age"}},
+        decryption={"provider": "sops", "serviceAccountName": "kms"},
     )
-    env.fails(ks, reasons=("UnsupportedField",), words=("spec.decryption", "SOPS"))
+    env.fails(
+        ks, reasons=("UnsupportedField",), words=("spec.decryption.serviceAccountName", "identity")
+    )
     assert env.api.get(ks).get("status", {}).get("inventory") is None
 
 
@@ -843,7 +845,7 @@ CASES = [
     pytest.param(rejected_by_admission_policy, id="apply-admission-policy"),
     pytest.param(service_account_without_rights, id="apply-service-account-forbidden"),
     pytest.param(source_not_found, id="apply-source-not-found"),
-    pytest.param(sops_decryption_refused, id="refused-kustomization-decryption"),
+    pytest.param(sops_workload_identity_refused, id="refused-decryption-workload-identity"),
     pytest.param(verification_keys_missing, id="gitrepository-verify-keys-missing"),
     pytest.param(unverifiable_receiver_type_refused, id="refused-receiver-type"),
     pytest.param(restart_refused_by_admission_policy, id="restarter-admission-policy"),

@@ -102,9 +102,9 @@ def test_a_refused_field_inside_list_items_is_named(monkeypatch: pytest.MonkeyPa
     [
         pytest.param(
             "Kustomization",
-            {"spec": {"decryption": {"provider": "sops", "secretRef": {"name": "sops-age"}}}},
-            ["spec.decryption"],
-            id="sops",
+            {"spec": {"decryption": {"provider": "sops", "serviceAccountName": "kms"}}},
+            ["spec.decryption.serviceAccountName"],
+            id="sops-workload-identity",
         ),
         pytest.param(
             "Kustomization",

@@ -92,6 +92,8 @@ def test_secret_data_is_decoded_for_substitution() -> None:
         referenced_variables("Secret", {"data": {"token": "*s3cr3t*"}})
 
 
+# An unset variable is an error only with Flux's StrictPostBuildSubstitutions.
+STRICT = BuildSettings(strict_substitution=True)
 CONFIGMAP = """\
 apiVersion: v1
 kind: ConfigMap

@@ -313,7 +313,7 @@ async def test_an_object_with_a_refused_field_is_stalled_and_never_acted_on(
         kube=cast(Kube, api), reconciler=reconciler, recorder=QuietRecorder(), settings=Settings()
     )
     obj = widget(finalizers=[meta.FINALIZER])
-    obj["spec"]["decryption"] = {"provider": "sops", "secretRef": {"name": "sops-age"}}
+    obj["spec"]["buildMetadata"] = ["originAnnotations"]
     api.put(obj)
 
     result = await controller.run_one(KEY)
@@ -323,7 +323,7 @@ async def test_an_object_with_a_refused_field_is_stalled_and_never_acted_on(
     ready = meta.condition_of(api.stored(), "Ready")
     assert ready is not None and ready["status"] == "False"
     assert ready["reason"] == "UnsupportedField"
-    assert "spec.decryption is not supported by fluxd" in ready["message"]
+    assert "spec.buildMetadata is not supported by fluxd" in ready["message"]
     assert meta.condition_of(api.stored(), "Stalled") is not None
     assert cast(QuietRecorder, controller.recorder).reasons == ["UnsupportedField"]
 
