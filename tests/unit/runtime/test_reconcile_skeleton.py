@@ -8,11 +8,14 @@ through its real work queue.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, cast
 
 import anyio
 import pytest
+import structlog
 
+from fluxd import logs
 from fluxd.aio import Outcome
 from fluxd.api import meta
 from fluxd.controllers.outcomes import Deferred, Reconciled
@@ -345,3 +348,38 @@ async def test_a_deferred_reconcile_leaves_the_status_as_it_was(
     assert api.stored()["status"] == {"conditions": [READY], "observedGeneration": 1}
     assert result.outcome is Outcome.DONE and result.requeue_after == 1.0
     assert cast(QuietRecorder, controller.recorder).reasons == []
+
+
+class LoggingReconciler(ScriptedReconciler):
+    async def reconcile(self, obj: Object) -> Reconciled:
+        structlog.get_logger("fluxd.controllers.widget").info("applied", objects=3)
+        return await super().reconcile(obj)
+
+
+async def test_the_reconcilers_own_lines_name_the_object(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.put(widget(finalizers=[meta.FINALIZER]))
+    controller = Controller(
+        kube=cast(Kube, api),
+        reconciler=LoggingReconciler(),
+        recorder=QuietRecorder(),
+        settings=Settings(),
+    )
+    logs.configure(level="info", fmt="json")
+    try:
+        await controller.run_one(KEY)
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    [applied] = [line for line in lines if line["msg"] == "applied"]
+    # `flux logs --kind=Widget --name=w --namespace=apps` finds it.
+    assert (applied["controllerKind"], applied["name"], applied["namespace"]) == (
+        "Widget",
+        "w",
+        "apps",
+    )
+    assert (
+        applied["reconcileID"]
+        == next(line for line in lines if line["msg"] == "reconciled")["reconcileID"]
+    )
