@@ -51,7 +51,6 @@ from fluxd.source import (
     Storage,
     apply_include,
     checkout,
-    redact_url,
     resolve,
 )
 
@@ -193,8 +192,8 @@ class GitRepositoryReconciler(Reconciler):
             )
             if unchanged:
                 assert current is not None
-                return self._ready(current, spec, included, new=False)
-            artifact = await self._fetch_and_store(
+                return self._ready(current, spec, included, previous=status)
+            artifact, commit_message = await self._fetch_and_store(
                 url=url,
                 namespace=namespace,
                 name=name,
@@ -211,7 +210,7 @@ class GitRepositoryReconciler(Reconciler):
             raise self._failure(error, stalled=stalled) from error
         except SourceError as error:
             raise self._failure(error, stalled=False) from error
-        return self._ready(artifact, spec, included, new=True)
+        return self._ready(artifact, spec, included, previous=status, commit_message=commit_message)
 
     async def _fetch_and_store(
         self,
@@ -226,7 +225,8 @@ class GitRepositoryReconciler(Reconciler):
         submodules: bool,
         includes: list[tuple[Mapping[str, Any], dict[str, Any]]],
         ignore: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str]:
+        """The stored artifact, and the message of the commit it holds."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{namespace}-{name}-", dir=self.workdir))
         try:
@@ -260,7 +260,7 @@ class GitRepositoryReconciler(Reconciler):
                 source_dir=checkout_dir,
                 ignore=ignore,
             )
-            return dict(stored)
+            return dict(stored), resolved.message
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
@@ -270,9 +270,12 @@ class GitRepositoryReconciler(Reconciler):
         spec: Mapping[str, Any],
         included: list[dict[str, Any]],
         *,
-        new: bool,
+        previous: Mapping[str, Any],
+        commit_message: str | None = None,
     ) -> Reconciled:
+        """Ready with ``artifact``; ``commit_message`` is set when it was just fetched."""
         revision = str(artifact.get("revision", ""))
+        digest = str(artifact.get("digest", ""))
         message = f"stored artifact for revision '{revision}'"
         status: dict[str, Any] = {
             "artifact": dict(artifact),
@@ -282,14 +285,26 @@ class GitRepositoryReconciler(Reconciler):
             "includedArtifacts": included or None,
         }
         events = []
-        source = redact_url(str(spec.get("url", "")))
-        if new:
+        notified = {"revision": revision, "digest": digest}
+        before = (previous.get("artifact") or {}).get("digest")
+        if commit_message is not None and digest != before:
+            # source-controller names a new artifact's commit by its subject.
             events.append(
                 EventNote(
                     "Normal",
                     meta.Reason.NEW_ARTIFACT,
-                    f"stored artifact with revision '{revision}' from '{source}'",
-                    metadata={"revision": revision},
+                    f"stored artifact for commit '{short_message(commit_message)}'",
+                    metadata=notified,
+                )
+            )
+        elif _failed_before(previous):
+            # Recovery with the artifact it had: named by revision, as for a no-op clone.
+            events.append(
+                EventNote(
+                    "Normal",
+                    meta.Reason.SUCCEEDED,
+                    f"stored artifact for commit '{revision}'",
+                    metadata=notified,
                 )
             )
         return Reconciled(
@@ -357,3 +372,18 @@ async def wire(
         return None
 
     components.artifacts = resolve_artifact
+
+
+def short_message(message: str) -> str:
+    """A commit's subject line, cut at 50 characters as Flux's ``Commit.ShortMessage`` does."""
+    subject = message.split("\n", 1)[0]
+    return f"{subject[:50]}..." if len(subject) > 50 else subject
+
+
+def _failed_before(status: Mapping[str, Any]) -> bool:
+    """Whether the last reconcile left a failure condition that this success clears."""
+    failures = {FETCH_FAILED, STORAGE_FAILED, INCLUDE_UNAVAILABLE}
+    return any(
+        entry.get("type") in failures and entry.get("status") == "True"
+        for entry in status.get("conditions") or []
+    )
