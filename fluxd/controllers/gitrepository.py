@@ -42,7 +42,9 @@ from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 from fluxd.settings import Settings, split_addr
 from fluxd.source import (
     ArtifactPathRefused,
+    AuthenticationFailed,
     GitAuth,
+    GitOperationFailed,
     GitRef,
     GitWorkers,
     InvalidSource,
@@ -323,9 +325,13 @@ class GitRepositoryReconciler(Reconciler):
     @staticmethod
     def _failure(error: SourceError, *, stalled: bool) -> Transient | Stalled:
         condition = STORAGE_FAILED if error.reason == "StorageOperationFailed" else FETCH_FAILED
-        conditions = [ConditionUpdate(condition, "True", error.reason, error.message)]
+        message = error.message
+        if isinstance(error, GitOperationFailed | AuthenticationFailed):
+            # source-controller's words for a clone that failed, whatever the cause.
+            message = f"failed to checkout and determine revision: {message}"
+        conditions = [ConditionUpdate(condition, "True", error.reason, message)]
         kind = Stalled if stalled else Transient
-        return kind(error.reason, error.message, conditions=conditions)
+        return kind(error.reason, message, conditions=conditions)
 
 
 def _digests(artifacts: list[dict[str, Any]]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 
 from fluxd.controllers.gitrepository import GitRepositoryReconciler
-from fluxd.controllers.outcomes import EventNote
+from fluxd.controllers.outcomes import EventNote, Transient
 from fluxd.kube.client import Kube
 from fluxd.settings import Settings
 from fluxd.source import Storage
@@ -97,3 +97,16 @@ async def test_recovering_with_the_same_artifact_reports_succeeded(
     assert [(e.type, e.reason, e.message) for e in done.events] == [
         ("Normal", "Succeeded", f"stored artifact for commit '{revision}'")
     ]
+
+
+async def test_a_failed_fetch_is_reported_in_source_controllers_words(
+    server: GitServer, reconciler: GitRepositoryReconciler
+) -> None:
+    server.commit("apps.git", {"app.yaml": "v1"}, branch="main", message="Add podinfo")
+    obj = _repository(server)
+    obj["spec"]["ref"] = {"branch": "nope"}
+    with pytest.raises(Transient) as failed:
+        await reconciler.reconcile(obj)
+    assert failed.value.reason == "GitOperationFailed"
+    assert failed.value.message.startswith("failed to checkout and determine revision: ")
+    assert "nope" in failed.value.message
