@@ -314,7 +314,9 @@ def test_flux_events_for_the_kustomization(setup: Setup) -> None:
     took = re.fullmatch(r"Reconciliation finished in (\S+), next run in 10m0s", finished[-1])
     assert took is not None, finished
     assert re.fullmatch(r"(\d+m)?\d+(\.\d+)?(ms|s)", took[1]), took[1]
-    assert sum(c.isdigit() for c in took[1]) >= 4, "nanosecond precision, as Go prints it"
+    # Go prints a measured duration to the nanosecond ("1.234567891s", "523.456789ms").
+    significant = "".join(c for c in took[1] if c.isdigit()).lstrip("0")
+    assert len(significant) >= 5, took[1]
 
 
 def test_flux_debug_kustomization_shows_history(setup: Setup) -> None:
