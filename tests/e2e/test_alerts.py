@@ -106,7 +106,7 @@ def wait_until_alert_is_live(daemon: Fluxd, namespace: str, name: str) -> None:
     def live() -> bool:
         return any(
             record.get("msg") == "notification object is ready"
-            and record.get("kind") == "Alert"
+            and record.get("controllerKind") == "Alert"
             and record.get("object") == f"{namespace}/{name}"
             for record in daemon.log_records()
         )
