@@ -8,6 +8,7 @@ repository, keyed by the pinned versions, and reused while present.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +30,11 @@ class Component:
     binary: str
     module_dir: str
     package: str
+    # Extra ``-X`` stamps, as the project's own release build sets them.
+    stamps: tuple[str, ...] = ()
+    # Files the package's ``//go:embed`` patterns need that its release build
+    # generates (paths relative to the package directory, with their content).
+    generated: tuple[tuple[str, str], ...] = ()
 
 
 COMPONENTS = (
@@ -55,8 +61,25 @@ class Group:
 
 
 CONTROL_PLANE = Group("control plane", versions.cache_key(), COMPONENTS)
+FLUX_VERSION = "2.9.5"
+# The real flux CLI, for the tests that prove its commands work against fluxd.
+FLUX_CLI = Group(
+    "flux CLI",
+    f"flux-{FLUX_VERSION}_b1",
+    (
+        Component(
+            "flux",
+            "flux",
+            "github.com/fluxcd/flux2/v2/cmd/flux",
+            stamps=(f"main.VERSION={FLUX_VERSION}",),
+            # flux2's Makefile bundles its install manifests here before building;
+            # `flux install` and `bootstrap` are not what the tests run.
+            generated=(("manifests/placeholder.yaml", "# not embedded in this build\n"),),
+        ),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
-GROUPS: tuple[Group, ...] = (CONTROL_PLANE,)
+GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI)
 
 
 class BuildError(RuntimeError):
@@ -95,7 +118,7 @@ def _version_flags(component: Component) -> list[str]:
     version checks read.
     """
     if component.module_dir != "kube":
-        return []
+        return [f"-X {stamp}" for stamp in component.stamps]
     major, minor, _ = versions.KUBERNETES.split(".")
     values = {
         "gitVersion": f"v{versions.KUBERNETES}",
@@ -124,12 +147,17 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
     staging.mkdir(parents=True)
     env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=readonly")
     ldflags = ["-s", "-w", *_version_flags(components[0])]
+    source_dir = GO_DIR / module_dir
+    source_flags: list[str] = []
+    if any(component.generated for component in components):
+        source_dir, source_flags = _overlaid_source(components, directory, go, env)
     # With one package, -o names the file; with several, a directory (one binary per command).
     output = staging / components[0].binary if len(components) == 1 else staging
     command = [
         go,
         "build",
         "-trimpath",
+        *source_flags,
         f"-ldflags={' '.join(ldflags)}",
         "-o",
         f"{output}{os.sep}" if len(components) > 1 else str(output),
@@ -148,7 +176,7 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
     try:
         result = subprocess.run(
             command,
-            cwd=GO_DIR / module_dir,
+            cwd=source_dir,
             env=env,
             capture_output=True,
             text=True,
@@ -156,6 +184,8 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
         )
     finally:
         done.set()
+        if source_dir != GO_DIR / module_dir:
+            shutil.rmtree(source_dir, ignore_errors=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
         shutil.rmtree(staging, ignore_errors=True)
@@ -171,6 +201,45 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
         built.replace(directory / component.binary)
     shutil.rmtree(staging, ignore_errors=True)
     return time.monotonic() - started
+
+
+def _overlaid_source(
+    components: list[Component], directory: Path, go: str, env: dict[str, str]
+) -> tuple[Path, list[str]]:
+    """A build tree where the files a release build generates exist, and the flags to use it.
+
+    ``go build -overlay`` may not add files under the module cache, so the
+    pinned modules are first vendored (``go mod vendor``, checked against
+    go.sum) into a scratch copy of our module next to the cache; the overlay
+    then adds the generated files to the vendored package, whose sources stay
+    as the proxy served them.
+    """
+    module_dir = components[0].module_dir
+    source = directory / f".{module_dir}.src"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(GO_DIR / module_dir, source)
+    # -e: the embed pattern has no match until the overlay adds its file.
+    vendored = subprocess.run(
+        [go, "mod", "vendor", "-e"],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if vendored.returncode != 0:
+        raise BuildError(f"go mod vendor in {source} failed:\n{vendored.stderr[-3000:]}")
+    generated_dir = source / "generated"
+    replace: dict[str, str] = {}
+    for component in components:
+        for index, (relative, content) in enumerate(component.generated):
+            stand_in = generated_dir / component.binary / f"{index}-{Path(relative).name}"
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            stand_in.write_text(content)
+            replace[str(source / "vendor" / component.package / relative)] = str(stand_in)
+    overlay = source / "overlay.json"
+    overlay.write_text(json.dumps({"Replace": replace}))
+    return source, ["-mod=vendor", f"-overlay={overlay}"]
 
 
 def ensure_binaries(group: Group = CONTROL_PLANE) -> Path:

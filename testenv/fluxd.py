@@ -128,7 +128,7 @@ class Fluxd:
             try:
                 records.append(json.loads(line))
             except ValueError:
-                records.append({"event": line, "level": "raw"})
+                records.append({"msg": line, "level": "raw"})
         return records
 
     def stop(self, *, timeout: float = 30) -> int:

@@ -27,6 +27,14 @@ from fluxd.api.source import GIT_REPOSITORY_RESOURCE
 REGENERATE_COMMAND = "python -m fluxd.api.crds --write manifests/crds"
 KUSTOMIZATION_FILENAME = "kustomization.yaml"
 _HEADER = f"# Generated from fluxd.api; do not edit. Regenerate: {REGENERATE_COMMAND}\n"
+# The labels Flux's install puts on its CRDs: `flux check` lists CRDs by part-of, and
+# `flux version` reads part-of and version from the GitRepository CRD ("distribution").
+# manifests/kustomization.yaml puts the same on every installed object.
+INSTALL_LABELS = {
+    "app.kubernetes.io/instance": "flux-system",
+    "app.kubernetes.io/part-of": "flux",
+    "app.kubernetes.io/version": "v0.1.0",
+}
 
 _RESOURCES: tuple[CustomResource, ...] = (
     GIT_REPOSITORY_RESOURCE,
@@ -88,7 +96,7 @@ def crd_manifest(kind: ResourceKind) -> dict[str, Any]:
             "name": kind.crd_name,
             # Patterns such as '...)+$' must survive being applied through a Kustomization.
             "annotations": {SUBSTITUTE_ANNOTATION: DISABLED_VALUE},
-            "labels": {"app.kubernetes.io/part-of": "fluxd"},
+            "labels": dict(INSTALL_LABELS),
         },
         "spec": {
             "group": kind.group,

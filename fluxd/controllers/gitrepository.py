@@ -42,7 +42,9 @@ from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 from fluxd.settings import Settings, split_addr
 from fluxd.source import (
     ArtifactPathRefused,
+    AuthenticationFailed,
     GitAuth,
+    GitOperationFailed,
     GitRef,
     GitWorkers,
     InvalidSource,
@@ -55,7 +57,6 @@ from fluxd.source import (
     check_sparse_checkout,
     checkout,
     needs_verification,
-    redact_url,
     resolve,
     verification_mode,
     verify_checkout,
@@ -209,8 +210,10 @@ class GitRepositoryReconciler(Reconciler):
             )
             if unchanged:
                 assert current is not None
-                return self._ready(current, spec, included, new=False, verified=_kept(status, spec))
-            artifact, verified = await self._fetch_and_store(
+                return self._ready(
+                    current, spec, included, previous=status, verified=_kept(status, spec)
+                )
+            artifact, commit_message, verified = await self._fetch_and_store(
                 url=url,
                 namespace=namespace,
                 name=name,
@@ -240,7 +243,14 @@ class GitRepositoryReconciler(Reconciler):
             raise self._failure(error, stalled=stalled) from error
         except SourceError as error:
             raise self._failure(error, stalled=False) from error
-        return self._ready(artifact, spec, included, new=True, verified=verified)
+        return self._ready(
+            artifact,
+            spec,
+            included,
+            previous=status,
+            verified=verified,
+            commit_message=commit_message,
+        )
 
     async def _verification_keys(self, namespace: str, name: str) -> VerificationKeys:
         try:
@@ -269,9 +279,10 @@ class GitRepositoryReconciler(Reconciler):
         ignore: str | None,
         sparse: list[str],
         verify: Mapping[str, Any] | None,
-    ) -> tuple[dict[str, Any], str | None]:
-        """Check out, verify and pack the revision; return the artifact and the
-        SourceVerified message (None when spec.verify is not set)."""
+    ) -> tuple[dict[str, Any], str, str | None]:
+        """Check out, verify and pack the revision; return the artifact, the message
+        of the commit it holds and the SourceVerified message (None when spec.verify
+        is not set)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{namespace}-{name}-", dir=self.workdir))
         try:
@@ -322,7 +333,7 @@ class GitRepositoryReconciler(Reconciler):
                 source_dir=checkout_dir,
                 ignore=ignore,
             )
-            return dict(stored), verified
+            return dict(stored), resolved.message, verified
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
@@ -332,10 +343,13 @@ class GitRepositoryReconciler(Reconciler):
         spec: Mapping[str, Any],
         included: list[dict[str, Any]],
         *,
-        new: bool,
+        previous: Mapping[str, Any],
         verified: str | None,
+        commit_message: str | None = None,
     ) -> Reconciled:
+        """Ready with ``artifact``; ``commit_message`` is set when it was just fetched."""
         revision = str(artifact.get("revision", ""))
+        digest = str(artifact.get("digest", ""))
         message = f"stored artifact for revision '{revision}'"
         status: dict[str, Any] = {
             "artifact": dict(artifact),
@@ -348,17 +362,29 @@ class GitRepositoryReconciler(Reconciler):
         verify = spec.get("verify")
         if verify is None:
             status["sourceVerificationMode"] = None
-        elif new and verified is not None:
+        elif commit_message is not None and verified is not None:
             status["sourceVerificationMode"] = verification_mode(verify)
         events = []
-        source = redact_url(str(spec.get("url", "")))
-        if new:
+        notified = {"revision": revision, "digest": digest}
+        before = (previous.get("artifact") or {}).get("digest")
+        if commit_message is not None and digest != before:
+            # source-controller names a new artifact's commit by its subject.
             events.append(
                 EventNote(
                     "Normal",
                     meta.Reason.NEW_ARTIFACT,
-                    f"stored artifact with revision '{revision}' from '{source}'",
-                    metadata={"revision": revision},
+                    f"stored artifact for commit '{short_message(commit_message)}'",
+                    metadata=notified,
+                )
+            )
+        elif _failed_before(previous):
+            # Recovery with the artifact it had: named by revision, as for a no-op clone.
+            events.append(
+                EventNote(
+                    "Normal",
+                    meta.Reason.SUCCEEDED,
+                    f"stored artifact for commit '{revision}'",
+                    metadata=notified,
                 )
             )
         return Reconciled(
@@ -378,9 +404,13 @@ class GitRepositoryReconciler(Reconciler):
     @staticmethod
     def _failure(error: SourceError, *, stalled: bool) -> Transient | Stalled:
         condition = STORAGE_FAILED if error.reason == "StorageOperationFailed" else FETCH_FAILED
-        conditions = [ConditionUpdate(condition, "True", error.reason, error.message)]
+        message = error.message
+        if isinstance(error, GitOperationFailed | AuthenticationFailed):
+            # source-controller's words for a clone that failed, whatever the cause.
+            message = f"failed to checkout and determine revision: {message}"
+        conditions = [ConditionUpdate(condition, "True", error.reason, message)]
         kind = Stalled if stalled else Transient
-        return kind(error.reason, error.message, conditions=conditions)
+        return kind(error.reason, message, conditions=conditions)
 
 
 def _kept(status: Mapping[str, Any], spec: Mapping[str, Any]) -> str | None:
@@ -443,3 +473,18 @@ async def wire(
         return None
 
     components.artifacts = resolve_artifact
+
+
+def short_message(message: str) -> str:
+    """A commit's subject line, cut at 50 characters as Flux's ``Commit.ShortMessage`` does."""
+    subject = message.split("\n", 1)[0]
+    return f"{subject[:50]}..." if len(subject) > 50 else subject
+
+
+def _failed_before(status: Mapping[str, Any]) -> bool:
+    """Whether the last reconcile left a failure condition that this success clears."""
+    failures = {FETCH_FAILED, STORAGE_FAILED, INCLUDE_UNAVAILABLE}
+    return any(
+        entry.get("type") in failures and entry.get("status") == "True"
+        for entry in status.get("conditions") or []
+    )

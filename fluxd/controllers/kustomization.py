@@ -697,13 +697,14 @@ class KustomizationReconciler(Reconciler):
         status["lastAppliedRevision"] = revision
         message = f"Applied revision: {revision}"
         if previous.get("lastAppliedRevision") != revision or not meta.object_is_ready(obj):
-            elapsed = time.monotonic() - started
+            # Both as Go's Duration.String prints them, as kustomize-controller does.
+            elapsed = format_duration(time.monotonic() - started)
             interval = format_duration(parse_duration(str(spec.get("interval", "10m"))))
             events.append(
                 EventNote(
                     "Normal",
                     meta.Reason.RECONCILIATION_SUCCEEDED,
-                    f"Reconciliation finished in {elapsed:.3g}s, next run in {interval}",
+                    f"Reconciliation finished in {elapsed}, next run in {interval}",
                     {**event_metadata, "commit_status": "update"},
                 )
             )

@@ -285,6 +285,7 @@ def event_from(recorded: Recorded) -> Event:
             namespace=str(regarding.get("namespace", "")),
             uid=str(regarding.get("uid", "")),
             api_version=api_version,
+            resource_version=str(regarding.get("resourceVersion", "")),
         ),
         severity="error" if recorded.type == "Warning" else "info",
         message=recorded.message,
@@ -292,7 +293,6 @@ def event_from(recorded: Recorded) -> Event:
         reporting_controller=_REPORTING_CONTROLLERS.get(group, "fluxd"),
         timestamp=datetime.fromtimestamp(recorded.timestamp, UTC),
         metadata=metadata,
-        action=recorded.action,
         labels=dict(recorded.labels),
     )
 

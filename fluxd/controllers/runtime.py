@@ -181,9 +181,15 @@ class Controller:
 
     async def run_one(self, key: Key) -> Result:
         namespace, name = key
-        bound = log.bind(
+        # Bound for the whole reconcile, so the reconciler's own lines name the object too.
+        with structlog.contextvars.bound_contextvars(
             kind=self.kind, namespace=namespace, name=name, reconcile_id=uuid.uuid4().hex[:12]
-        )
+        ):
+            return await self._run_one(key)
+
+    async def _run_one(self, key: Key) -> Result:
+        namespace, name = key
+        bound = log
         cached = self.informer.current(namespace, name)
         if cached is not None:
             obj = cached

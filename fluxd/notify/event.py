@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ class ObjectReference:
     namespace: str = ""
     uid: str = ""
     api_version: str = ""
+    resource_version: str = ""
 
     @property
     def group(self) -> str:
@@ -59,14 +61,16 @@ class ObjectReference:
         return f"{self.kind.lower()}/{self.name}.{self.namespace}"
 
     def to_json_dict(self) -> dict[str, str]:
-        out = {"kind": self.kind, "name": self.name}
-        if self.namespace:
-            out["namespace"] = self.namespace
-        if self.uid:
-            out["uid"] = self.uid
-        if self.api_version:
-            out["apiVersion"] = self.api_version
-        return out
+        """``corev1.ObjectReference``'s JSON: its keys in its order, empty ones omitted."""
+        fields = (
+            ("kind", self.kind),
+            ("namespace", self.namespace),
+            ("name", self.name),
+            ("uid", self.uid),
+            ("apiVersion", self.api_version),
+            ("resourceVersion", self.resource_version),
+        )
+        return {key: value for key, value in fields if value}
 
     @classmethod
     def from_json_dict(cls, raw: Mapping[str, Any]) -> ObjectReference:
@@ -76,6 +80,7 @@ class ObjectReference:
             namespace=str(raw.get("namespace", "")),
             uid=str(raw.get("uid", "")),
             api_version=str(raw.get("apiVersion", "")),
+            resource_version=str(raw.get("resourceVersion", "")),
         )
 
 
@@ -96,8 +101,8 @@ class Event:
     reporting_controller: str
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     metadata: Mapping[str, str] = field(default_factory=dict)
-    reporting_instance: str = ""
-    action: str = ""
+    # Flux's event recorder reports its host name: the pod's name in a cluster.
+    reporting_instance: str = field(default_factory=socket.gethostname)
     labels: Mapping[str, str] | None = None
 
     def revision(self) -> str | None:
@@ -115,19 +120,21 @@ class Event:
         return replace(self, metadata=dict(metadata))
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Flux's event JSON (``fluxcd/pkg`` ``Event``), ready for ``json.dumps``."""
+        """Flux's event JSON (``fluxcd/pkg`` ``Event``), ready for ``json.dumps``.
+
+        Field for field as notification-controller forwards it, in its order;
+        ``metadata`` and ``reportingInstance`` are omitted when empty.
+        """
         out: dict[str, Any] = {
             "involvedObject": self.involved_object.to_json_dict(),
             "severity": self.severity,
             "timestamp": _format_timestamp(self.timestamp),
             "message": self.message,
             "reason": self.reason,
-            "reportingController": self.reporting_controller,
         }
-        if self.action:
-            out["action"] = self.action
         if self.metadata:
             out["metadata"] = dict(sorted(self.metadata.items()))
+        out["reportingController"] = self.reporting_controller
         if self.reporting_instance:
             out["reportingInstance"] = self.reporting_instance
         return out
@@ -153,7 +160,6 @@ class Event:
             reason=str(raw.get("reason", "")),
             reporting_controller=str(raw.get("reportingController", "")),
             reporting_instance=str(raw.get("reportingInstance", "")),
-            action=str(raw.get("action", "")),
             timestamp=_parse_timestamp(raw.get("timestamp")),
             metadata=clean_metadata(
                 {str(k): str(v) for k, v in raw_metadata.items()}, group=involved.group

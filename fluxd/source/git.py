@@ -152,6 +152,8 @@ class Resolved:
     ref_name: str | None
     #: True when ``spec.ref.commit`` pins the commit, whatever the ref's tip is.
     pinned: bool = False
+    #: The commit's message, once checked out (events name the commit by its subject).
+    message: str = ""
 
     def with_commit(self, commit: str) -> Resolved:
         """The same ref at another commit (the branch moved between resolve and checkout)."""
@@ -693,12 +695,13 @@ class _Remote:
             if recurse_submodules:
                 with self._session() as callbacks, self._translated("update submodules of"):
                     repo.submodules.update(init=True, callbacks=callbacks)
+            message = str(target.message)
             repo.free()
             _replace_dir(work, dest)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        return actual
+        return dataclasses.replace(actual, message=message)
 
     def _fetch(self, repo: pygit2.Repository, resolved: Resolved) -> tuple[pygit2.Commit, Resolved]:
         where = redact_url(self.url)

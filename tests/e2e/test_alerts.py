@@ -105,8 +105,8 @@ def git_repository(api: Api, namespace: str, name: str, url: str, branch: str = 
 def wait_until_alert_is_live(daemon: Fluxd, namespace: str, name: str) -> None:
     def live() -> bool:
         return any(
-            record.get("event") == "notification object is ready"
-            and record.get("kind") == "Alert"
+            record.get("msg") == "notification object is ready"
+            and record.get("controllerKind") == "Alert"
             and record.get("object") == f"{namespace}/{name}"
             for record in daemon.log_records()
         )

@@ -691,7 +691,7 @@ def _delivery_fails(env: Env, spec: dict[str, Any]) -> None:
     _alerting(env, spec)
     wait_for(
         lambda: any(
-            r.get("event") == "notification object is ready" and r.get("kind") == "Alert"
+            r.get("msg") == "notification object is ready" and r.get("controllerKind") == "Alert"
             for r in env.daemon.log_records()
             if r.get("object") == f"{env.namespace}/failures"
         ),

@@ -76,7 +76,7 @@ def test_seed_flow_runs_without_slow_callbacks(api: Api, watched: tuple[GitServe
     )
 
     daemon.check_alive()
-    slow = [r for r in daemon.log_records() if r.get("event") == SLOW_CALLBACK_EVENT]
+    slow = [r for r in daemon.log_records() if r.get("msg") == SLOW_CALLBACK_EVENT]
     assert not slow, "callbacks blocked the event loop:\n" + "\n".join(
         f"{r.get('seconds')}s {r.get('callback')}" for r in slow
     )

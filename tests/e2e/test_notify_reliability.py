@@ -96,8 +96,8 @@ def notification_object(api: Api, namespace: str, kind: str, name: str, spec: An
 
 def logged(daemon: Fluxd, event: str, kind: str, name: str) -> bool:
     return any(
-        record.get("event") == event
-        and record.get("kind") == kind
+        record.get("msg") == event
+        and record.get("controllerKind") == kind
         and str(record.get("object", "")).endswith(f"/{name}")
         for record in daemon.log_records()
     )

@@ -69,7 +69,7 @@ def wait_restarter_ready(daemon: Fluxd, *, starts: int) -> None:
 
     def ready() -> bool:
         daemon.check_alive()
-        watching = [rec for rec in daemon.log_records() if rec.get("event") == "restarter watching"]
+        watching = [rec for rec in daemon.log_records() if rec.get("msg") == "restarter watching"]
         return len(watching) >= starts
 
     wait_for(ready, timeout=90, what=f"{daemon.name} restarter watching")
@@ -452,13 +452,11 @@ def test_deleted_binary_large_and_forbidden_are_reported_and_the_daemon_keeps_go
     assert (shared.metric("reloader_reload_executed_total", success="false") or 0) > failures_before
     records = shared.log_records()
     assert any(
-        rec.get("event") == "workload restart failed" and "locked" in str(rec.get("workload"))
+        rec.get("msg") == "workload restart failed" and "locked" in str(rec.get("workload"))
         for rec in records
     )
     assert any(
-        str(rec.get("event", "")).startswith(
-            "config object deleted; its workloads are not restarted"
-        )
+        str(rec.get("msg", "")).startswith("config object deleted; its workloads are not restarted")
         and "gone" in str(rec.get("object"))
         for rec in records
     )

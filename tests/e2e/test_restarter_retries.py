@@ -68,14 +68,14 @@ def daemon(cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path) ->
 
 def watching(fluxd: Fluxd) -> bool:
     fluxd.check_alive()
-    return any(rec.get("event") == "restarter watching" for rec in fluxd.log_records())
+    return any(rec.get("msg") == "restarter watching" for rec in fluxd.log_records())
 
 
 def denied_attempts(fluxd: Fluxd, name: str) -> int:
     return sum(
         1
         for rec in fluxd.log_records()
-        if rec.get("event") == "workload restart failed" and name in str(rec.get("workload"))
+        if rec.get("msg") == "workload restart failed" and name in str(rec.get("workload"))
     )
 
 

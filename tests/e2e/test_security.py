@@ -195,7 +195,7 @@ def test_seeded_secrets_appear_in_no_log_event_status_or_metric(
         dingtalk_alert(api, chat, namespace, name="all", kinds=("GitRepository", "Kustomization"))
         wait_for(
             lambda: any(
-                r.get("event") == "notification object is ready"
+                r.get("msg") == "notification object is ready"
                 and r.get("object") == f"{namespace}/all"
                 for r in daemon.log_records()
             ),

@@ -28,7 +28,7 @@ def tracebacks(daemon: Fluxd, *, since: int = 0) -> list[dict[str, object]]:
     found = []
     for record in daemon.log_records()[since:]:
         text = str(record)
-        if "Traceback (most recent call last)" in text or "exception" in record:
+        if "Traceback (most recent call last)" in text or "stacktrace" in record:
             found.append(record)
     return found
 

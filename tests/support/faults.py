@@ -347,4 +347,4 @@ def reconciles(daemon: Fluxd, kind: str, namespace: str, name: str) -> float:
 
 
 def log_count(daemon: Fluxd, event: str) -> int:
-    return sum(1 for record in daemon.log_records() if record.get("event") == event)
+    return sum(1 for record in daemon.log_records() if record.get("msg") == event)

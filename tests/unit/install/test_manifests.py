@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +123,41 @@ def test_the_install_brings_the_crds_from_manifests_crds(installed: list[Manifes
     assert names == expected
 
 
-def test_every_object_is_labelled_as_part_of_fluxd(installed: list[Manifest]) -> None:
+def _flux_version() -> str:
+    version: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return f"v{version}"
+
+
+def test_every_object_carries_fluxs_install_labels(installed: list[Manifest]) -> None:
+    # `flux check`, `flux version`, `flux logs` and `flux uninstall` select on these.
+    expected = {
+        "app.kubernetes.io/instance": "flux-system",
+        "app.kubernetes.io/part-of": "flux",
+        "app.kubernetes.io/version": _flux_version(),
+    }
     unlabelled = [
         f"{obj['kind']}/{obj['metadata']['name']}"
         for obj in installed
-        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "fluxd"
+        if not expected.items() <= obj["metadata"].get("labels", {}).items()
     ]
     assert unlabelled == []
+
+
+def test_the_crds_alone_carry_fluxs_install_labels() -> None:
+    # Applied on their own (manifests/crds), `flux version` still reads the distribution.
+    for path in sorted((MANIFESTS / "crds").glob("*_*.yaml")):
+        labels = yaml.safe_load(path.read_text())["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "flux", path.name
+        assert labels["app.kubernetes.io/version"] == _flux_version(), path.name
+
+
+def test_the_pods_are_fluxs_and_fluxds(installed: list[Manifest]) -> None:
+    deployment = find(installed, "Deployment", "fluxd")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    # `flux logs` finds pods by the Deployment's template labels; fluxd's selector is its name.
+    assert pod_labels["app.kubernetes.io/part-of"] == "flux"
+    assert pod_labels["app.kubernetes.io/name"] == "fluxd"
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "fluxd"}}
 
 
 # -- settings -------------------------------------------------------------------------

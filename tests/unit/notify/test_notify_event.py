@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from fluxd.controllers.notification import event_from
+from fluxd.kube.events import Recorded
 from fluxd.notify import Event
 from fluxd.notify.providers.commit_status import extract_hash, parse_repository_address
 from tests.unit.notify.notify_services import make_event
@@ -106,3 +110,59 @@ def test_commit_hash_from_revision(revision: str, sha: str | None) -> None:
 def test_repository_address(address: str, base: str, owner: str, name: str) -> None:
     repository = parse_repository_address(address, provider_type="gitea")
     assert (repository.base_url, repository.owner, repository.name) == (base, owner, name)
+
+
+def test_a_recorded_event_is_forwarded_field_for_field_as_notification_controller_does() -> None:
+    recorded = Recorded(
+        regarding={
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "name": "webapp",
+            "namespace": "apps",
+            "uid": "7d0cdc51",
+            "resourceVersion": "4711",
+        },
+        type="Normal",
+        reason="ReconciliationSucceeded",
+        message="Reconciliation finished in 1s, next run in 10m",
+        action="Reconcile",
+        metadata={"kustomize.toolkit.fluxcd.io/revision": "main@sha1:731f7ead"},
+        timestamp=1714564800.0,
+    )
+    payload = event_from(recorded).to_json_dict()
+    # fluxcd/pkg apis/event Event: these keys, in this order, and nothing else (no `action`).
+    assert payload == {
+        "involvedObject": {
+            "kind": "Kustomization",
+            "namespace": "apps",
+            "name": "webapp",
+            "uid": "7d0cdc51",
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "resourceVersion": "4711",
+        },
+        "severity": "info",
+        "timestamp": "2024-05-01T12:00:00Z",
+        "message": "Reconciliation finished in 1s, next run in 10m",
+        "reason": "ReconciliationSucceeded",
+        "metadata": {"revision": "main@sha1:731f7ead"},
+        "reportingController": "kustomize-controller",
+        "reportingInstance": socket.gethostname(),
+    }
+    assert list(payload) == [
+        "involvedObject",
+        "severity",
+        "timestamp",
+        "message",
+        "reason",
+        "metadata",
+        "reportingController",
+        "reportingInstance",
+    ]
+    assert list(payload["involvedObject"]) == [
+        "kind",
+        "namespace",
+        "name",
+        "uid",
+        "apiVersion",
+        "resourceVersion",
+    ]

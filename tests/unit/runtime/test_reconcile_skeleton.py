@@ -8,11 +8,14 @@ through its real work queue.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, cast
 
 import anyio
 import pytest
+import structlog
 
+from fluxd import logs
 from fluxd.aio import Outcome
 from fluxd.api import meta
 from fluxd.controllers.outcomes import Deferred, Reconciled
@@ -392,3 +395,38 @@ async def test_after_its_own_status_write_a_reconcile_never_starts_from_the_olde
     await controller.run_one(KEY)
 
     assert reconciler.reconciled[1].get("status", {}).get("seen") is True
+
+
+class LoggingReconciler(ScriptedReconciler):
+    async def reconcile(self, obj: Object) -> Reconciled:
+        structlog.get_logger("fluxd.controllers.widget").info("applied", objects=3)
+        return await super().reconcile(obj)
+
+
+async def test_the_reconcilers_own_lines_name_the_object(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.put(widget(finalizers=[meta.FINALIZER]))
+    controller = Controller(
+        kube=cast(Kube, api),
+        reconciler=LoggingReconciler(),
+        recorder=QuietRecorder(),
+        settings=Settings(),
+    )
+    logs.configure(level="info", fmt="json")
+    try:
+        await controller.run_one(KEY)
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    [applied] = [line for line in lines if line["msg"] == "applied"]
+    # `flux logs --kind=Widget --name=w --namespace=apps` finds it.
+    assert (applied["controllerKind"], applied["name"], applied["namespace"]) == (
+        "Widget",
+        "w",
+        "apps",
+    )
+    assert (
+        applied["reconcileID"]
+        == next(line for line in lines if line["msg"] == "reconciled")["reconcileID"]
+    )
