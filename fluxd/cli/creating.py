@@ -271,9 +271,15 @@ async def _wait_ready(session: Session, kind: CliKind, applied: Object, *, what:
         condition = ready_condition(obj) or {}
         observed = (obj.get("status") or {}).get("observedGeneration")
         if observed == generation and condition.get("status") == "True":
-            session.terminal.success(f"{what} reconciliation completed")
+            # flux says "GitRepository source reconciliation completed", "Kustomization x is ready"
+            if what != kind.kind:
+                session.terminal.success(f"{what} reconciliation completed")
+            else:
+                session.terminal.success(f"{kind.kind} {name} is ready")
             return obj
-        if observed == generation and condition.get("status") == "False":
+        # A retried failure leaves status.observedGeneration behind; its Ready condition is current.
+        failed_now = generation in (observed, condition.get("observedGeneration"))
+        if failed_now and condition.get("status") == "False":
             message = str(condition.get("message") or condition.get("reason") or "not ready")
             raise ReconcileFailed(f"{what} reconciliation failed: {message}")
         if time.monotonic() >= deadline:
