@@ -570,7 +570,12 @@ def _add_tree_trace(commands: Subcommands) -> None:
     leaf.set_defaults(func=_cmd_tree)
 
     trace = _leaf(commands, "trace", help="which Kustomization and source manage an object")
-    trace.add_argument("name", metavar="NAME", help="name of the object")
+    trace.add_argument(
+        "objects",
+        nargs="*",
+        metavar="OBJECT",
+        help="<resource> <name> [<name> ...], <resource>/<name> ..., or names with --kind",
+    )
     trace.add_argument("--kind", default="", help="the object's kind, e.g. Deployment")
     trace.add_argument("--api-version", default="", help="the object's apiVersion, e.g. apps/v1")
     trace.set_defaults(func=_cmd_trace)

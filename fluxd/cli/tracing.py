@@ -3,9 +3,10 @@
 ``tree kustomization NAME`` walks ``status.inventory``, descending into the
 Kustomizations it applied, and draws it as ``flux tree`` does (``├──``,
 ``└──``, ``Kind/namespace/name``). ``trace NAME --kind K --api-version V``
-reads the owner labels fluxd (and kustomize-controller) stamp on everything
-they apply, then prints the Kustomization and its GitRepository in
-``flux trace``'s layout.
+(or ``trace deployment NAME``, ``trace cm/NAME``, as kubectl names kinds) reads
+the owner labels fluxd (and kustomize-controller) stamp on everything they
+apply, then prints the Kustomization and its GitRepository in ``flux trace``'s
+layout.
 """
 
 from __future__ import annotations
@@ -209,22 +210,83 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-async def trace(session: Session, args: argparse.Namespace) -> int:
-    if not args.kind:
-        raise UsageError("object kind is required (--kind)")
-    if not args.api_version:
-        raise UsageError("object apiVersion is required (--api-version)")
-    try:
-        resource = await session.kube.resource_for(args.api_version, args.kind)
-    except kube_errors.NotFound as error:
-        raise CommandError(
-            f"failed to find object: no kind {args.kind} in {args.api_version}"
-        ) from error
+def _matches(entry: Mapping[str, Any], word: str) -> bool:
+    names = {
+        str(entry.get("name", "")),
+        str(entry.get("singularName", "")),
+        str(entry.get("kind", "")).lower(),
+        *(str(short) for short in entry.get("shortNames") or []),
+    }
+    return word.lower() in names
+
+
+async def resolve_kind(session: Session, word: str) -> tuple[str, str]:
+    """``(apiVersion, Kind)`` of a kubectl-style resource word: ``deployment``, ``cm``, ``ks``.
+
+    The core group is asked first, then every group's preferred version, as
+    kubectl's REST mapper does.
+    """
+    candidates = ["/api/v1"]
+    groups = await session.kube.request("GET", "/apis")
+    for group in groups.get("groups") or []:
+        preferred = (group.get("preferredVersion") or {}).get("groupVersion")
+        if preferred:
+            candidates.append(f"/apis/{preferred}")
+    for path in candidates:
+        try:
+            listing = await session.kube.request("GET", path)
+        except kube_errors.NotFound:
+            continue
+        for entry in listing.get("resources") or []:
+            if "/" not in str(entry.get("name", "")) and _matches(entry, word):
+                api_version = path.removeprefix("/apis/").removeprefix("/api/")
+                return api_version, str(entry["kind"])
+    raise CommandError(f'the server doesn\'t have a resource type "{word}"')
+
+
+async def _targets(session: Session, args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """``(apiVersion, Kind, name)`` of every object named on the command line, as flux reads them.
+
+    ``--kind`` and ``--api-version`` go together; without them the words are
+    ``<resource> <name> [<name> ...]`` or ``<resource>/<name> ...``.
+    """
+    words: list[str] = args.objects
+    if bool(args.kind) != bool(args.api_version):
+        raise UsageError("both --kind and --api-version are needed, or neither")
+    if args.kind:
+        if not words:
+            raise UsageError("object name is required")
+        kind = args.kind
+        try:
+            resource = await session.kube.resource_for(args.api_version, kind)
+        except kube_errors.NotFound:
+            # flux accepts --kind=helmrelease: the kind as any case
+            _, kind = await resolve_kind(session, kind)
+            resource = await session.kube.resource_for(args.api_version, kind)
+        return [(args.api_version, resource.kind, name) for name in words]
+    if not words:
+        raise UsageError("a resource and a name are required, e.g. 'deployment my-app'")
+    targets: list[tuple[str, str, str]] = []
+    if all("/" in word for word in words):
+        for word in words:
+            resource_word, _, name = word.partition("/")
+            api_version, kind = await resolve_kind(session, resource_word)
+            targets.append((api_version, kind, name))
+        return targets
+    if len(words) < 2 or any("/" in word for word in words):
+        raise UsageError("expected '<resource> <name> [<name> ...]' or '<resource>/<name> ...'")
+    api_version, kind = await resolve_kind(session, words[0])
+    return [(api_version, kind, name) for name in words[1:]]
+
+
+async def _trace_one(session: Session, api_version: str, kind: str, name: str) -> str:
+    resource = await session.kube.resource_for(api_version, kind)
     namespace = session.namespace if resource.namespaced else None
-    obj = await session.kube.get_or_none(resource, args.name, namespace=namespace)
+    obj = await session.kube.get_or_none(resource, name, namespace=namespace)
     if obj is None:
         where = f" in namespace '{namespace}'" if namespace else ""
-        raise CommandError(f"failed to find object: {args.kind} '{args.name}' not found{where}")
+        raise CommandError(f"failed to find object: {kind} '{name}' not found{where}")
+    obj.setdefault("kind", kind)
     labels = (obj.get("metadata") or {}).get("labels") or {}
     owner_name = labels.get(meta.KUSTOMIZE_NAME_LABEL)
     owner_namespace = labels.get(meta.KUSTOMIZE_NAMESPACE_LABEL)
@@ -246,5 +308,24 @@ async def trace(session: Session, args: argparse.Namespace) -> int:
             )
         except CommandError as error:
             raise CommandError(f"failed to find GitRepository: {error.message}") from error
-    session.terminal.data(report(obj=obj, kustomization=kustomization, repository=repository))
-    return 0
+    return report(obj=obj, kustomization=kustomization, repository=repository)
+
+
+async def trace(session: Session, args: argparse.Namespace) -> int:
+    targets = await _targets(session, args)
+    if len(targets) == 1:
+        session.terminal.data(await _trace_one(session, *targets[0]))
+        return 0
+    # Several objects: each report in turn, '---' between, a failure reported and skipped.
+    failed = False
+    for index, (api_version, kind, name) in enumerate(targets):
+        try:
+            session.terminal.data(await _trace_one(session, api_version, kind, name))
+        except CommandError as error:
+            failed = True
+            session.terminal.failure(
+                f"failed to trace {kind}/{name} in namespace {session.namespace}: {error.message}"
+            )
+        if index < len(targets) - 1:
+            session.terminal.data("---\n")
+    return 1 if failed else 0

@@ -226,6 +226,10 @@ def test_trace_names_the_kustomization_and_source(
     assert ("GitRepository", SOURCE) in fields
     assert ("Branch", "main") in fields
 
+    # kubectl's resource words, as flux trace takes them
+    assert fluxd(cluster, "trace", "cm/inner-config", "-n", ns).out == traced.out
+    assert fluxd(cluster, "trace", "configmap", "inner-config", "-n", ns).out == traced.out
+
     unmanaged = fluxd(
         cluster, "trace", "kube-root-ca.crt", "--kind=ConfigMap", "--api-version=v1", "-n", ns
     )

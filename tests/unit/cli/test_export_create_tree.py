@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -10,8 +11,11 @@ from fluxd.apply.inventory import ObjectRef
 from fluxd.cli import kinds, parser
 from fluxd.cli.creating import render_created
 from fluxd.cli.exporting import clean, clean_secret, render
-from fluxd.cli.failures import UsageError
-from fluxd.cli.tracing import Node, draw, go_time, report
+from fluxd.cli.failures import CommandError, UsageError
+from fluxd.cli.session import Session
+from fluxd.cli.terminal import Terminal
+from fluxd.cli.tracing import Node, _targets, draw, go_time, report
+from fluxd.kube.client import Kube
 
 SHA = "16cfcc0b9066b3234dda29927ac1c19860d9663f"
 
@@ -284,3 +288,84 @@ def test_get_takes_a_label_selector() -> None:
     )
     assert args("get", "sources").label_selector == ""
     assert args("get", "all").kinds == kinds.ALL
+
+
+class DiscoveryOnly:
+    """The API server's discovery documents, all ``trace`` asks before it reads an object."""
+
+    documents: ClassVar[dict[str, dict[str, Any]]] = {
+        "/apis": {"groups": [{"preferredVersion": {"groupVersion": "apps/v1"}}]},
+        "/api/v1": {
+            "resources": [
+                {
+                    "name": "configmaps",
+                    "singularName": "configmap",
+                    "kind": "ConfigMap",
+                    "shortNames": ["cm"],
+                    "namespaced": True,
+                },
+                {"name": "pods/log", "kind": "Pod"},
+            ]
+        },
+        "/apis/apps/v1": {
+            "resources": [
+                {
+                    "name": "deployments",
+                    "singularName": "deployment",
+                    "kind": "Deployment",
+                    "shortNames": ["deploy"],
+                    "namespaced": True,
+                }
+            ]
+        },
+    }
+
+    async def request(self, method: str, path: str) -> dict[str, Any]:
+        return self.documents[path]
+
+
+def session() -> Session:
+    return Session(
+        kube=cast(Kube, DiscoveryOnly()), terminal=Terminal(), namespace="apps", timeout=5.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "targets"),
+    [
+        pytest.param(
+            ["deployment", "web", "api"],
+            [("apps/v1", "Deployment", "web"), ("apps/v1", "Deployment", "api")],
+            id="words",
+        ),
+        pytest.param(["pod/x", "cm/redis"], None, id="unknown-kind"),
+        pytest.param(
+            ["deploy/web", "cm/redis"],
+            [("apps/v1", "Deployment", "web"), ("v1", "ConfigMap", "redis")],
+            id="slashes",
+        ),
+        pytest.param(["ConfigMaps", "c"], [("v1", "ConfigMap", "c")], id="plural-any-case"),
+    ],
+)
+async def test_trace_names_objects_as_kubectl_does(
+    argv: list[str], targets: list[tuple[str, str, str]] | None
+) -> None:
+    parsed = args("trace", *argv)
+    if targets is None:
+        with pytest.raises(CommandError, match='doesn\'t have a resource type "pod"'):
+            await _targets(session(), parsed)
+    else:
+        assert await _targets(session(), parsed) == targets
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["web", "--kind=Deployment"], id="kind-alone"),
+        pytest.param(["deployment"], id="no-name"),
+        pytest.param(["deployment/web", "api"], id="mixed"),
+    ],
+)
+async def test_trace_refuses_half_a_reference(argv: list[str]) -> None:
+    with pytest.raises(UsageError):
+        await _targets(session(), args("trace", *argv))
