@@ -78,8 +78,20 @@ FLUX_CLI = Group(
         ),
     ),
 )
+# Flux's own controllers, run before fluxd by the takeover tests (testenv/flux.py).
+FLUX_CONTROLLERS_VERSION = "1.9.6"
+FLUX_CONTROLLERS = Group(
+    "Flux controllers",
+    f"flux-controllers-{FLUX_CONTROLLERS_VERSION}_b1",
+    (
+        Component("source-controller", "fluxcontrollers", "github.com/fluxcd/source-controller"),
+        Component(
+            "kustomize-controller", "fluxcontrollers", "github.com/fluxcd/kustomize-controller"
+        ),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
-GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI)
+GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI, FLUX_CONTROLLERS)
 
 
 class BuildError(RuntimeError):

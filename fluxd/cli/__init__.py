@@ -2,7 +2,8 @@
 
 Besides ``run`` and ``gen``, the commands mirror the ``flux`` CLI against the
 objects fluxd serves: ``get``, ``reconcile``, ``suspend``, ``resume``,
-``build``, ``diff``, ``events``, ``check`` and ``version``. User errors print
+``build``, ``diff``, ``events``, ``export``, ``create``, ``tree``, ``trace``,
+``check`` and ``version``. User errors print
 one readable ``✗`` line and exit non-zero; no tracebacks.
 """
 
@@ -149,6 +150,53 @@ def _cmd_events(args: argparse.Namespace) -> int:
     return execute(args, events)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fluxd.cli.exporting import export
+
+    return execute(args, export)
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    from fluxd.cli.creating import create, create_secret
+
+    if args.kind is None:
+        return execute(args, create_secret) if not args.export else _offline_export(args)
+    if args.export:
+        return _offline_export(args)
+    return execute(args, create)
+
+
+def _offline_export(args: argparse.Namespace) -> int:
+    """``create --export`` prints the object and needs no cluster, as with flux."""
+    from fluxd.cli.creating import check_name, git_secret, render_created
+    from fluxd.cli.exporting import clean, render
+
+    terminal = Terminal()
+    try:
+        if args.kind is None:
+            check_name(args.name)
+            document = git_secret(args, args.namespace)
+        else:
+            document = clean(render_created(args.kind, args, args.namespace))
+    except CommandError as error:
+        terminal.failure(error.message)
+        return error.exit_code
+    terminal.data(render([document]))
+    return 0
+
+
+def _cmd_tree(args: argparse.Namespace) -> int:
+    from fluxd.cli.tracing import tree
+
+    return execute(args, tree)
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from fluxd.cli.tracing import trace
+
+    return execute(args, trace)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from fluxd.cli.checks import check
 
@@ -212,6 +260,15 @@ def _name(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("name", metavar="NAME", help=f"name of the {kind}")
 
 
+def _label_selector(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    parser.add_argument(
+        "-l",
+        "--label-selector",
+        default=argparse.SUPPRESS if suppress else "",
+        help="only objects whose labels match, e.g. app=podinfo or 'tier in (web)'",
+    )
+
+
 def _add_get(commands: Subcommands) -> None:
     get = commands.add_parser("get", help="print the status of sources, kustomizations, ...")
     what = get.add_subparsers(dest="what", required=True, metavar="KIND")
@@ -251,6 +308,7 @@ def _add_get(commands: Subcommands) -> None:
             default="",
             help="only objects whose condition has this status, e.g. ready=false",
         )
+        _label_selector(parser, suppress=nested)
         parser.set_defaults(func=_cmd_get, kinds=chosen, with_kind=with_kind)
         return parser
 
@@ -263,6 +321,7 @@ def _add_get(commands: Subcommands) -> None:
     sources.add_argument(
         "-A", "--all-namespaces", action="store_true", help="list across all namespaces"
     )
+    _label_selector(sources, suppress=False)
     sources.set_defaults(
         func=_cmd_get,
         kinds=kinds.SOURCES,
@@ -298,6 +357,7 @@ def _kind_leaves(
     handler: Handler,
     chosen: Sequence[kinds.CliKind],
     extra: Callable[[argparse.ArgumentParser, kinds.CliKind], None] | None = None,
+    optional_name: bool = False,
 ) -> None:
     """``<verb> source git NAME``, ``<verb> kustomization NAME``, ... for each kind."""
     what = verb.add_subparsers(dest="what", required=True, metavar="KIND")
@@ -316,7 +376,10 @@ def _kind_leaves(
             [a for a in kind.api.short_names if a != word] if kind is kinds.KUSTOMIZATIONS else []
         )
         leaf = _leaf(parent, word, help=f"a {kind.kind}", aliases=aliases)
-        _name(leaf, kind.kind)
+        if optional_name:
+            leaf.add_argument("name", nargs="?", metavar="NAME", help=f"name of the {kind.kind}")
+        else:
+            _name(leaf, kind.kind)
         leaf.set_defaults(func=handler, kind=kind)
         if extra is not None:
             extra(leaf, kind)
@@ -389,6 +452,142 @@ def _add_build_diff(commands: Subcommands) -> None:
         leaf.set_defaults(func=handler)
 
 
+def _add_export(commands: Subcommands) -> None:
+    verb = commands.add_parser("export", help="print objects as clean YAML, as flux export")
+
+    def flags(leaf: argparse.ArgumentParser, kind: kinds.CliKind) -> None:
+        leaf.add_argument("--all", action="store_true", help="select all resources")
+        if kind is kinds.GIT_REPOSITORIES:
+            leaf.add_argument(
+                "--with-credentials",
+                action="store_true",
+                help="also export the Secret the source authenticates with",
+            )
+
+    _kind_leaves(
+        verb,
+        handler=_cmd_export,
+        chosen=(
+            kinds.GIT_REPOSITORIES,
+            kinds.KUSTOMIZATIONS,
+            kinds.RECEIVERS,
+            kinds.ALERTS,
+            kinds.PROVIDERS,
+        ),
+        extra=flags,
+        optional_name=True,
+    )
+
+
+def _create_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interval", type=_duration, default=60.0, help="source sync interval (default 1m0s)"
+    )
+    parser.add_argument("--export", action="store_true", help="export in YAML format to stdout")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="set labels on the resource (label1=value1,label2=value2; repeatable)",
+    )
+
+
+def _add_create(commands: Subcommands) -> None:
+    verb = commands.add_parser("create", help="create or update objects, or --export them")
+    what = verb.add_subparsers(dest="what", required=True, metavar="KIND")
+    source = what.add_parser("source", help="sources (git)")
+    source_kinds = source.add_subparsers(dest="source_kind", required=True, metavar="SOURCE")
+    git = _leaf(source_kinds, "git", help="a GitRepository")
+    _name(git, "GitRepository")
+    _create_flags(git)
+    git.add_argument("--url", default="", help="git address, e.g. https://host/org/repo")
+    git.add_argument("--branch", default="", help="git branch")
+    git.add_argument("--tag", default="", help="git tag")
+    git.add_argument("--tag-semver", default="", help="git tag semver range")
+    git.add_argument("--commit", default="", help="git commit")
+    git.add_argument("--ref-name", default="", help="git reference name")
+    git.add_argument("--secret-ref", default="", help="the name of an existing auth Secret")
+    git.add_argument(
+        "--ignore-paths", action="append", default=[], help="paths to ignore (gitignore format)"
+    )
+    git.add_argument("--recurse-submodules", action="store_true", help="also check out submodules")
+    git.set_defaults(func=_cmd_create, kind=kinds.GIT_REPOSITORIES)
+
+    ks = _leaf(what, "kustomization", help="a Kustomization", aliases=["ks"])
+    _name(ks, "Kustomization")
+    _create_flags(ks)
+    ks.add_argument("--source", default="", help="source: [<kind>/]<name>[.<namespace>]")
+    ks.add_argument("--path", default="./", help="path to the directory, beginning with ./")
+    ks.add_argument("--prune", action="store_true", help="enable garbage collection")
+    ks.add_argument("--wait", action="store_true", help="health-check all applied resources")
+    ks.add_argument(
+        "--health-check-timeout",
+        type=_duration,
+        default=120.0,
+        help="timeout of health checking operations (default 2m0s)",
+    )
+    ks.add_argument("--target-namespace", default="", help="namespace of all applied objects")
+    ks.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        help="Kustomizations that must be ready first: <name> or <namespace>/<name>",
+    )
+    ks.add_argument("--service-account", default="", help="the service account to impersonate")
+    ks.add_argument(
+        "--retry-interval", type=_duration, default=0.0, help="retry interval after a failure"
+    )
+    ks.set_defaults(func=_cmd_create, kind=kinds.KUSTOMIZATIONS)
+
+    receiver = _leaf(what, "receiver", help="a Receiver")
+    _name(receiver, "Receiver")
+    _create_flags(receiver)
+    receiver.add_argument("--type", default="", help="the receiver type, e.g. gitea, github")
+    receiver.add_argument("--secret-ref", default="", help="the Secret holding the token")
+    receiver.add_argument(
+        "--resource", action="append", default=[], help="Kind/name to reconcile (repeatable)"
+    )
+    receiver.add_argument(
+        "--event", action="append", default=[], help="events to accept (repeatable)"
+    )
+    receiver.set_defaults(func=_cmd_create, kind=kinds.RECEIVERS)
+
+    secret = what.add_parser("secret", help="Secrets for sources")
+    secret_kinds = secret.add_subparsers(dest="secret_kind", required=True, metavar="SECRET")
+    git_secret = _leaf(secret_kinds, "git", help="a Git basic-auth or bearer-token Secret")
+    _name(git_secret, "Secret")
+    _create_flags(git_secret)
+    git_secret.add_argument("--url", default="", help="git address (http or https)")
+    git_secret.add_argument("-u", "--username", default="", help="basic authentication username")
+    git_secret.add_argument("-p", "--password", default="", help="basic authentication password")
+    git_secret.add_argument("--bearer-token", default="", help="bearer token for HTTP/S")
+    git_secret.add_argument("--ca-crt-file", default="", help="TLS CA certificate file")
+    git_secret.set_defaults(func=_cmd_create, kind=None)
+
+
+def _add_tree_trace(commands: Subcommands) -> None:
+    verb = commands.add_parser("tree", help="print what a Kustomization manages, as a tree")
+    what = verb.add_subparsers(dest="what", required=True, metavar="KIND")
+    leaf = _leaf(what, "kustomization", help="a Kustomization", aliases=["ks"])
+    _name(leaf, "Kustomization")
+    leaf.add_argument("--compact", action="store_true", help="only Flux objects")
+    leaf.add_argument(
+        "-o", "--output", choices=("", "json", "yaml"), default="", help="json or yaml"
+    )
+    leaf.set_defaults(func=_cmd_tree)
+
+    trace = _leaf(commands, "trace", help="which Kustomization and source manage an object")
+    trace.add_argument(
+        "objects",
+        nargs="*",
+        metavar="OBJECT",
+        help="<resource> <name> [<name> ...], <resource>/<name> ..., or names with --kind",
+    )
+    trace.add_argument("--kind", default="", help="the object's kind, e.g. Deployment")
+    trace.add_argument("--api-version", default="", help="the object's apiVersion, e.g. apps/v1")
+    trace.set_defaults(func=_cmd_trace)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="fluxd",
@@ -414,6 +613,9 @@ def parser() -> argparse.ArgumentParser:
     _add_reconcile(commands)
     _add_suspend_resume(commands)
     _add_build_diff(commands)
+    _add_export(commands)
+    _add_create(commands)
+    _add_tree_trace(commands)
 
     events = _leaf(commands, "events", help="Kubernetes events of fluxd's objects")
     events.add_argument(

@@ -2,8 +2,8 @@
 
 Tables carry flux's columns (NAME, REVISION, SUSPENDED, READY, MESSAGE, with
 NAMESPACE first under ``-A``); ``-o wide`` adds AGE, ``-o json|yaml`` prints the
-objects themselves. ``--watch`` keeps printing one row per change until
-``--timeout`` or Ctrl-C.
+objects themselves, ``-l`` keeps those whose labels match a selector.
+``--watch`` keeps printing one row per change until ``--timeout`` or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -80,10 +80,12 @@ def _list_of(objects: Sequence[Object]) -> dict[str, Any]:
 
 
 async def _list(
-    session: Session, kind: CliKind, *, namespace: str | None
+    session: Session, kind: CliKind, *, namespace: str | None, label_selector: str = ""
 ) -> tuple[list[Object], str]:
     resource = await session.ensure_served(kind)
-    items, version = await session.kube.list_all(resource, namespace=namespace)
+    items, version = await session.kube.list_all(
+        resource, namespace=namespace, label_selector=label_selector or None
+    )
     items.sort(key=lambda obj: (obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
     return items, version
 
@@ -96,6 +98,7 @@ async def get(session: Session, args: argparse.Namespace) -> int:
     output: str = args.output
     wide = output == "wide"
     selector = parse_status_selector(args.status_selector)
+    labels: str = args.label_selector
     with_kind = len(kinds) > 1 or bool(args.with_kind)
     if args.watch and len(kinds) > 1:
         raise UsageError("--watch needs a single kind, e.g. 'fluxd get sources git --watch'")
@@ -103,7 +106,7 @@ async def get(session: Session, args: argparse.Namespace) -> int:
     found: list[tuple[CliKind, Object]] = []
     versions: dict[CliKind, str] = {}
     for kind in kinds:
-        items, version = await _list(session, kind, namespace=namespace)
+        items, version = await _list(session, kind, namespace=namespace, label_selector=labels)
         versions[kind] = version
         found.extend(
             (kind, obj)
@@ -147,6 +150,7 @@ async def get(session: Session, args: argparse.Namespace) -> int:
             name=name,
             version=versions[kinds[0]],
             selector=selector,
+            labels=labels,
             all_namespaces=all_namespaces,
             wide=wide,
             header_printed=printed_header or bool(args.no_header),
@@ -162,6 +166,7 @@ async def _watch(
     name: str | None,
     version: str,
     selector: tuple[str, str] | None,
+    labels: str,
     all_namespaces: bool,
     wide: bool,
     header_printed: bool,
@@ -172,7 +177,10 @@ async def _watch(
         while True:
             try:
                 async for event in session.kube.watch(
-                    resource, namespace=namespace, resource_version=version
+                    resource,
+                    namespace=namespace,
+                    resource_version=version,
+                    label_selector=labels or None,
                 ):
                     obj = event.get("object") or {}
                     version = str(obj.get("metadata", {}).get("resourceVersion", version))
@@ -189,4 +197,4 @@ async def _watch(
                     cells = row(kind, obj, all_namespaces=all_namespaces, wide=wide)
                     session.terminal.data(render_table(table_header, [cells]))
             except kube_errors.Gone:
-                _, version = await _list(session, kind, namespace=namespace)
+                _, version = await _list(session, kind, namespace=namespace, label_selector=labels)

@@ -907,6 +907,26 @@ def _health_ref(check: Mapping[str, Any]) -> ObjectRef:
     )
 
 
+def _content_of(artifact: Mapping[str, Any]) -> tuple[str, str]:
+    return str(artifact.get("revision", "")), str(artifact.get("digest", ""))
+
+
+def _artifact_identity(artifact: Mapping[str, Any]) -> tuple[str, ...]:
+    """What tells one stored artifact from another, though the revision be the same.
+
+    A source that stores its artifact again (after a restart, or taking over
+    from Flux's source-controller, whose file is not in our storage) keeps the
+    revision but writes a new url, lastUpdateTime and often digest: a
+    Kustomization waiting for that file must hear of it at once.
+    """
+    return (
+        *_content_of(artifact),
+        str(artifact.get("url", "")),
+        str(artifact.get("path", "")),
+        str(artifact.get("lastUpdateTime", "")),
+    )
+
+
 async def wire(
     *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
 ) -> None:
@@ -950,15 +970,19 @@ async def wire(
     if sources is not None:
 
         def new_artifact(old: Object, new: Object) -> None:
-            before = (old.get("status", {}).get("artifact") or {}).get("revision")
-            after = (new.get("status", {}).get("artifact") or {}).get("revision")
-            if not after or after == before:
+            before = (old.get("status") or {}).get("artifact") or {}
+            after = (new.get("status") or {}).get("artifact") or {}
+            if not after or _artifact_identity(after) == _artifact_identity(before):
                 return
+            # New content cuts a health wait short; the same content stored again (a new
+            # process refilling its storage) only wakes the Kustomizations deferred on it.
+            new_content = _content_of(after) != _content_of(before)
             metadata = new["metadata"]
             for user in reconciler.users_of(
                 GIT_REPOSITORY.kind, metadata["namespace"], metadata["name"]
             ):
-                reconciler.interrupt(user)
+                if new_content:
+                    reconciler.interrupt(user)
                 controller.request(*user)
 
         sources.after_reconcile.append(new_artifact)

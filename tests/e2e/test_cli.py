@@ -24,6 +24,7 @@ from demo.seedflow import KUSTOMIZATION
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, free_port, running
 from testenv.gitserver import GitServer
+from tests.support.cli import fluxd, table
 from tests.support.daemon import Fluxd
 from tests.support.flux import (
     condition,
@@ -44,36 +45,6 @@ SEED_FILES: dict[str, str | bytes | None] = {
 }
 OWNER_NAME = "kustomize.toolkit.fluxcd.io/name"
 OWNER_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.err.splitlines()
-
-
-def fluxd(
-    cluster: Cluster, *args: str, kubeconfig: Path | None = None, timeout: float = 180
-) -> Result:
-    argv = [
-        sys.executable,
-        "-m",
-        "fluxd.cli",
-        *args,
-        f"--kubeconfig={kubeconfig or cluster.kubeconfig}",
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    assert "Traceback" not in done.stderr, done.stderr
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-def table(text: str) -> list[list[str]]:
-    return [[cell.strip() for cell in line.split("\t")] for line in text.splitlines() if line]
 
 
 @dataclass

@@ -22,8 +22,13 @@ def crd_documents() -> list[dict[str, object]]:
 
 
 def install_crds(api: Api) -> list[str]:
+    return install_documents(api, crd_documents())
+
+
+def install_documents(api: Api, documents: list[dict[str, object]]) -> list[str]:
+    """Apply CRDs and wait until they are served; their names."""
     names = []
-    for crd in crd_documents():
+    for crd in documents:
         name = crd["metadata"]["name"]  # type: ignore[index]
         api.apply(f"{CRD_PATH}/{name}", crd, manager="fluxd-tests")
         names.append(str(name))
@@ -35,5 +40,5 @@ def install_crds(api: Api) -> list[str]:
                 return False
         return True
 
-    wait_for(established, timeout=60, what="fluxd CRDs established")
+    wait_for(established, timeout=60, what="CRDs established")
     return names
