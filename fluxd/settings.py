@@ -68,6 +68,14 @@ SETTINGS: tuple[Setting, ...] = (
     # HTTP
     Setting("webhook-addr", "addr", ":9292", "address of the receivers (the only public port)"),
     Setting("metrics-addr", "addr", ":8080", "address of /metrics, /healthz and /readyz"),
+    Setting(
+        "events-addr",
+        "addr",
+        ":9690",
+        "address of the events endpoint Flux controllers beside fluxd post to (Flux's "
+        "--events-addr, moved off :9090, which storage-addr holds); the notification-controller "
+        "Service maps port 80 to it",
+    ),
     Setting("webhook-body-limit", "int", 1048576, "largest webhook body accepted, in bytes"),
     Setting(
         "receiver-coalesce-window",
@@ -129,7 +137,8 @@ SETTINGS: tuple[Setting, ...] = (
         "notification-dedup-window",
         "duration",
         300.0,
-        "identical alerts to one provider within this window are sent once",
+        "identical alerts to one provider within this window are sent once; also the events "
+        "endpoint's rate-limit interval (Flux's --rate-limit-interval)",
     ),
     # restarter
     Setting(
@@ -287,6 +296,7 @@ class Settings:
     watch_label_selector: str = ""
     webhook_addr: str = ":9292"
     metrics_addr: str = ":8080"
+    events_addr: str = ":9690"
     webhook_body_limit: int = 1048576
     receiver_coalesce_window: float = 2.0
     gitrepository_concurrency: int = 4

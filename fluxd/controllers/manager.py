@@ -52,6 +52,7 @@ class Components:
     controllers: list[Controller] = field(default_factory=list)
     services: dict[str, Service] = field(default_factory=dict)
     webhook: WebhookHandler | None = None
+    events: WebhookHandler | None = None
     artifacts: ArtifactResolver | None = None
 
     def controller(self, kind: str) -> Controller | None:
@@ -96,6 +97,7 @@ class Daemon:
                 settings=settings,
                 health=self.health,
                 webhook=self._webhook,
+                events=self._events,
                 artifacts=self._artifact,
             )
             async with anyio.create_task_group() as group:
@@ -157,6 +159,12 @@ class Daemon:
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         handler = self.components.webhook
+        if handler is None:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        handler = self.components.events
         if handler is None:
             raise web.HTTPNotFound()
         return await handler(request)

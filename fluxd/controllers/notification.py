@@ -32,7 +32,7 @@ import aiohttp
 import anyio
 import structlog
 
-from fluxd.aio import Backoff, Result, WorkQueue, supervise
+from fluxd.aio import Backoff, Result, SystemClock, WorkQueue, supervise
 from fluxd.api import notification
 from fluxd.api.support import refused_fields
 from fluxd.controllers.manager import Components
@@ -64,6 +64,7 @@ from fluxd.notify import (
     build_provider,
     route,
 )
+from fluxd.server.events import EventIntake
 from fluxd.server.receivers import ReceiverWebhook
 from fluxd.settings import Settings
 
@@ -313,10 +314,17 @@ class AlertDispatcher:
         self.delivery: DeliveryQueue | None = None
 
     def __call__(self, recorded: Recorded) -> None:
+        if self.delivery is not None and self.registry.alerts:
+            self.dispatch(event_from(recorded))
+
+    def dispatch(self, event: Event) -> int | None:
+        """Queue ``event`` for every Alert that selects it: how many, ``None`` when not leading.
+
+        Also the sink of the events endpoint, for events of Flux controllers beside fluxd.
+        """
         delivery = self.delivery
-        if delivery is None or not self.registry.alerts:
-            return
-        event = event_from(recorded)
+        if delivery is None:
+            return None
         dispatches = route(
             event,
             alerts=tuple(self.registry.alerts.values()),
@@ -339,6 +347,7 @@ class AlertDispatcher:
                 # A commit status needs a commit; events without one are not for this provider.
                 continue
             delivery.submit(state.sender, dispatch.notification)
+        return len(dispatches)
 
 
 class NotificationService:
@@ -492,6 +501,11 @@ async def wire(
         registry=registry, no_cross_namespace_refs=settings.no_cross_namespace_refs
     )
     recorder.add_sink(dispatcher)
+    components.events = EventIntake(
+        sink=dispatcher.dispatch,
+        rate_limit_interval=settings.notification_dedup_window,
+        clock=SystemClock(),
+    )
     service = NotificationService(
         kube=kube,
         settings=settings,
