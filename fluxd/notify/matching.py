@@ -2,7 +2,8 @@
 
 The rules are notification-controller's, so existing Alert YAML selects the
 same events: ``eventSources`` by kind + name (or ``*``) + namespace (defaulting
-to the Alert's), ``matchLabels`` only together with ``*``; ``eventSeverity``
+to the Alert's, compared literally: ``*`` is no wildcard there), then
+``matchLabels`` (documented with ``*``, applied to any name as Flux does); ``eventSeverity``
 ``info`` takes everything and ``error`` only errors; an ``exclusionList`` regex
 match always wins over the ``inclusionList``; ``eventMetadata`` and ``summary``
 are added without overriding what the event already carries; suspended Alerts
@@ -135,13 +136,14 @@ def _source_selects(source: Object, event: Event, *, default_namespace: str) -> 
     if involved.namespace != namespace or involved.kind != source.get("kind"):
         return False
     name = str(source.get("name", ""))
-    if name == "*":
-        match_labels = source.get("matchLabels")
-        if not match_labels:
-            return True
-        labels = event.labels or {}
-        return all(labels.get(str(key)) == str(value) for key, value in match_labels.items())
-    return involved.name == name
+    if name != "*" and involved.name != name:
+        return False
+    # Flux documents matchLabels with name '*', and its event server applies them to any name.
+    match_labels = source.get("matchLabels")
+    if not match_labels:
+        return True
+    labels = event.labels or {}
+    return all(labels.get(str(key)) == str(value) for key, value in match_labels.items())
 
 
 def _patterns(expressions: object) -> tuple[re.Pattern[str], ...]:

@@ -119,8 +119,8 @@ LABELLED = make_event(labels={"team": "edge", "tier": "infra"})
                 ]
             },
             INFO,
-            True,
-            id="labels-ignored-for-named-source",
+            False,
+            id="labels-apply-to-named-source",
         ),
         pytest.param(
             {
