@@ -23,6 +23,7 @@ address changed, has its delivery lane stopped and what it held dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -350,6 +351,44 @@ class AlertDispatcher:
         return len(dispatches)
 
 
+class ExternalEvents:
+    """The events endpoint's sink: events posted by Flux controllers beside fluxd.
+
+    They come without the object's labels; as notification-controller does,
+    the object is read for them only when an Alert's source has ``matchLabels``.
+    """
+
+    def __init__(self, *, kube: Kube, dispatcher: AlertDispatcher) -> None:
+        self.kube = kube
+        self.dispatcher = dispatcher
+
+    async def __call__(self, event: Event) -> int | None:
+        if self.dispatcher.delivery is None:
+            return None
+        if event.labels is None and self._labels_matter():
+            event = dataclasses.replace(event, labels=await self._labels(event.involved_object))
+        return self.dispatcher.dispatch(event)
+
+    def _labels_matter(self) -> bool:
+        return any(
+            source.get("matchLabels")
+            for alert in self.dispatcher.registry.alerts.values()
+            for source in (alert.get("spec") or {}).get("eventSources") or ()
+        )
+
+    async def _labels(self, involved: ObjectReference) -> dict[str, str]:
+        try:
+            resource = await self.kube.resource_for(involved.api_version, involved.kind)
+            obj = await self.kube.get_or_none(
+                resource, involved.name, namespace=involved.namespace or None
+            )
+        except kube_errors.KubeError as error:
+            # Flux logs this and does not match the source; no labels match no matchLabels.
+            log.error("cannot read the event's object for matchLabels", error=str(error))
+            return {}
+        return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
+
+
 class NotificationService:
     """Leader-only: watches Providers, Alerts and Secrets, and runs alert delivery."""
 
@@ -502,7 +541,7 @@ async def wire(
     )
     recorder.add_sink(dispatcher)
     components.events = EventIntake(
-        sink=dispatcher.dispatch,
+        sink=ExternalEvents(kube=kube, dispatcher=dispatcher),
         rate_limit_interval=settings.notification_dedup_window,
         clock=SystemClock(),
     )
@@ -521,6 +560,7 @@ __all__ = [
     "PROVIDER",
     "RECEIVER",
     "AlertDispatcher",
+    "ExternalEvents",
     "NotificationRegistry",
     "NotificationService",
     "event_from",

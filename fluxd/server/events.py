@@ -60,7 +60,7 @@ _REFERENCE_FIELDS: Final = (
 class EventSink(Protocol):
     """Routes one event through the Alerts; ``None`` when this replica cannot (not leading)."""
 
-    def __call__(self, event: Event) -> int | None: ...
+    async def __call__(self, event: Event) -> int | None: ...
 
 
 class InvalidEvent(ValueError):
@@ -173,7 +173,7 @@ class EventIntake:
         if not self.limiter.allow(key):
             logged.debug("discarding event, rate limiting duplicate events")
             return web.Response(status=429, text="duplicate event\n")
-        dispatched = self.sink(event)
+        dispatched = await self.sink(event)
         if dispatched is None:
             return web.Response(status=503, text="not the leader; retry\n")
         if dispatched == 0:

@@ -6,17 +6,20 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxd.aio import FakeClock
-from fluxd.notify import Event
+from fluxd.controllers.notification import AlertDispatcher, ExternalEvents, NotificationRegistry
+from fluxd.kube.client import Kube
+from fluxd.notify import DeliveryQueue, Event
 from fluxd.server.app import Health, HttpServer
-from fluxd.server.events import MAX_EVENT_BYTES, EventIntake
+from fluxd.server.events import MAX_EVENT_BYTES, EventIntake, decode_event
 from fluxd.settings import Settings
+from tests.unit.notifyctl.notifyctl_fakes import GIT_REPOSITORY, FakeKube, RecordedEvents
 
 INTERVAL = 300.0
 
@@ -54,7 +57,7 @@ class Sink:
     answer: int | None = 1
     events: list[Event] = field(default_factory=list)
 
-    def __call__(self, event: Event) -> int | None:
+    async def __call__(self, event: Event) -> int | None:
         self.events.append(event)
         return self.answer
 
@@ -171,3 +174,49 @@ async def test_a_replica_that_is_not_leading_asks_the_sender_to_retry(endpoint: 
     status, text = await endpoint.post(flux_event())
     assert status == 503
     assert "leader" in text
+
+
+class CapturingDispatcher(AlertDispatcher):
+    """Routes nothing; keeps what it was given."""
+
+    seen: list[Event]
+
+    def dispatch(self, event: Event) -> int | None:
+        self.seen.append(event)
+        return 1
+
+
+async def test_matchlabels_of_a_posted_event_are_read_from_its_object(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    # Flux's recorders send no labels; notification-controller reads the object for matchLabels.
+    kube.add(
+        GIT_REPOSITORY,
+        {"metadata": {"name": "podinfo", "namespace": "flux-system", "labels": {"team": "edge"}}},
+    )
+    registry = NotificationRegistry(kube=cast(Kube, kube), recorder=recorded.recorder)
+    registry.alerts[("flux-system", "edge")] = {
+        "metadata": {"name": "edge", "namespace": "flux-system"},
+        "spec": {
+            "providerRef": {"name": "chat"},
+            "eventSources": [
+                {"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}
+            ],
+        },
+    }
+    dispatcher = CapturingDispatcher(registry=registry, no_cross_namespace_refs=False)
+    dispatcher.seen = []
+    dispatcher.delivery = cast(DeliveryQueue, object())
+    sink = ExternalEvents(kube=cast(Kube, kube), dispatcher=dispatcher)
+    posted = flux_event(
+        involvedObject={
+            "kind": "GitRepository",
+            "namespace": "flux-system",
+            "name": "podinfo",
+            "apiVersion": GIT_REPOSITORY.api_version,
+        }
+    )
+    event, _ = decode_event(json.dumps(posted).encode())
+    assert event.labels is None
+    assert await sink(event) == 1
+    assert [e.labels for e in dispatcher.seen] == [{"team": "edge"}]
