@@ -35,6 +35,8 @@ from fluxd.notify.event import META_ORIGIN_REVISION, META_REVISION, META_TOKEN
 
 log = structlog.get_logger("fluxd.server.events")
 
+#: fluxcd/pkg apis/event ``Group``: metadata from the involved object's annotations.
+EVENT_GROUP_PREFIX: Final = "event.toolkit.fluxcd.io/"
 #: notification-controller's ``maxRequestSizeBytes``.
 MAX_EVENT_BYTES: Final = 3 * 1024 * 1024
 
@@ -118,8 +120,15 @@ def decode_event(body: bytes) -> tuple[Event, str]:
     key = _rate_limit_key(involved, str(raw.get("message") or ""), metadata or {})
     event = Event.from_flux_json(raw)
     # notification-controller drops the dedup token before routing: it is not for providers.
-    if META_TOKEN in event.metadata:
-        event = event.with_metadata({k: v for k, v in event.metadata.items() if k != META_TOKEN})
+    metadata = {k: v for k, v in event.metadata.items() if k != META_TOKEN}
+    # Keys the recorder copied from the object's event.toolkit.fluxcd.io/ annotations are
+    # forwarded too, below the object's own keys (Flux lets an Alert's eventMetadata
+    # override them; here the event's keys are kept, and the conflict logged).
+    for raw_key, value in (raw.get("metadata") or {}).items():
+        if raw_key.startswith(EVENT_GROUP_PREFIX):
+            metadata.setdefault(raw_key.removeprefix(EVENT_GROUP_PREFIX), value)
+    if metadata != dict(event.metadata):
+        event = event.with_metadata(metadata)
     return event, key
 
 

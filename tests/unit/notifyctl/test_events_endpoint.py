@@ -96,6 +96,19 @@ async def test_an_event_is_accepted_and_routed_as_notification_controller_cleans
     assert dict(event.metadata) == {"revision": "main@sha1:" + "a" * 40}
 
 
+async def test_metadata_from_the_objects_event_annotations_is_forwarded_below_its_own(
+    endpoint: Endpoint,
+) -> None:
+    posted = flux_event()
+    posted["metadata"] |= {
+        "event.toolkit.fluxcd.io/env": "staging",
+        "event.toolkit.fluxcd.io/revision": "annotated",
+    }
+    assert (await endpoint.post(posted))[0] == 202
+    [event] = endpoint.sink.events
+    assert dict(event.metadata) == {"revision": "main@sha1:" + "a" * 40, "env": "staging"}
+
+
 async def test_events_are_accepted_on_any_path_as_flux_serves_them(endpoint: Endpoint) -> None:
     assert (await endpoint.post(flux_event(), path="/anything"))[0] == 202
 
