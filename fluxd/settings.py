@@ -75,6 +75,14 @@ SETTINGS: tuple[Setting, ...] = (
         "address of the read-only dashboard (its own listener, never the webhook port); "
         "empty: off. 127.0.0.1:9333 serves it to kubectl port-forward only",
     ),
+    Setting(
+        "events-addr",
+        "addr",
+        ":9690",
+        "address of the events endpoint Flux controllers beside fluxd post to (Flux's "
+        "--events-addr, moved off :9090, which storage-addr holds); the notification-controller "
+        "Service maps port 80 to it",
+    ),
     Setting("webhook-body-limit", "int", 1048576, "largest webhook body accepted, in bytes"),
     Setting(
         "receiver-coalesce-window",
@@ -158,7 +166,8 @@ SETTINGS: tuple[Setting, ...] = (
         "notification-dedup-window",
         "duration",
         300.0,
-        "identical alerts to one provider within this window are sent once",
+        "identical alerts to one provider within this window are sent once; also the events "
+        "endpoint's rate-limit interval (Flux's --rate-limit-interval)",
     ),
     # restarter
     Setting(
@@ -317,6 +326,7 @@ class Settings:
     webhook_addr: str = ":9292"
     metrics_addr: str = ":8080"
     dashboard_addr: str = ""
+    events_addr: str = ":9690"
     webhook_body_limit: int = 1048576
     receiver_coalesce_window: float = 2.0
     gitrepository_concurrency: int = 4

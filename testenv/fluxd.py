@@ -26,6 +26,7 @@ class Fluxd:
     metrics_port: int = 0
     webhook_port: int = 0
     storage_port: int = 0
+    events_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,6 +42,10 @@ class Fluxd:
         return f"http://127.0.0.1:{self.webhook_port}"
 
     @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.events_port}/"
+
+    @property
     def storage_url(self) -> str:
         return f"http://127.0.0.1:{self.storage_port}"
 
@@ -49,6 +54,7 @@ class Fluxd:
         self.metrics_port = self.metrics_port or free_port()
         self.webhook_port = self.webhook_port or free_port()
         self.storage_port = self.storage_port or free_port()
+        self.events_port = self.events_port or free_port()
         argv = [
             sys.executable,
             "-m",
@@ -59,6 +65,7 @@ class Fluxd:
             f"--webhook-addr=127.0.0.1:{self.webhook_port}",
             f"--storage-path={self.workdir / 'storage'}",
             f"--storage-addr=127.0.0.1:{self.storage_port}",
+            f"--events-addr=127.0.0.1:{self.events_port}",
             "--lease-namespace=default",
             "--shutdown-grace=10s",
             *self.extra_args,

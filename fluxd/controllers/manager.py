@@ -57,6 +57,7 @@ class Components:
     controllers: list[Controller] = field(default_factory=list)
     services: dict[str, Service] = field(default_factory=dict)
     webhook: WebhookHandler | None = None
+    events: WebhookHandler | None = None
     artifacts: ArtifactResolver | None = None
     #: What the dashboard shows besides the caches; the parts that act record into it.
     journal: Journal = field(default_factory=Journal)
@@ -104,6 +105,7 @@ class Daemon:
                 settings=settings,
                 health=self.health,
                 webhook=self._webhook,
+                events=self._events,
                 artifacts=self._artifact,
                 dashboard=Dashboard(state=self.dashboard_state).app()
                 if settings.dashboard_addr
@@ -192,6 +194,12 @@ class Daemon:
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         handler = self.components.webhook
+        if handler is None:
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        handler = self.components.events
         if handler is None:
             raise web.HTTPNotFound()
         return await handler(request)

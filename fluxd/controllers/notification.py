@@ -23,6 +23,7 @@ address changed, has its delivery lane stopped and what it held dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ import aiohttp
 import anyio
 import structlog
 
-from fluxd.aio import Backoff, Result, WorkQueue, supervise
+from fluxd.aio import Backoff, Result, SystemClock, WorkQueue, supervise
 from fluxd.api import notification
 from fluxd.api.support import refused_fields
 from fluxd.controllers.manager import Components
@@ -64,6 +65,7 @@ from fluxd.notify import (
     build_provider,
     route,
 )
+from fluxd.server.events import EventIntake
 from fluxd.server.receivers import ReceiverWebhook
 from fluxd.settings import Settings
 
@@ -313,10 +315,17 @@ class AlertDispatcher:
         self.delivery: DeliveryQueue | None = None
 
     def __call__(self, recorded: Recorded) -> None:
+        if self.delivery is not None and self.registry.alerts:
+            self.dispatch(event_from(recorded))
+
+    def dispatch(self, event: Event) -> int | None:
+        """Queue ``event`` for every Alert that selects it: how many, ``None`` when not leading.
+
+        Also the sink of the events endpoint, for events of Flux controllers beside fluxd.
+        """
         delivery = self.delivery
-        if delivery is None or not self.registry.alerts:
-            return
-        event = event_from(recorded)
+        if delivery is None:
+            return None
         dispatches = route(
             event,
             alerts=tuple(self.registry.alerts.values()),
@@ -339,6 +348,45 @@ class AlertDispatcher:
                 # A commit status needs a commit; events without one are not for this provider.
                 continue
             delivery.submit(state.sender, dispatch.notification)
+        return len(dispatches)
+
+
+class ExternalEvents:
+    """The events endpoint's sink: events posted by Flux controllers beside fluxd.
+
+    They come without the object's labels; as notification-controller does,
+    the object is read for them only when an Alert's source has ``matchLabels``.
+    """
+
+    def __init__(self, *, kube: Kube, dispatcher: AlertDispatcher) -> None:
+        self.kube = kube
+        self.dispatcher = dispatcher
+
+    async def __call__(self, event: Event) -> int | None:
+        if self.dispatcher.delivery is None:
+            return None
+        if event.labels is None and self._labels_matter():
+            event = dataclasses.replace(event, labels=await self._labels(event.involved_object))
+        return self.dispatcher.dispatch(event)
+
+    def _labels_matter(self) -> bool:
+        return any(
+            source.get("matchLabels")
+            for alert in self.dispatcher.registry.alerts.values()
+            for source in (alert.get("spec") or {}).get("eventSources") or ()
+        )
+
+    async def _labels(self, involved: ObjectReference) -> dict[str, str]:
+        try:
+            resource = await self.kube.resource_for(involved.api_version, involved.kind)
+            obj = await self.kube.get_or_none(
+                resource, involved.name, namespace=involved.namespace or None
+            )
+        except kube_errors.KubeError as error:
+            # Flux logs this and does not match the source; no labels match no matchLabels.
+            log.error("cannot read the event's object for matchLabels", error=str(error))
+            return {}
+        return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
 
 
 class NotificationService:
@@ -493,6 +541,11 @@ async def wire(
         registry=registry, no_cross_namespace_refs=settings.no_cross_namespace_refs
     )
     recorder.add_sink(dispatcher)
+    components.events = EventIntake(
+        sink=ExternalEvents(kube=kube, dispatcher=dispatcher),
+        rate_limit_interval=settings.notification_dedup_window,
+        clock=SystemClock(),
+    )
     service = NotificationService(
         kube=kube,
         settings=settings,
@@ -508,6 +561,7 @@ __all__ = [
     "PROVIDER",
     "RECEIVER",
     "AlertDispatcher",
+    "ExternalEvents",
     "NotificationRegistry",
     "NotificationService",
     "event_from",

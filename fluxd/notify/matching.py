@@ -2,11 +2,14 @@
 
 The rules are notification-controller's, so existing Alert YAML selects the
 same events: ``eventSources`` by kind + name (or ``*``) + namespace (defaulting
-to the Alert's), ``matchLabels`` only together with ``*``; ``eventSeverity``
+to the Alert's, compared literally: ``*`` is no wildcard there), then
+``matchLabels`` (documented with ``*``, applied to any name as Flux does); ``eventSeverity``
 ``info`` takes everything and ``error`` only errors; an ``exclusionList`` regex
 match always wins over the ``inclusionList``; ``eventMetadata`` and ``summary``
 are added without overriding what the event already carries; suspended Alerts
-and Providers send nothing. Alerts and Providers are plain Kubernetes dicts.
+and Providers send nothing. Events about a workload a Kustomization applied
+(the restarter's rollouts) are selected by that Kustomization's event sources.
+Alerts and Providers are plain Kubernetes dicts.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from typing import Any
 
 import structlog
 
+from fluxd.api.meta import KUSTOMIZE_NAME_LABEL, KUSTOMIZE_NAMESPACE_LABEL
 from fluxd.notify.event import META_SUMMARY, SEVERITY_INFO, Event
 
 _log = structlog.get_logger("fluxd.notify.matching")
+
+_FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
 
 Object = Mapping[str, Any]
 
@@ -132,16 +138,36 @@ def route(
 def _source_selects(source: Object, event: Event, *, default_namespace: str) -> bool:
     involved = event.involved_object
     namespace = str(source.get("namespace") or default_namespace)
+    applier = _applying_kustomization(event)
+    if applier is not None:
+        # A workload's event (the restarter's Reloaded / ReloadFail) is selected through the
+        # Kustomization that applied it: Flux's eventSources kinds have no workload kinds.
+        # matchLabels would be the Kustomization's labels, which the event does not carry.
+        if source.get("kind") != "Kustomization" or source.get("matchLabels"):
+            return False
+        name = str(source.get("name", ""))
+        return applier[0] == namespace and name in ("*", applier[1])
     if involved.namespace != namespace or involved.kind != source.get("kind"):
         return False
     name = str(source.get("name", ""))
-    if name == "*":
-        match_labels = source.get("matchLabels")
-        if not match_labels:
-            return True
-        labels = event.labels or {}
-        return all(labels.get(str(key)) == str(value) for key, value in match_labels.items())
-    return involved.name == name
+    if name != "*" and involved.name != name:
+        return False
+    # Flux documents matchLabels with name '*', and its event server applies them to any name.
+    match_labels = source.get("matchLabels")
+    if not match_labels:
+        return True
+    labels = event.labels or {}
+    return all(labels.get(str(key)) == str(value) for key, value in match_labels.items())
+
+
+def _applying_kustomization(event: Event) -> tuple[str, str] | None:
+    """``(namespace, name)`` of the Kustomization that applied a non-Flux object, if any."""
+    if event.involved_object.group.endswith(_FLUX_GROUP_SUFFIX):
+        return None
+    labels = event.labels or {}
+    name = labels.get(KUSTOMIZE_NAME_LABEL)
+    namespace = labels.get(KUSTOMIZE_NAMESPACE_LABEL)
+    return (namespace, name) if name and namespace else None
 
 
 def _patterns(expressions: object) -> tuple[re.Pattern[str], ...]:

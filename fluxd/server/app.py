@@ -1,4 +1,4 @@
-"""Three aiohttp servers, split like Flux's ports.
+"""Four aiohttp servers, split like Flux's ports.
 
 - webhook address (default ``:9292``, the only port meant to be reachable from
   outside the cluster): ``POST /hook/<digest>`` for Receivers, nothing else;
@@ -12,6 +12,12 @@
   read-only dashboard (``fluxd.dashboard``), given here as a ready-made
   application. It has its own listener so that neither the public webhook port
   nor the metrics port every scraper reaches shows the cluster's inventory.
+
+- events address (default ``:9690``, internal): notification-controller's
+  event server, for Flux controllers running beside fluxd. Flux binds it to
+  ``:9090``, which fluxd's storage address already holds (as source-controller
+  does); clients never see the port, they post to the ``notification-controller``
+  Service on port 80.
 
 All run on every replica, leader or not.
 """
@@ -61,12 +67,14 @@ class HttpServer:
         settings: Settings,
         health: Health,
         webhook: WebhookHandler | None = None,
+        events: WebhookHandler | None = None,
         artifacts: ArtifactResolver | None = None,
         dashboard: web.Application | None = None,
     ) -> None:
         self.settings = settings
         self.health = health
         self.webhook = webhook
+        self.events = events
         self.artifacts = artifacts
         self.dashboard = dashboard
         self.bound: dict[str, tuple[str, int]] = {}
@@ -86,6 +94,12 @@ class HttpServer:
     def webhook_app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.webhook_body_limit)
         app.router.add_route("*", "/hook/{digest}", self._hook)
+        return app
+
+    def events_app(self) -> web.Application:
+        app = web.Application()
+        # Flux's event server answers on every path, as notification-controller's "/" does.
+        app.router.add_route("*", "/{path:.*}", self._event)
         return app
 
     async def _metrics(self, _: web.Request) -> web.Response:
@@ -114,6 +128,11 @@ class HttpServer:
             raise web.HTTPNotFound()
         return await self.webhook(request)
 
+    async def _event(self, request: web.Request) -> web.StreamResponse:
+        if self.events is None:
+            raise web.HTTPNotFound()
+        return await self.events(request)
+
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
@@ -122,6 +141,7 @@ class HttpServer:
             ("metrics", self.metrics_app(), self.settings.metrics_addr),
             ("webhook", self.webhook_app(), self.settings.webhook_addr),
             ("storage", self.storage_app(), self.settings.storage_addr),
+            ("events", self.events_app(), self.settings.events_addr),
         ]
         if self.dashboard is not None and self.settings.dashboard_addr:
             servers.append(("dashboard", self.dashboard, self.settings.dashboard_addr))

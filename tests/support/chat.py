@@ -56,7 +56,8 @@ def dingtalk_sign(secret: str, timestamp_ms: str) -> str:
 
 @dataclass
 class ChatServer:
-    """A DingTalk robot at ``/robot/send`` and Gitea's ``/api/v1/repos/…/statuses/<sha>``."""
+    """Stand-ins: a DingTalk robot (``/robot/send``), a generic webhook (``/hooks/generic``)
+    and Gitea's ``/api/v1/repos/…/statuses/<sha>``."""
 
     dingtalk_access_token: str = "robot-access-token"
     dingtalk_secret: str = "SECdingtalk-signing-secret"
@@ -131,6 +132,7 @@ class ChatServer:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/robot/send", self._dingtalk)
+        app.router.add_post("/hooks/generic", self._generic)
         app.router.add_route("*", "/api/v1/repos/{owner}/{repo}/statuses/{sha}", self._gitea)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -180,6 +182,18 @@ class ChatServer:
         if not well_formed:
             return web.json_response({"errcode": 40035, "errmsg": "missing parameter"})
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _generic(self, request: web.Request) -> web.Response:
+        # Flux's generic provider posts the event as JSON, naming its controller in gotk-component.
+        raw = await request.read()
+        body = _json_or_text(raw)
+        well_formed = (
+            request.content_type == "application/json"
+            and isinstance(body, dict)
+            and request.headers.get("gotk-component") == body.get("reportingController")
+        )
+        self._keep(request, body, accepted=well_formed)
+        return web.Response(status=200 if well_formed else 400)
 
     async def _gitea(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -253,7 +253,7 @@ def test_the_service_exposes_the_webhook_and_metrics_ports(installed: list[Manif
     ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
     assert ports == {"http-webhook": (9292, "http-webhook"), "http-prom": (8080, "http-prom")}
     container_ports = {p["name"] for p in _container(installed)["ports"]}
-    assert container_ports == {"http-webhook", "http-prom"}
+    assert container_ports == {"http-webhook", "http-prom", "http-events"}
     pod_labels = find(installed, "Deployment", "fluxd")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
@@ -321,10 +321,31 @@ def test_network_policy_admits_the_webhook_from_anywhere_and_metrics_from_monito
     pod_labels = find(installed, "Deployment", "fluxd")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    webhook, metrics = policy["spec"]["ingress"]
+    webhook, metrics, events = policy["spec"]["ingress"]
+    assert events == {
+        "from": [{"podSelector": {}}],
+        "ports": [{"port": "http-events", "protocol": "TCP"}],
+    }
     assert "from" not in webhook
     assert [p["port"] for p in webhook["ports"]] == ["http-webhook"]
     assert [p["port"] for p in metrics["ports"]] == ["http-prom"]
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     } in (metrics["from"])
+
+
+def test_flux_controllers_reach_the_events_endpoint_at_their_default_address(
+    installed: list[Manifest],
+) -> None:
+    # Flux installs its controllers with
+    # --events-addr=http://notification-controller.flux-system.svc.cluster.local./ (port 80).
+    service = find(installed, "Service", "notification-controller")
+    assert service["metadata"]["namespace"] == NAMESPACE
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http-events", "protocol": "TCP"}
+    ]
+    pod_labels = find(installed, "Deployment", "fluxd")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    container_ports = {p["name"]: p["containerPort"] for p in _container(installed)["ports"]}
+    settings = load(environ={}, config_file=str(ROOT / "config" / "fluxd.yaml"))
+    assert container_ports["http-events"] == split_addr(settings.events_addr)[1]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fluxd.notify import alert_selects, compose_notification, route
-from fluxd.notify.event import Event
+from fluxd.notify.event import Event, ObjectReference
 from tests.unit.notify.notify_services import make_event
 
 
@@ -33,6 +33,20 @@ def provider(namespace: str = "flux-system", name: str = "chat", **spec: Any) ->
 INFO = make_event()
 ERROR = make_event(severity="error", message="kustomize build failed: waiting on socket")
 LABELLED = make_event(labels={"team": "edge", "tier": "infra"})
+APPLIED = {
+    "kustomize.toolkit.fluxcd.io/name": "realm-ix",
+    "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+}
+ROLL_FAILED = Event(
+    involved_object=ObjectReference(
+        kind="Deployment", name="realm-ix", namespace="realm", api_version="apps/v1"
+    ),
+    severity="error",
+    message="Update for 'realm-ix' of type 'Deployment' in namespace 'realm' failed",
+    reason="ReloadFail",
+    reporting_controller="fluxd",
+    labels=APPLIED,
+)
 
 
 @pytest.mark.parametrize(
@@ -119,8 +133,8 @@ LABELLED = make_event(labels={"team": "edge", "tier": "infra"})
                 ]
             },
             INFO,
-            True,
-            id="labels-ignored-for-named-source",
+            False,
+            id="labels-apply-to-named-source",
         ),
         pytest.param(
             {
@@ -132,6 +146,46 @@ LABELLED = make_event(labels={"team": "edge", "tier": "infra"})
             INFO,
             True,
             id="any-source-matches",
+        ),
+        pytest.param({}, ROLL_FAILED, True, id="workload-event-via-its-kustomization"),
+        pytest.param(
+            {"eventSources": [{"kind": "Kustomization", "name": "realm-ix"}]},
+            ROLL_FAILED,
+            True,
+            id="workload-event-via-its-named-kustomization",
+        ),
+        pytest.param(
+            {"eventSources": [{"kind": "Kustomization", "name": "other"}]},
+            ROLL_FAILED,
+            False,
+            id="workload-event-of-another-kustomization",
+        ),
+        pytest.param(
+            {"eventSources": [{"kind": "Kustomization", "name": "*", "namespace": "realm"}]},
+            ROLL_FAILED,
+            False,
+            id="workload-event-matched-on-the-kustomizations-namespace",
+        ),
+        pytest.param(
+            {"eventSources": [{"kind": "GitRepository", "name": "*"}]},
+            ROLL_FAILED,
+            False,
+            id="workload-event-not-for-other-kinds",
+        ),
+        pytest.param(
+            {},
+            Event(
+                involved_object=ObjectReference(
+                    kind="Deployment", name="x", namespace="flux-system"
+                ),
+                severity="error",
+                message="not applied by fluxd",
+                reason="ReloadFail",
+                reporting_controller="fluxd",
+                labels={},
+            ),
+            False,
+            id="workload-event-without-kustomization",
         ),
     ],
 )
