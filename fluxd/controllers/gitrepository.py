@@ -16,6 +16,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from fluxd.controllers.outcomes import (
 from fluxd.controllers.runtime import Controller, Reconciler
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
-from fluxd.kube.events import EventRecorder
+from fluxd.kube.events import TRACE, EventRecorder
 from fluxd.kube.informer import Key
 from fluxd.kube.resources import SECRET, Resource
 from fluxd.kube.secrets import InvalidSecretData, secret_bytes
@@ -210,10 +211,22 @@ class GitRepositoryReconciler(Reconciler):
             )
             if unchanged:
                 assert current is not None
-                return self._ready(
+                done = self._ready(
                     current, spec, included, previous=status, verified=_kept(status, spec)
                 )
-            artifact, commit_message, verified = await self._fetch_and_store(
+                # source-controller's word for a poll that found nothing new: an Event in
+                # the cluster, never a notification.
+                observed = resolved.commit if (spec.get("ref") or {}).get("commit") else None
+                done.events.append(
+                    EventNote(
+                        TRACE,
+                        meta.Reason.GIT_OPERATION_SUCCEEDED,
+                        "no changes since last reconciliation: observed revision "
+                        f"'{observed or resolved.revision}'",
+                    )
+                )
+                return done
+            fetched = await self._fetch_and_store(
                 url=url,
                 namespace=namespace,
                 name=name,
@@ -243,14 +256,23 @@ class GitRepositoryReconciler(Reconciler):
             raise self._failure(error, stalled=stalled) from error
         except SourceError as error:
             raise self._failure(error, stalled=False) from error
-        return self._ready(
-            artifact,
+        done = self._ready(
+            fetched.artifact,
             spec,
             included,
             previous=status,
-            verified=verified,
-            commit_message=commit_message,
+            verified=fetched.verified,
+            commit_message=fetched.commit_message,
         )
+        if fetched.collected:
+            done.events.append(
+                EventNote(
+                    TRACE,
+                    "GarbageCollectionSucceeded",
+                    f"garbage collected {fetched.collected} artifacts",
+                )
+            )
+        return done
 
     async def _verification_keys(self, namespace: str, name: str) -> VerificationKeys:
         try:
@@ -279,10 +301,8 @@ class GitRepositoryReconciler(Reconciler):
         ignore: str | None,
         sparse: list[str],
         verify: Mapping[str, Any] | None,
-    ) -> tuple[dict[str, Any], str, str | None]:
-        """Check out, verify and pack the revision; return the artifact, the message
-        of the commit it holds and the SourceVerified message (None when spec.verify
-        is not set)."""
+    ) -> _Fetched:
+        """Check out, verify and pack the revision."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{namespace}-{name}-", dir=self.workdir))
         try:
@@ -325,6 +345,7 @@ class GitRepositoryReconciler(Reconciler):
                         to_path=str(include.get("toPath") or include["repository"]["name"]),
                     )
                 )
+            collected: list[Path] = []
             stored = await self.storage.store(
                 namespace=namespace,
                 name=name,
@@ -332,8 +353,9 @@ class GitRepositoryReconciler(Reconciler):
                 commit=resolved.commit,
                 source_dir=checkout_dir,
                 ignore=ignore,
+                collected=collected,
             )
-            return dict(stored), resolved.message, verified
+            return _Fetched(dict(stored), resolved.message, verified, len(collected))
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
@@ -427,6 +449,18 @@ def _source_verified(message: str | None) -> ConditionUpdate:
     if message is None:
         return ConditionUpdate(SOURCE_VERIFIED, None)
     return ConditionUpdate(SOURCE_VERIFIED, "True", meta.Reason.SUCCEEDED, message)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """A revision checked out, verified and stored."""
+
+    artifact: dict[str, Any]
+    commit_message: str
+    #: The SourceVerified message; None when spec.verify is not set.
+    verified: str | None
+    #: How many older artifacts the store deleted.
+    collected: int
 
 
 def _digests(artifacts: list[dict[str, Any]]) -> list[str]:

@@ -46,7 +46,7 @@ from fluxd.controllers.receiver import (
 from fluxd.controllers.runtime import Controller
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
-from fluxd.kube.events import EventRecorder, Recorded
+from fluxd.kube.events import TRACE, EventRecorder, Recorded
 from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.resources import SECRET, Resource
 from fluxd.kube.secrets import secret_texts
@@ -315,6 +315,9 @@ class AlertDispatcher:
         self.delivery: DeliveryQueue | None = None
 
     def __call__(self, recorded: Recorded) -> None:
+        # Trace events stay in the cluster, as Flux's controllers never post them.
+        if recorded.type == TRACE:
+            return
         if self.delivery is not None and self.registry.alerts:
             self.dispatch(event_from(recorded))
 

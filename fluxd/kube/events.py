@@ -6,6 +6,11 @@ events`` and ``flux events`` read as core/v1 Events too). Repeats of the same
 Event's ``series`` instead of creating a new one. Every event is also handed to
 the sinks (the alerting bus), whatever happens to the API write.
 
+``Trace`` events are Flux's: written as Normal Events for ``kubectl`` and
+``flux events``, never forwarded as notifications, and a repeat within the
+window is not written again (Flux's recorder drops such repeats too), so an
+unchanged source polled every minute costs no API call for its event.
+
 Writes are serialised per de-dup key only: the create and later series
 patches of one Event stay in order (and a burst never creates it twice),
 while a slow API call for one object never holds up Events about another.
@@ -37,6 +42,9 @@ _SEEN_LIMIT = 4096
 
 _DedupKey = tuple[str, ...]
 
+#: Flux's event type for what is recorded in the cluster only, never notified.
+TRACE = "Trace"
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -53,6 +61,8 @@ class Recorded:
 
     @property
     def severity(self) -> str:
+        if self.type == TRACE:
+            return "trace"
         return "error" if self.type == "Warning" else "info"
 
 
@@ -174,6 +184,8 @@ class EventRecorder:
             if previous is not None and now - previous[3] < self.window:
                 name, ns, count, first = previous
                 self._seen[key] = (name, ns, count + 1, first)
+                if recorded.type == TRACE:
+                    return
                 series = {"count": count + 1, "lastObservedTime": _micro_time(now)}
                 try:
                     await self.kube.patch(
@@ -200,7 +212,7 @@ class EventRecorder:
                 "reason": recorded.reason,
                 "regarding": dict(regarding),
                 "note": note,
-                "type": recorded.type,
+                "type": "Normal" if recorded.type == TRACE else recorded.type,
             }
             await self.kube.create(EVENT, body, namespace=namespace)
             self._seen[key] = (name, namespace, 1, now)

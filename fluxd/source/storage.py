@@ -99,12 +99,14 @@ class Storage:
         commit: str,
         source_dir: Path,
         ignore: str | None = None,
+        collected: list[Path] | None = None,
     ) -> Artifact:
         """Pack ``source_dir`` as the artifact for ``revision``, then collect old ones.
 
         ``ignore`` is ``spec.ignore``; the ``.sourceignore`` files are read
         from ``source_dir``. All of it (walking the tree for ignore files,
-        packing, deleting old artifacts) runs in a worker thread.
+        packing, deleting old artifacts) runs in a worker thread. The old
+        artifacts deleted are added to ``collected`` when it is given.
         """
         return await anyio.to_thread.run_sync(
             lambda: self.store_sync(
@@ -115,6 +117,7 @@ class Storage:
                 commit=commit,
                 source_dir=source_dir,
                 ignore=ignore,
+                collected=collected,
             )
         )
 
@@ -128,6 +131,7 @@ class Storage:
         commit: str,
         source_dir: Path,
         ignore: str | None = None,
+        collected: list[Path] | None = None,
     ) -> Artifact:
         """Blocking form of :meth:`store`, for callers already in a worker thread."""
         rules = IgnoreRules.load(source_dir, spec_ignore=ignore)
@@ -163,7 +167,9 @@ class Storage:
             "lastUpdateTime": _now_rfc3339(),
             "size": packed.size,
         }
-        self.collect_garbage_sync(current=relpath)
+        deleted = self.collect_garbage_sync(current=relpath)
+        if collected is not None:
+            collected.extend(deleted)
         return artifact
 
     # collecting

@@ -8,8 +8,9 @@ from typing import Any, cast
 
 import anyio
 
+from fluxd.controllers.notification import AlertDispatcher
 from fluxd.kube.client import Kube, Object
-from fluxd.kube.events import EventRecorder
+from fluxd.kube.events import TRACE, EventRecorder, Recorded
 from fluxd.kube.resources import Resource
 
 
@@ -82,3 +83,27 @@ async def test_no_lock_is_kept_for_objects_once_their_events_are_written() -> No
         await recorder.normal(repository(f"repo-{index}"), "Succeeded", "stored artifact")
     assert len(api.created) == 50
     assert recorder._locks == {}
+
+
+async def test_trace_events_are_normal_events_in_the_cluster_written_once_and_never_notified() -> (
+    None
+):
+    api = SlowEventsApi()
+    recorder = recorder_on(api)
+    handed: list[Recorded] = []
+    recorder.add_sink(handed.append)
+    notified: list[Any] = []
+    dispatcher = AlertDispatcher(registry=cast(Any, None), no_cross_namespace_refs=False)
+    dispatcher.dispatch = notified.append  # type: ignore[method-assign,assignment]
+    recorder.add_sink(dispatcher)
+    for _ in range(3):  # an unchanged source, polled three times
+        await recorder.record(
+            repository("podinfo"),
+            type_=TRACE,
+            reason="GitOperationSucceeded",
+            message="no changes since last reconciliation",
+        )
+    assert [body["type"] for body in api.created] == ["Normal"]
+    assert api.patched == []
+    assert [recorded.severity for recorded in handed] == ["trace"] * 3
+    assert notified == []

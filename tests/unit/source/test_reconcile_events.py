@@ -2,7 +2,9 @@
 
 Alerts and chat messages written for Flux quote them: a new artifact is
 ``NewArtifact`` "stored artifact for commit '<subject>'", a recovery with the
-same artifact is ``Succeeded``, and an unchanged source reports nothing.
+same artifact is ``Succeeded``, an unchanged source is ``GitOperationSucceeded``
+and old artifacts deleted are ``GarbageCollectionSucceeded`` (both Trace: in the
+cluster's Events, never notified).
 A real git server, no cluster: the reconciler reads no Secret here.
 """
 
@@ -70,7 +72,13 @@ async def test_a_new_artifact_is_named_by_its_commit_subject(
 
     obj["status"] = done.status
     again = await reconciler.reconcile(obj)
-    assert again.events == []
+    assert again.events == [
+        EventNote(
+            "Trace",
+            "GitOperationSucceeded",
+            f"no changes since last reconciliation: observed revision '{artifact['revision']}'",
+        )
+    ]
 
 
 async def test_a_long_subject_is_cut_as_flux_cuts_it(
@@ -95,7 +103,29 @@ async def test_recovering_with_the_same_artifact_reports_succeeded(
     done = await reconciler.reconcile(obj)
     revision = done.status["artifact"]["revision"]
     assert [(e.type, e.reason, e.message) for e in done.events] == [
-        ("Normal", "Succeeded", f"stored artifact for commit '{revision}'")
+        ("Normal", "Succeeded", f"stored artifact for commit '{revision}'"),
+        (
+            "Trace",
+            "GitOperationSucceeded",
+            f"no changes since last reconciliation: observed revision '{revision}'",
+        ),
+    ]
+
+
+async def test_old_artifacts_deleted_are_reported_as_garbage_collected(
+    server: GitServer, reconciler: GitRepositoryReconciler
+) -> None:
+    obj = _repository(server)
+    reasons = []
+    for version in ("v1", "v2", "v3"):  # the store keeps two (retention=2)
+        server.commit("apps.git", {"app.yaml": version}, branch="main", message=version)
+        done = await reconciler.reconcile(obj)
+        obj["status"] = done.status
+        reasons.append([(e.type, e.reason, e.message) for e in done.events][1:])
+    assert reasons == [
+        [],
+        [],
+        [("Trace", "GarbageCollectionSucceeded", "garbage collected 1 artifacts")],
     ]
 
 

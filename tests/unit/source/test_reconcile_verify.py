@@ -105,7 +105,7 @@ async def test_verify_and_sparse_checkout_follow_the_spec(
     threads.clear()
     done = await reconciler.reconcile(obj)
     assert threads == []
-    assert done.events == []
+    assert [event.reason for event in done.events] == ["GitOperationSucceeded"]
     assert _verified(done).status == "True"
     assert _verified(done).message == message
     _settle(obj, done)
