@@ -270,8 +270,8 @@ def test_fluxd_takes_over_from_flux_without_a_red_flash(
         def kustomization_reconciled() -> bool:
             daemon.check_alive()
             return any(
-                record.get("event") == "reconciled"
-                and record.get("kind") == "Kustomization"
+                record.get("msg") == "reconciled"
+                and record.get("controllerKind") == "Kustomization"
                 and record.get("namespace") == handover.namespace
                 for record in daemon.log_records()
             )
