@@ -26,11 +26,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import cel
+from typing import TYPE_CHECKING, Any
 
 from fluxd.apply.health import Health, Status
+
+if TYPE_CHECKING:
+    import cel
 
 # What a dependency expression may name; anything else is an undeclared reference.
 SELF = "self"
@@ -127,7 +128,7 @@ class Expression:
     def parse(cls, source: str, *, variables: frozenset[str] | None = None) -> Expression:
         """Compile ``source``; with ``variables``, naming anything else is an error."""
         try:
-            program = cel.compile(source)
+            program = _cel().compile(source)
         except (ValueError, RuntimeError) as error:
             issues = _PARSE_PREFIX.sub("", str(error))
             raise ExpressionError(
@@ -144,7 +145,7 @@ class Expression:
         return cls(source, program)
 
     def evaluate(self, activation: Mapping[str, Any]) -> object:
-        context = cel.Context(variables=dict(activation), functions=dict(_STRING_FUNCTIONS))
+        context = _cel().Context(variables=dict(activation), functions=dict(_STRING_FUNCTIONS))
         try:
             return self.program.execute(context)
         except KeyError as error:
@@ -160,6 +161,18 @@ class Expression:
 
     def _failed(self, detail: str) -> EvaluationError:
         return EvaluationError(f"failed to evaluate the CEL expression '{self.source}': {detail}")
+
+
+def _cel() -> Any:
+    """The CEL library, imported on first use.
+
+    Importing it loads its command line's dependencies too (about 28 MiB
+    resident), which a daemon whose Kustomizations use no expression never
+    needs.
+    """
+    import cel
+
+    return cel
 
 
 def _free_names(source: str, program: cel.Program) -> set[str]:
