@@ -333,21 +333,7 @@ def _verify_ssh(signed: _Signed, authorized_keys: Sequence[bytes], *, what: str)
             "ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", _SSH_PRINCIPAL,
             "-n", "git", "-s", str(signature),
         ]  # fmt: skip
-        try:
-            done = subprocess.run(
-                command,
-                input=signed.payload,
-                capture_output=True,
-                timeout=_TOOL_TIMEOUT,
-                check=False,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-            )
-        except FileNotFoundError:
-            raise _Unverified(
-                "ssh-keygen is not installed, so SSH signatures cannot be verified"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise _Unverified(f"ssh-keygen did not finish within {_TOOL_TIMEOUT:g}s") from None
+        done = _run_tool(command, stdin=signed.payload, verifies="SSH signatures")
         output = done.stdout.decode("utf-8", "replace")
         found = re.search(
             r"^Good \"git\" signature for \S+ with \S+ key (SHA256:\S+)", output, re.M
@@ -360,6 +346,27 @@ def _verify_ssh(signed: _Signed, authorized_keys: Sequence[bytes], *, what: str)
         return found.group(1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_tool(
+    command: list[str], *, stdin: bytes, verifies: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run gpg or ssh-keygen with a bounded time and a minimal environment."""
+    try:
+        return subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            timeout=_TOOL_TIMEOUT,
+            check=False,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+        )
+    except FileNotFoundError:
+        raise _Unverified(
+            f"{command[0]} is not installed, so {verifies} cannot be verified"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise _Unverified(f"{command[0]} did not finish within {_TOOL_TIMEOUT:g}s") from None
 
 
 def _gpg(home: Path, args: list[str], *, stdin: bytes | None = None) -> _GPGResult:
@@ -378,21 +385,7 @@ def _gpg(home: Path, args: list[str], *, stdin: bytes | None = None) -> _GPGResu
         "1",
         *args,
     ]
-    try:
-        done = subprocess.run(
-            command,
-            input=stdin or b"",
-            capture_output=True,
-            timeout=_TOOL_TIMEOUT,
-            check=False,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-        )
-    except FileNotFoundError:
-        raise _Unverified(
-            "gpg is not installed, so OpenPGP signatures cannot be verified"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise _Unverified(f"gpg did not finish within {_TOOL_TIMEOUT:g}s") from None
+    done = _run_tool(command, stdin=stdin or b"", verifies="OpenPGP signatures")
     return _GPGResult(
         returncode=done.returncode,
         stdout=done.stdout.decode("utf-8", "replace"),
