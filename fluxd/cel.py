@@ -80,6 +80,29 @@ def _out_of_range(index: int) -> None:
     raise IndexError(f"index out of range: {index}")
 
 
+# -- cel-go's list.first() / list.last() -------------------------------------------------
+# In cel-go they yield an optional, read with ``.value()``. The engine has optionals but
+# no way for a function to return one, so ``.first().value()`` is read as ``.first()``
+# returning the element itself: what the expressions Flux documents need
+# (``uid.split('-').first().value()``).
+
+_OPTIONAL_VALUE = re.compile(r"\.(first|last)\(\s*\)\s*\.value\(\s*\)")
+
+
+def _first(items: Sequence[Any]) -> Any:
+    if not items:
+        raise ValueError("optional.none() dereference")
+    return items[0]
+
+
+def _last(items: Sequence[Any]) -> Any:
+    if not items:
+        raise ValueError("optional.none() dereference")
+    return items[-1]
+
+
+_LIST_FUNCTIONS: Mapping[str, Callable[..., Any]] = {"first": _first, "last": _last}
+
 _STRING_FUNCTIONS: Mapping[str, Callable[..., Any]] = {
     "charAt": _char_at,
     "indexOf": _index_of,
@@ -93,6 +116,9 @@ _STRING_FUNCTIONS: Mapping[str, Callable[..., Any]] = {
     "join": _join,
     "reverse": lambda text: text[::-1],
 }
+
+
+_FUNCTIONS: Mapping[str, Callable[..., Any]] = {**_STRING_FUNCTIONS, **_LIST_FUNCTIONS}
 
 
 def _ascii_case(text: str, change: Callable[[str], str]) -> str:
@@ -113,7 +139,7 @@ class Expression:
     def parse(cls, source: str, *, variables: frozenset[str] | None = None) -> Expression:
         """Compile ``source``; with ``variables``, naming anything else is an error."""
         try:
-            program = _cel().compile(source)
+            program = _cel().compile(_OPTIONAL_VALUE.sub(r".\1()", source))
         except (ValueError, RuntimeError) as error:
             issues = _PARSE_PREFIX.sub("", str(error))
             raise ExpressionError(
@@ -130,7 +156,7 @@ class Expression:
         return cls(source, program)
 
     def evaluate(self, activation: Mapping[str, Any]) -> object:
-        context = _cel().Context(variables=dict(activation), functions=dict(_STRING_FUNCTIONS))
+        context = _cel().Context(variables=dict(activation), functions=_FUNCTIONS)
         try:
             return self.program.execute(context)
         except KeyError as error:

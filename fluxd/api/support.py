@@ -79,7 +79,6 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
     ),
     "Provider": (
         Refused("spec.serviceAccountName", "workload identity for providers is not available"),
-        Refused("spec.commitStatusExpr", "CEL commit status expressions are not implemented"),
     ),
 }
 

@@ -47,6 +47,9 @@ class ProviderConfig:
     ca_pem: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     suspended: bool = False
+    commit_status_expr: str = ""
+    #: The Provider object itself: what ``spec.commitStatusExpr`` reads as ``provider``.
+    provider_object: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -122,6 +125,8 @@ class ProviderConfig:
             ca_pem=ca_pem,
             timeout=_timeout(spec.get("timeout"), provider_type=provider_type),
             suspended=bool(spec.get("suspend", False)),
+            commit_status_expr=str(spec.get("commitStatusExpr") or ""),
+            provider_object=provider,
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -127,11 +127,8 @@ def route(
             continue
         if not provider_is_active(provider):
             continue
-        dispatches.append(
-            Dispatch(
-                alert=alert, provider=provider, notification=compose_notification(alert, event)
-            )
-        )
+        notification = replace(compose_notification(alert, event), alert=alert)
+        dispatches.append(Dispatch(alert=alert, provider=provider, notification=notification))
     return dispatches
 
 

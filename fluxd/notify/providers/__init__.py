@@ -13,14 +13,22 @@ import aiohttp
 
 from fluxd.notify.config import ProviderConfig
 from fluxd.notify.errors import ProviderConfigError
+from fluxd.notify.providers.azuredevops import AzureDevOpsProvider
 from fluxd.notify.providers.base import HttpProvider, Provider, RateLimit
+from fluxd.notify.providers.bitbucket import BitbucketProvider
+from fluxd.notify.providers.bitbucketserver import BitbucketServerProvider
 from fluxd.notify.providers.dingtalk import DingTalkProvider
 from fluxd.notify.providers.discord import DiscordProvider
 from fluxd.notify.providers.feishu import FeishuProvider, LarkProvider
 from fluxd.notify.providers.generic import GenericProvider
 from fluxd.notify.providers.generic_hmac import GenericHmacProvider
 from fluxd.notify.providers.gitea import GiteaProvider
+from fluxd.notify.providers.giteapullrequestcomment import GiteaPullRequestCommentProvider
 from fluxd.notify.providers.github import GitHubProvider
+from fluxd.notify.providers.githubdispatch import GitHubDispatchProvider
+from fluxd.notify.providers.githubpullrequestcomment import GitHubPullRequestCommentProvider
+from fluxd.notify.providers.gitlab import GitLabProvider
+from fluxd.notify.providers.gitlabmergerequestcomment import GitLabMergeRequestCommentProvider
 from fluxd.notify.providers.googlechat import GoogleChatProvider
 from fluxd.notify.providers.msteams import MSTeamsProvider
 from fluxd.notify.providers.slack import SlackProvider
@@ -43,10 +51,47 @@ PROVIDER_TYPES: Final[dict[str, type[HttpProvider]]] = {
         WeComProvider,
         FeishuProvider,
         LarkProvider,
+        GitLabProvider,
+        BitbucketProvider,
+        BitbucketServerProvider,
+        AzureDevOpsProvider,
+        GitHubDispatchProvider,
+        GitHubPullRequestCommentProvider,
+        GitLabMergeRequestCommentProvider,
+        GiteaPullRequestCommentProvider,
     )
 }
 
-COMMIT_STATUS_TYPES: Final = frozenset({GiteaProvider.provider_type, GitHubProvider.provider_type})
+COMMIT_STATUS_TYPES: Final = frozenset(
+    provider.provider_type
+    for provider in (
+        GiteaProvider,
+        GitHubProvider,
+        GitLabProvider,
+        BitbucketProvider,
+        BitbucketServerProvider,
+        AzureDevOpsProvider,
+    )
+)
+
+_COMMIT_STATUS_EXPR_ORDER: Final = (
+    "github",
+    "gitlab",
+    "gitea",
+    "bitbucketserver",
+    "bitbucket",
+    "azuredevops",
+)
+
+# Types that comment on the change request named by the event's change_request metadata.
+CHANGE_REQUEST_TYPES: Final = frozenset(
+    provider.provider_type
+    for provider in (
+        GitHubPullRequestCommentProvider,
+        GitLabMergeRequestCommentProvider,
+        GiteaPullRequestCommentProvider,
+    )
+)
 
 
 def build_provider(config: ProviderConfig, *, session: aiohttp.ClientSession) -> Provider:
@@ -57,6 +102,14 @@ def build_provider(config: ProviderConfig, *, session: aiohttp.ClientSession) ->
             provider_type=config.provider_type,
             reason=f"unsupported type; supported: {', '.join(sorted(PROVIDER_TYPES))}",
         )
+    if config.commit_status_expr and config.provider_type not in COMMIT_STATUS_TYPES:
+        # Flux's CRD rule, with its message.
+        raise ProviderConfigError(
+            provider_type=config.provider_type,
+            reason="spec.commitStatusExpr is only supported for the "
+            + ", ".join(f"'{name}'" for name in _COMMIT_STATUS_EXPR_ORDER)
+            + " provider types",
+        )
     provider = factory(config=config, session=session)
     provider.validate()
     config.ssl_context()  # a bad ca.crt is a config error, found now rather than per send
@@ -64,6 +117,7 @@ def build_provider(config: ProviderConfig, *, session: aiohttp.ClientSession) ->
 
 
 __all__ = [
+    "CHANGE_REQUEST_TYPES",
     "COMMIT_STATUS_TYPES",
     "PROVIDER_TYPES",
     "Provider",

@@ -1,19 +1,25 @@
-"""What Git commit status providers share: repository address, commit, status text.
+"""What Git commit status providers share: repository address, commit, status key and text.
 
 The Provider ``address`` is the repository URL (HTTP, ``ssh://`` or scp-like);
 the commit comes from the event's revision (``main@sha1:<hex>``, the legacy
 ``main/<hex>``, or a bare hash); the status is described by the event reason
-("reconciliation succeeded") under a context unique per object and cluster
+("reconciliation succeeded") under a key unique per object and cluster
 (``kind/name/<first block of the Provider uid>``), all as Flux computes them.
+``spec.commitStatusExpr`` replaces that key by a CEL expression over the
+``event``, the ``alert`` that routed it and the ``provider``; it is compiled
+when the Provider is loaded, so a broken one is refused then rather than on
+every event (Flux finds out per event).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from urllib.parse import quote, urlsplit
 
+from fluxd.cel import EvaluationError, Expression, ExpressionError
 from fluxd.notify.errors import DeliveryError, ProviderConfigError
 from fluxd.notify.event import REASON_PROGRESSING, SEVERITY_ERROR, SEVERITY_INFO, Event
 from fluxd.notify.providers.base import HttpProvider, split_camel_case
@@ -21,6 +27,58 @@ from fluxd.notify.transport import exchange
 
 _SCP_LIKE: Final = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
 _HEX: Final = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
+
+# The names a commit status expression may use (Flux's WithStructVariables).
+COMMIT_STATUS_VARIABLES: Final = frozenset({"event", "alert", "provider"})
+
+
+@dataclass(frozen=True, slots=True)
+class GitAddress:
+    """A repository address split as Flux's ``parseGitAddress`` does.
+
+    ``host`` is ``scheme://host[:port]`` (SSH becomes HTTPS), ``path`` everything
+    after it without slashes around or ``.git``: ``group/subgroup/project``.
+    """
+
+    host: str
+    path: str
+
+    @property
+    def segments(self) -> list[str]:
+        return [segment for segment in self.path.split("/") if segment]
+
+
+def require_repository_address(address: str, *, provider_type: str) -> None:
+    """An address is set; whether it names a repository is each forge's own check.
+
+    Not the webhook check of ``HttpProvider.validate``: forges take SSH and
+    scp-like repository URLs too, and send to their HTTPS API.
+    """
+    if not address:
+        raise ProviderConfigError(provider_type=provider_type, reason="no address")
+
+
+def parse_git_address(address: str, *, provider_type: str) -> GitAddress:
+    """Split a repository URL into server and path; a permanent config error otherwise."""
+    text = address.strip()
+    scp = None if "://" in text else _SCP_LIKE.match(text)
+    if scp is not None:
+        scheme, netloc, path = "https", scp.group("host"), scp.group("path")
+    else:
+        parts = urlsplit(text)
+        if parts.scheme in ("ssh", "git+ssh"):
+            # The SSH port says nothing about where the HTTP API listens.
+            scheme, netloc = "https", parts.hostname or ""
+        else:
+            scheme, netloc = parts.scheme, parts.netloc.rpartition("@")[2]
+        path = parts.path
+    path = path.strip("/").removesuffix(".git")
+    if scheme not in ("http", "https") or not netloc or not path:
+        raise ProviderConfigError(
+            provider_type=provider_type,
+            reason="address must be a repository URL like https://host/owner/repository",
+        )
+    return GitAddress(host=f"{scheme}://{netloc}", path=path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,27 +94,16 @@ class RepositoryAddress:
 
 
 def parse_repository_address(address: str, *, provider_type: str) -> RepositoryAddress:
-    """Split a repository URL into server and ``owner/name``; SSH URLs map to HTTPS."""
-    text = address.strip()
-    scp = None if "://" in text else _SCP_LIKE.match(text)
-    if scp is not None:
-        scheme, netloc, path = "https", scp.group("host"), scp.group("path")
-    else:
-        parts = urlsplit(text)
-        if parts.scheme in ("ssh", "git+ssh"):
-            # The SSH port says nothing about where the HTTP API listens.
-            scheme, netloc = "https", parts.hostname or ""
-        else:
-            scheme, netloc = parts.scheme, parts.netloc.rpartition("@")[2]
-        path = parts.path
-    segments = [segment for segment in path.strip("/").removesuffix(".git").split("/") if segment]
-    if scheme not in ("http", "https") or not netloc or len(segments) < 2:
+    """``owner/name`` of a repository URL; what comes before them is the server's prefix."""
+    git = parse_git_address(address, provider_type=provider_type)
+    segments = git.segments
+    if len(segments) < 2:
         raise ProviderConfigError(
             provider_type=provider_type,
             reason="address must be a repository URL like https://host/owner/repository",
         )
     prefix = "/".join(segments[:-2])
-    base_url = f"{scheme}://{netloc}" + (f"/{prefix}" if prefix else "")
+    base_url = git.host + (f"/{prefix}" if prefix else "")
     return RepositoryAddress(base_url=base_url, owner=segments[-2], name=segments[-1])
 
 
@@ -89,29 +136,145 @@ def extract_hash(revision: str) -> str | None:
     return candidate if _HEX.match(candidate) else None
 
 
-def commit_state(event: Event, *, provider_type: str) -> str:
-    """The commit status for an event: progressing → pending, info → success, error → failure."""
-    if event.reason == REASON_PROGRESSING:
-        return "pending"
-    if event.severity == SEVERITY_INFO:
-        return "success"
-    if event.severity == SEVERITY_ERROR:
-        return "failure"
-    raise DeliveryError(
-        provider_type=provider_type,
-        reason=f"no commit state for severity {event.severity!r}",
-        retryable=False,
-    )
-
-
 def status_description(event: Event) -> str:
     return " ".join(split_camel_case(event.reason)).lower()
 
 
-def status_context(event: Event, *, provider_uid: str) -> str:
+def status_name(event: Event) -> str:
+    """``kind/name`` in lower case: the name Bitbucket shows beside the status."""
+    involved = event.involved_object
+    return f"{involved.kind}/{involved.name}".lower()
+
+
+def default_status_key(event: Event, *, provider_uid: str) -> str:
+    """A status key when no ``commitStatusExpr`` is set: one per object and cluster."""
     uid_block = provider_uid.split("-")[0]
     involved = event.involved_object
     return f"{involved.kind}/{involved.name}/{uid_block}".lower()
+
+
+def compile_commit_status_expr(source: str, *, provider_type: str) -> Expression:
+    """Compile ``spec.commitStatusExpr``; a config error names the field and the CEL issue."""
+    try:
+        return Expression.parse(source, variables=COMMIT_STATUS_VARIABLES)
+    except ExpressionError as error:
+        raise ProviderConfigError(
+            provider_type=provider_type,
+            reason=f"spec.commitStatusExpr: failed to compile expression: {error}",
+        ) from None
+
+
+def evaluate_commit_status_expr(
+    expression: Expression,
+    *,
+    event: Event,
+    provider: Mapping[str, Any],
+    provider_type: str,
+) -> str:
+    """The status key ``expression`` computes for ``event``; not a string is a permanent failure."""
+    variables = {
+        "event": event.to_json_dict(),
+        "alert": dict(event.alert or {}),
+        "provider": dict(provider),
+    }
+    failure = "failed to evaluate the spec.commitStatusExpr CEL expression for the event"
+    try:
+        key = expression.evaluate(variables)
+    except EvaluationError as error:
+        raise DeliveryError(
+            provider_type=provider_type, reason=f"{failure}: {error}", retryable=False
+        ) from None
+    if not isinstance(key, str):
+        raise DeliveryError(
+            provider_type=provider_type,
+            reason=f"{failure}: failed to evaluate CEL expression as string: '{expression.source}'",
+            retryable=False,
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStatus:
+    """One status to write: on ``sha``, ``state`` in the forge's words, under ``key``."""
+
+    sha: str
+    state: str
+    key: str
+    description: str
+    event: Event
+
+
+class CommitStatusProvider(HttpProvider):
+    """The flow every forge shares: which events, which commit, which key; then ``write``.
+
+    ``states`` maps an event severity to the forge's state; a progressing event
+    is skipped (as Flux does for every forge but Gitea) unless ``pending_state``
+    names the state it becomes.
+    """
+
+    token_purpose: ClassVar[str] = "a token allowed to write commit statuses"
+    states: ClassVar[Mapping[str, str]] = {}
+    pending_state: ClassVar[str | None] = None
+
+    _expression: Expression | None = None
+
+    def validate(self) -> None:
+        require_repository_address(self.config.address, provider_type=self.provider_type)
+        self.validate_credentials()
+        self.validate_address()
+        if self.config.commit_status_expr:
+            self._expression = compile_commit_status_expr(
+                self.config.commit_status_expr, provider_type=self.provider_type
+            )
+
+    def validate_credentials(self) -> None:
+        self.require_token(self.token_purpose)
+
+    def validate_address(self) -> None:
+        parse_repository_address(self.config.address, provider_type=self.provider_type)
+
+    def status_key(self, event: Event) -> str:
+        if self._expression is None:
+            return default_status_key(event, provider_uid=self.config.uid)
+        return evaluate_commit_status_expr(
+            self._expression,
+            event=event,
+            provider=self.config.provider_object,
+            provider_type=self.provider_type,
+        )
+
+    def state_of(self, event: Event) -> str | None:
+        """The forge's state for ``event``; ``None``: the event is not posted."""
+        if event.reason == REASON_PROGRESSING:
+            return self.pending_state
+        state = self.states.get(event.severity)
+        if state is None:
+            raise DeliveryError(
+                provider_type=self.provider_type,
+                reason=f"no commit state for severity {event.severity!r}",
+                retryable=False,
+            )
+        return state
+
+    async def send(self, event: Event) -> None:
+        state = self.state_of(event)
+        if state is None:
+            return
+        status = CommitStatus(
+            sha=commit_sha(event, provider_type=self.provider_type),
+            state=state,
+            key=self.status_key(event),
+            description=status_description(event),
+            event=event,
+        )
+        await self.write(status)
+
+    async def write(self, status: CommitStatus) -> None:
+        raise NotImplementedError
+
+
+# Gitea's and GitHub's words for the three outcomes.
+SUCCESS_FAILURE_STATES: Final = {SEVERITY_INFO: "success", SEVERITY_ERROR: "failure"}
 
 
 def is_duplicate(statuses: Any, *, context: str, state: str, description: str) -> bool:
@@ -140,23 +303,13 @@ class StatusEndpoints:
     post: str
 
 
-class CommitStatusProvider(HttpProvider):
-    """The flow Gitea and GitHub share: read the newest statuses, post only what is new.
+class ContextStatusProvider(CommitStatusProvider):
+    """Gitea and GitHub: read the newest statuses, post one under ``context`` only if new.
 
-    Subclasses say where (``endpoints``), with which headers and payload; the
-    state, context and description come from the event the same way for both.
+    Subclasses say where (``endpoints``), with which headers and payload.
     """
 
-    token_purpose: ClassVar[str] = "a token allowed to write commit statuses"
-
-    def validate(self) -> None:
-        super().validate()
-        self.require_token(self.token_purpose)
-        parse_repository_address(self.config.address, provider_type=self.provider_type)
-
-    def skips(self, event: Event) -> bool:
-        """Events this forge is not told about."""
-        return False
+    states: ClassVar[Mapping[str, str]] = SUCCESS_FAILURE_STATES
 
     def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         raise NotImplementedError
@@ -167,25 +320,23 @@ class CommitStatusProvider(HttpProvider):
     def payload(self, *, state: str, description: str, context: str) -> dict[str, Any]:
         return {"state": state, "description": description, "context": context}
 
-    async def send(self, event: Event) -> None:
-        if self.skips(event):
-            return
+    async def write(self, status: CommitStatus) -> None:
         repository = parse_repository_address(self.config.address, provider_type=self.provider_type)
-        sha = commit_sha(event, provider_type=self.provider_type)
-        state = commit_state(event, provider_type=self.provider_type)
-        context = status_context(event, provider_uid=self.config.uid)
-        description = status_description(event)
-        endpoints = self.endpoints(repository, sha)
+        endpoints = self.endpoints(repository, status.sha)
         headers = self.headers()
         listing = await exchange(
             self.session, config=self.config, url=endpoints.listing, method="GET", headers=headers
         )
-        if is_duplicate(listing.json(), context=context, state=state, description=description):
+        if is_duplicate(
+            listing.json(), context=status.key, state=status.state, description=status.description
+        ):
             return
         await exchange(
             self.session,
             config=self.config,
             url=endpoints.post,
-            payload=self.payload(state=state, description=description, context=context),
+            payload=self.payload(
+                state=status.state, description=status.description, context=status.key
+            ),
             headers=headers,
         )

@@ -3,7 +3,8 @@
 ``POST /api/v1/repos/{owner}/{repo}/statuses/{sha}`` with ``Authorization:
 token <token>``; progressing events become ``pending``, info ``success`` and
 errors ``failure``. Like Flux, the newest status of the same context is read
-first and an identical one is not posted again.
+first and an identical one is not posted again. The context is the status key
+(``spec.commitStatusExpr``, else one per object and cluster).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from fluxd.notify.providers.commit_status import (
-    CommitStatusProvider,
+    ContextStatusProvider,
     RepositoryAddress,
     StatusEndpoints,
 )
 
 
-class GiteaProvider(CommitStatusProvider):
+class GiteaProvider(ContextStatusProvider):
     provider_type: ClassVar[str] = "gitea"
     token_purpose: ClassVar[str] = "a Gitea access token with write:repository"
+    pending_state: ClassVar[str | None] = "pending"
 
     def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         url = f"{repository.base_url}/api/v1/repos/{repository.api_path()}/statuses/{sha}"

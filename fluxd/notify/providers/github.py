@@ -11,26 +11,23 @@ from __future__ import annotations
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from fluxd.notify.event import REASON_PROGRESSING, Event
 from fluxd.notify.providers.commit_status import (
-    CommitStatusProvider,
+    ContextStatusProvider,
     RepositoryAddress,
     StatusEndpoints,
 )
 
 
 def github_api_base(repository: RepositoryAddress) -> str:
+    """Where the REST API of the repository's server lives."""
     if urlsplit(repository.base_url).hostname in ("github.com", "www.github.com"):
         return "https://api.github.com"
     return f"{repository.base_url}/api/v3"
 
 
-class GitHubProvider(CommitStatusProvider):
+class GitHubProvider(ContextStatusProvider):
     provider_type: ClassVar[str] = "github"
     token_purpose: ClassVar[str] = "a GitHub token allowed to write commit statuses"
-
-    def skips(self, event: Event) -> bool:
-        return event.reason == REASON_PROGRESSING
 
     def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         api = f"{github_api_base(repository)}/repos/{repository.api_path()}"
@@ -39,7 +36,8 @@ class GitHubProvider(CommitStatusProvider):
         )
 
     def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.config.token}",
-            "Accept": "application/vnd.github+json",
-        }
+        return github_headers(self.config.token)
+
+
+def github_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"}

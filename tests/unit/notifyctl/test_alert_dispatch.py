@@ -155,11 +155,12 @@ async def test_provider_with_its_secret_is_ready_and_its_alert_is_quiet(
             {
                 "type": "github",
                 "address": "https://github.com/o/r",
-                "commitStatusExpr": "'fluxd/' + event.involvedObject.name",
+                "secretRef": {"name": "api"},
+                "commitStatusExpr": "'fluxd/' + event.involvedObject.",
             },
-            {},
-            "spec.commitStatusExpr is not supported by fluxd",
-            id="refused-cel-field",
+            {"api": {"token": "ghp_token"}},
+            "spec.commitStatusExpr: failed to compile expression",
+            id="commit-status-expr-does-not-compile",
         ),
     ],
 )
