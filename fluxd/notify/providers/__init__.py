@@ -14,6 +14,7 @@ import aiohttp
 from fluxd.notify.config import ProviderConfig
 from fluxd.notify.errors import ProviderConfigError
 from fluxd.notify.providers.azuredevops import AzureDevOpsProvider
+from fluxd.notify.providers.azureeventhub import AzureEventHubProvider
 from fluxd.notify.providers.base import HttpProvider, Provider, RateLimit
 from fluxd.notify.providers.bitbucket import BitbucketProvider
 from fluxd.notify.providers.bitbucketserver import BitbucketServerProvider
@@ -30,6 +31,7 @@ from fluxd.notify.providers.githubpullrequestcomment import GitHubPullRequestCom
 from fluxd.notify.providers.gitlab import GitLabProvider
 from fluxd.notify.providers.gitlabmergerequestcomment import GitLabMergeRequestCommentProvider
 from fluxd.notify.providers.googlechat import GoogleChatProvider
+from fluxd.notify.providers.googlepubsub import GooglePubSubProvider
 from fluxd.notify.providers.msteams import MSTeamsProvider
 from fluxd.notify.providers.slack import SlackProvider
 from fluxd.notify.providers.telegram import TelegramProvider
@@ -59,6 +61,8 @@ PROVIDER_TYPES: Final[dict[str, type[HttpProvider]]] = {
         GitHubPullRequestCommentProvider,
         GitLabMergeRequestCommentProvider,
         GiteaPullRequestCommentProvider,
+        GooglePubSubProvider,
+        AzureEventHubProvider,
     )
 }
 

@@ -28,7 +28,7 @@ from fluxd.notify import (
     route,
 )
 from fluxd.notify.event import Event
-from fluxd.notify.providers import CHANGE_REQUEST_TYPES
+from fluxd.notify.providers import CHANGE_REQUEST_TYPES, azureeventhub, googlepubsub
 from tests.unit.notify.notify_services import Service, make_event, start
 from tests.unit.notify.provider_cases import Captured, ProviderCase
 from tests.unit.notify.provider_cases.git import CASES
@@ -97,13 +97,25 @@ def event_for(provider_type: str, *, severity: str, commit_status: bool) -> Even
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.provider_type) for case in CASES])
 @pytest.mark.parametrize("severity", ["info", "error"])
 async def test_forge_receives_what_its_api_documents(
-    case: ProviderCase, severity: str, session: aiohttp.ClientSession
+    case: ProviderCase,
+    severity: str,
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     forge = Forge(respond=lambda _: case.reply)
     async for service in serve(forge):
+        address, secret = service.url(case.path), dict(case.secret)
+        if case.provider_type == "googlepubsub":
+            # The address is a project id; the API is reached at the local server instead.
+            monkeypatch.setattr(googlepubsub, "PUBSUB_ENDPOINT", service.url(""))
+            address = case.path
+        if case.provider_type == "azureeventhub":
+            # The connection string names the local server, which speaks plain HTTP.
+            monkeypatch.setattr(azureeventhub, "SCHEME", "http")
+            host = service.url("").partition("://")[2].rstrip("/")
+            secret = {key: value.replace("{host}", host) for key, value in secret.items()}
         config = ProviderConfig.from_objects(
-            provider_object(case.provider_type, service.url(case.path), case.spec),
-            secret=dict(case.secret),
+            provider_object(case.provider_type, address, case.spec), secret=secret
         )
         provider = build_provider(config, session=session)
         await provider.send(
@@ -116,7 +128,8 @@ def test_every_git_type_has_a_case() -> None:
     from fluxd.notify.providers import COMMIT_STATUS_TYPES
 
     covered = {case.provider_type for case in CASES}
-    wanted = COMMIT_STATUS_TYPES | CHANGE_REQUEST_TYPES | {"githubdispatch"}
+    wanted = COMMIT_STATUS_TYPES | CHANGE_REQUEST_TYPES
+    wanted |= {"githubdispatch", "googlepubsub", "azureeventhub"}
     assert wanted <= covered
 
 
@@ -538,6 +551,53 @@ async def test_ssh_repository_addresses_reach_the_https_api(
             "the Secret has no 'token'",
             id="gitlab-comment-token",
         ),
+        pytest.param(
+            "googlepubsub",
+            "gitops-prod",
+            {},
+            "workload identity is not available",
+            id="pubsub-without-key",
+        ),
+        pytest.param(
+            "googlepubsub",
+            "gitops-prod",
+            {"token": json.dumps({"type": "authorized_user", "refresh_token": "r"})},
+            "credentials of type 'authorized_user' are not available",
+            id="pubsub-user-credentials",
+        ),
+        pytest.param(
+            "googlepubsub",
+            "gitops-prod",
+            {
+                "token": json.dumps(
+                    {"type": "service_account", "client_email": "a@b", "private_key": "nope"}
+                )
+            },
+            "not a usable RSA key",
+            id="pubsub-broken-key",
+        ),
+        pytest.param(
+            "azureeventhub",
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s",
+            {},
+            "names no event hub (EntityPath)",
+            id="eventhub-without-hub",
+        ),
+        pytest.param(
+            "azureeventhub",
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;"
+            "SharedAccessKey=s;EntityPath=h",
+            {"token": "eyJhbGciOi"},
+            "jwt token and SAS authentication cannot be set at the same time",
+            id="eventhub-sas-and-jwt",
+        ),
+        pytest.param(
+            "azureeventhub",
+            "flux-events",
+            {},
+            "managed identity is not available",
+            id="eventhub-managed-identity",
+        ),
     ],
 )
 def test_a_provider_that_cannot_work_is_refused_when_loaded(
@@ -548,8 +608,32 @@ def test_a_provider_that_cannot_work_is_refused_when_loaded(
     session: aiohttp.ClientSession,
 ) -> None:
     config = ProviderConfig.from_objects(
-        provider_object(provider_type, address, {}), secret=dict(secret)
+        provider_object(provider_type, address, {"channel": "flux-events"}), secret=dict(secret)
     )
     with pytest.raises(ProviderConfigError) as refused:
         build_provider(config, session=session)
     assert reason in str(refused.value)
+
+
+async def test_event_hub_with_a_jwt_sends_it_as_bearer_to_the_namespace(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forge = Forge(respond=lambda _: (201, ""))
+    sent: list[str] = []
+
+    async def exchange_spy(*args: Any, url: str, headers: Mapping[str, str], **kwargs: Any) -> Any:
+        sent.append(url)
+        assert headers["Authorization"] == "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"
+        raise DeliveryError(provider_type="azureeventhub", reason="stop", retryable=False)
+
+    monkeypatch.setattr("fluxd.notify.providers.azureeventhub.exchange", exchange_spy)
+    config = ProviderConfig.from_objects(
+        provider_object("azureeventhub", "flux-events", {"channel": "gitops"}),
+        secret={"token": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"},
+    )
+    with pytest.raises(DeliveryError):
+        await build_provider(config, session=session).send(make_event())
+    assert sent == [
+        "https://gitops.servicebus.windows.net/flux-events/messages?timeout=60&api-version=2014-01"
+    ]
+    assert forge.captured == []

@@ -8,9 +8,16 @@ check serves the info and the error event alike.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 from typing import Any, Final
+from urllib.parse import parse_qs, quote, unquote
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.unit.notify.provider_cases import Captured, ProviderCase
 
@@ -194,6 +201,67 @@ def check_gitlabmergerequestcomment(captured: list[Captured]) -> None:
     _comment_marker(_body(create)["body"], "flux-mr-comment-key")
 
 
+# Cloud services: not at {base}{path}. The runner reaches the local server by
+# pointing the googlepubsub module's PUBSUB_ENDPOINT at it, and for
+# azureeventhub by formatting {host} in the Secret and speaking plain HTTP.
+PUBSUB_PROJECT: Final = "gitops-prod"
+PUBSUB_TOPIC: Final = "flux-events"
+_PUBSUB_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBSUB_CREDENTIALS: Final = json.dumps(
+    {
+        "type": "service_account",
+        "project_id": PUBSUB_PROJECT,
+        "private_key_id": "4f1c2d",
+        "private_key": _PUBSUB_KEY.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        "client_email": "flux@gitops-prod.iam.gserviceaccount.com",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+)
+EVENTHUB_KEY: Final = "c2VjcmV0LXNhcy1rZXk="
+
+
+def check_googlepubsub(captured: list[Captured]) -> None:
+    (publish,) = captured
+    assert publish.method == "POST"
+    assert publish.path == f"/v1/projects/{PUBSUB_PROJECT}/topics/{PUBSUB_TOPIC}:publish"
+    scheme, _, token = _header(publish, "Authorization").partition(" ")
+    assert scheme == "Bearer"
+    # A self-signed JWT of the service account, verifiable with its public key.
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "RS256" and header["kid"] == "4f1c2d"
+    claims = jwt.decode(token, _PUBSUB_KEY.public_key(), algorithms=["RS256"])
+    assert claims["iss"] == claims["sub"] == "flux@gitops-prod.iam.gserviceaccount.com"
+    assert "https://www.googleapis.com/auth/pubsub" in claims["scope"].split()
+    assert claims["exp"] > claims["iat"]
+    (message,) = _body(publish)["messages"]
+    event = json.loads(base64.b64decode(message["data"]))
+    assert event["involvedObject"]["kind"] == "Kustomization" and event["message"]
+    assert message["attributes"] == {"cluster": "edge-7", "team": "platform"}
+
+
+def check_azureeventhub(captured: list[Captured]) -> None:
+    (send,) = captured
+    assert (send.method, send.path) == ("POST", "/flux-events/messages")
+    assert send.query == {"timeout": "60", "api-version": "2014-01"}
+    assert _header(send, "Content-Type") == "application/atom+xml;type=entry;charset=utf-8"
+    scheme, _, signature = _header(send, "Authorization").partition(" ")
+    assert scheme == "SharedAccessSignature"
+    fields = {name: values[0] for name, values in parse_qs(signature).items()}
+    assert fields["skn"] == "RootManageSharedAccessKey"
+    resource = unquote(fields["sr"])
+    assert resource.endswith("/flux-events")
+    # Azure's SAS: HMAC-SHA256 of the encoded resource URI and the expiry, with the key.
+    signed = f"{quote(resource, safe='')}\n{fields['se']}".encode()
+    expected = hmac.new(EVENTHUB_KEY.encode(), signed, hashlib.sha256).digest()
+    assert base64.b64decode(fields["sig"]) == expected
+    event = _body(send)
+    assert event["involvedObject"]["name"] == "realm-ix" and event["severity"] in ("info", "error")
+
+
 CASES: tuple[ProviderCase, ...] = (
     ProviderCase(
         "gitea",
@@ -264,6 +332,24 @@ CASES: tuple[ProviderCase, ...] = (
         check_giteapullrequestcomment,
         secret={"token": TOKEN},
         reply=(200, "[]"),
+    ),
+    ProviderCase(
+        "googlepubsub",
+        PUBSUB_PROJECT,
+        check_googlepubsub,
+        secret={"token": PUBSUB_CREDENTIALS, "headers": "team: platform\ncluster: edge-7\n"},
+        spec={"channel": PUBSUB_TOPIC},
+        reply=(200, '{"messageIds": ["3141"]}'),
+    ),
+    ProviderCase(
+        "azureeventhub",
+        "",
+        check_azureeventhub,
+        secret={
+            "address": "Endpoint=sb://{host}/;SharedAccessKeyName=RootManageSharedAccessKey;"
+            f"SharedAccessKey={EVENTHUB_KEY};EntityPath=flux-events"
+        },
+        reply=(201, ""),
     ),
     ProviderCase(
         "gitlabmergerequestcomment",
