@@ -277,7 +277,9 @@ class CommitStatusProvider(HttpProvider):
 SUCCESS_FAILURE_STATES: Final = {SEVERITY_INFO: "success", SEVERITY_ERROR: "failure"}
 
 
-def is_duplicate(statuses: Any, *, context: str, state: str, description: str) -> bool:
+def is_duplicate(
+    statuses: Any, *, context: str, state: str, description: str, state_field: str = "state"
+) -> bool:
     """Whether the newest status of ``context`` already says the same thing.
 
     Statuses come newest first from both Gitea and GitHub; only the first one of
@@ -288,10 +290,11 @@ def is_duplicate(statuses: Any, *, context: str, state: str, description: str) -
     for status in statuses:
         if not isinstance(status, dict):
             continue
-        if not status.get("context") or not status.get("state") or not status.get("description"):
+        listed_state = status.get(state_field)
+        if not status.get("context") or not listed_state or not status.get("description"):
             continue
         if status["context"] == context:
-            return bool(status["state"] == state and status["description"] == description)
+            return bool(listed_state == state and status["description"] == description)
     return False
 
 
@@ -310,6 +313,8 @@ class ContextStatusProvider(CommitStatusProvider):
     """
 
     states: ClassVar[Mapping[str, str]] = SUCCESS_FAILURE_STATES
+    # The key of a listed status's state (GitHub: "state").
+    listed_state_field: ClassVar[str] = "state"
 
     def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         raise NotImplementedError
@@ -328,7 +333,11 @@ class ContextStatusProvider(CommitStatusProvider):
             self.session, config=self.config, url=endpoints.listing, method="GET", headers=headers
         )
         if is_duplicate(
-            listing.json(), context=status.key, state=status.state, description=status.description
+            listing.json(),
+            context=status.key,
+            state=status.state,
+            description=status.description,
+            state_field=self.listed_state_field,
         ):
             return
         await exchange(

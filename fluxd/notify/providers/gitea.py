@@ -22,6 +22,8 @@ class GiteaProvider(ContextStatusProvider):
     provider_type: ClassVar[str] = "gitea"
     token_purpose: ClassVar[str] = "a Gitea access token with write:repository"
     pending_state: ClassVar[str | None] = "pending"
+    # Posted as "state", listed back as "status" (Gitea's CommitStatus JSON).
+    listed_state_field: ClassVar[str] = "status"
 
     def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         url = f"{repository.base_url}/api/v1/repos/{repository.api_path()}/statuses/{sha}"
