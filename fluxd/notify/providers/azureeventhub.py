@@ -13,7 +13,8 @@ which the same credentials authorise:
   it is already fully qualified), sent as a ``Bearer`` token. Flux calls this
   form deprecated.
 
-Managed identity (neither) and ``spec.serviceAccountName`` are refused.
+Managed identity (neither) and ``spec.serviceAccountName`` are refused. Events
+that only update a commit status are skipped (``ChatProvider``), as in Flux.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import quote, urlsplit
 
 from fluxd.notify.errors import ProviderConfigError
 from fluxd.notify.event import Event
-from fluxd.notify.providers.base import HttpProvider
+from fluxd.notify.providers.base import ChatProvider
 from fluxd.notify.transport import encode_json, exchange
 
 SERVICE_BUS_SUFFIX: Final = ".servicebus.windows.net"
@@ -93,7 +94,7 @@ def fully_qualified(namespace: str) -> str:
     return namespace if ".servicebus." in namespace else namespace + SERVICE_BUS_SUFFIX
 
 
-class AzureEventHubProvider(HttpProvider):
+class AzureEventHubProvider(ChatProvider):
     provider_type: ClassVar[str] = "azureeventhub"
 
     def validate(self) -> None:
@@ -137,7 +138,7 @@ class AzureEventHubProvider(HttpProvider):
         hub = quote(address.strip(), safe="")
         return f"{SCHEME}://{namespace}/{hub}/messages", f"Bearer {self.config.token}"
 
-    async def send(self, event: Event) -> None:
+    async def post(self, event: Event) -> None:
         url, authorization = self._target()
         await exchange(
             self.session,

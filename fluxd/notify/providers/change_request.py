@@ -8,6 +8,8 @@ without it are not theirs. The comment carries a hidden marker
 ``<!-- <prefix>:<provider uid>/<Kind>/<namespace>/<name> -->``; the provider
 finds the comment of its own user holding that marker among the first 100 and
 edits it, or creates it. The body is Flux's Markdown "Flux Status" post.
+Events that only update a commit status are skipped, as Flux skips them for
+every type but the commit status and generic ones (``ChatProvider``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, ClassVar, Final
 
 from fluxd.notify.errors import DeliveryError
 from fluxd.notify.event import SEVERITY_ERROR, Event
-from fluxd.notify.providers.base import HttpProvider
+from fluxd.notify.providers.base import ChatProvider
 from fluxd.notify.providers.commit_status import (
     RepositoryAddress,
     parse_repository_address,
@@ -68,7 +70,7 @@ def change_request_number(event: Event, *, provider_type: str) -> int | None:
         ) from None
 
 
-class ChangeRequestCommentProvider(HttpProvider):
+class ChangeRequestCommentProvider(ChatProvider):
     """One comment per object on a change request; subclasses speak the forge's API."""
 
     comment_key_prefix: ClassVar[str] = PR_COMMENT_KEY_PREFIX
@@ -121,7 +123,7 @@ class ChangeRequestCommentProvider(HttpProvider):
             self._login = self.login_of(reply.json())
         return self._login
 
-    async def send(self, event: Event) -> None:
+    async def post(self, event: Event) -> None:
         number = change_request_number(event, provider_type=self.provider_type)
         if number is None:
             return

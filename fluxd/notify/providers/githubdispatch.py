@@ -4,6 +4,7 @@
 ``{Kind}/{name}.{namespace}`` and the Flux event JSON as ``client_payload``,
 so a GitHub Actions workflow can react to a reconciliation. The API base is
 the commit status provider's (api.github.com, or ``/api/v3`` on Enterprise).
+Events that only update a commit status are skipped (``ChatProvider``), as in Flux.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from fluxd.notify.event import Event
-from fluxd.notify.providers.base import HttpProvider
+from fluxd.notify.providers.base import ChatProvider
 from fluxd.notify.providers.commit_status import (
     parse_repository_address,
     require_repository_address,
@@ -25,7 +26,7 @@ def dispatch_event_type(event: Event) -> str:
     return f"{involved.kind}/{involved.name}.{involved.namespace}"
 
 
-class GitHubDispatchProvider(HttpProvider):
+class GitHubDispatchProvider(ChatProvider):
     provider_type: ClassVar[str] = "githubdispatch"
 
     def validate(self) -> None:
@@ -33,7 +34,7 @@ class GitHubDispatchProvider(HttpProvider):
         self.require_token("a GitHub token allowed to create repository dispatch events")
         parse_repository_address(self.config.address, provider_type=self.provider_type)
 
-    async def send(self, event: Event) -> None:
+    async def post(self, event: Event) -> None:
         repository = parse_repository_address(self.config.address, provider_type=self.provider_type)
         await exchange(
             self.session,

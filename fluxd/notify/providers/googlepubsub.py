@@ -10,7 +10,8 @@ client libraries, Flux's among them, authenticate a service account key to
 Pub/Sub with a self-signed JWT (RS256 with the key, ``scope`` claim, an hour's
 lifetime) sent as the ``Bearer`` token, with no token exchange; fluxd does the
 same. Other credential types (user or external accounts) and no ``token``
-(workload identity, application default credentials) are refused.
+(workload identity, application default credentials) are refused. Events
+that only update a commit status are skipped (``ChatProvider``), as in Flux.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import jwt
 
 from fluxd.notify.errors import ProviderConfigError
 from fluxd.notify.event import Event
-from fluxd.notify.providers.base import HttpProvider
+from fluxd.notify.providers.base import ChatProvider
 from fluxd.notify.transport import encode_json, exchange
 
 # A module constant so tests can reach a local stand-in.
@@ -38,7 +39,7 @@ PUBSUB_SCOPES: Final = (
 JWT_LIFETIME_SECONDS: Final = 3600
 
 
-class GooglePubSubProvider(HttpProvider):
+class GooglePubSubProvider(ChatProvider):
     provider_type: ClassVar[str] = "googlepubsub"
 
     _key: dict[str, Any] | None = None
@@ -85,7 +86,7 @@ class GooglePubSubProvider(HttpProvider):
                 reason="the service account key's private_key is not a usable RSA key",
             ) from None
 
-    async def send(self, event: Event) -> None:
+    async def post(self, event: Event) -> None:
         project = quote(self.config.address.strip(), safe="")
         topic = quote(self.config.channel.strip(), safe="")
         message: dict[str, Any] = {

@@ -650,3 +650,31 @@ async def test_event_hub_with_a_jwt_sends_it_as_bearer_to_the_namespace(
         "https://gitops.servicebus.windows.net/flux-events/messages?timeout=60&api-version=2014-01"
     ]
     assert forge.captured == []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=case.provider_type)
+        for case in CASES
+        if case.provider_type in CHANGE_REQUEST_TYPES
+        or case.provider_type in ("githubdispatch", "googlepubsub", "azureeventhub")
+    ],
+)
+async def test_commit_status_updates_reach_only_the_commit_status_types(
+    case: ProviderCase, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forge = Forge(respond=lambda _: case.reply)
+    monkeypatch.setattr(azureeventhub, "SCHEME", "http")
+    async for service in serve(forge):
+        monkeypatch.setattr(googlepubsub, "PUBSUB_ENDPOINT", service.url(""))
+        host = service.url("").partition("://")[2].rstrip("/")
+        secret = {key: value.replace("{host}", host) for key, value in case.secret.items()}
+        config = ProviderConfig.from_objects(
+            provider_object(case.provider_type, service.url(case.path), case.spec), secret=secret
+        )
+        update = make_event(
+            metadata={"revision": REVISION, "change_request": "7", "commit_status": "update"}
+        )
+        await build_provider(config, session=session).send(update)
+    assert forge.captured == []
