@@ -46,7 +46,7 @@ from fluxd.controllers.receiver import (
 from fluxd.controllers.runtime import Controller
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
-from fluxd.kube.events import TRACE, EventRecorder, Recorded
+from fluxd.kube.events import EVENT_ANNOTATION_PREFIX, TRACE, EventRecorder, Recorded
 from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.resources import SECRET, Resource
 from fluxd.kube.secrets import secret_texts
@@ -277,9 +277,15 @@ def event_from(recorded: Recorded) -> Event:
     group = api_version.rpartition("/")[0]
     metadata: dict[str, str] = {}
     for key, value in recorded.metadata.items():
+        if key.startswith(EVENT_ANNOTATION_PREFIX):
+            continue
         plain = key.removeprefix(f"{group}/") if group else key
         if plain.lower() not in _HIDDEN_METADATA:
             metadata[plain] = str(value)
+    # The object's event annotations come last: the controller's own keys win, as in Flux.
+    for key, value in recorded.metadata.items():
+        if key.startswith(EVENT_ANNOTATION_PREFIX):
+            metadata.setdefault(key.removeprefix(EVENT_ANNOTATION_PREFIX), str(value))
     return Event(
         involved_object=ObjectReference(
             kind=str(regarding.get("kind", "")),

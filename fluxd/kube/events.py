@@ -44,6 +44,9 @@ _DedupKey = tuple[str, ...]
 
 #: Flux's event type for what is recorded in the cluster only, never notified.
 TRACE = "Trace"
+#: Annotations of an object that Flux's recorder copies into the metadata of its events
+#: (``event.toolkit.fluxcd.io/change_request`` names a pull request to comment on).
+EVENT_ANNOTATION_PREFIX = "event.toolkit.fluxcd.io/"
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,19 @@ class EventRecorder:
     ) -> None:
         regarding = reference(obj)
         labels = dict(obj.get("metadata", {}).get("labels") or {})
+        annotations = obj.get("metadata", {}).get("annotations") or {}
+        forwarded = {
+            str(key): str(value)
+            for key, value in annotations.items()
+            if str(key).startswith(EVENT_ANNOTATION_PREFIX)
+        }
         recorded = Recorded(
             regarding=regarding,
             type=type_,
             reason=reason,
             message=message,
             action=action,
-            metadata=dict(metadata or {}),
+            metadata={**forwarded, **(metadata or {})},
             labels=labels,
         )
         for sink in self._sinks:
@@ -198,8 +207,10 @@ class EventRecorder:
             annotations = {}
             if recorded.metadata:
                 prefix = self.annotation_prefix(regarding) if self.annotation_prefix else ""
+                # Keys copied from the object's annotations keep their own prefix.
                 annotations = {
-                    (f"{prefix}/{k}" if prefix else k): v for k, v in recorded.metadata.items()
+                    (f"{prefix}/{k}" if prefix and "/" not in k else k): v
+                    for k, v in recorded.metadata.items()
                 }
             body: Object = {
                 "apiVersion": "events.k8s.io/v1",

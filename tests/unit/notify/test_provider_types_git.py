@@ -13,13 +13,16 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from fluxd.controllers.notification import event_from
+from fluxd.kube.client import Kube
+from fluxd.kube.events import EventRecorder, Recorded
 from fluxd.notify import (
     DeliveryError,
     ProviderConfig,
@@ -678,3 +681,53 @@ async def test_commit_status_updates_reach_only_the_commit_status_types(
         )
         await build_provider(config, session=session).send(update)
     assert forge.captured == []
+
+
+# -- the change request of fluxd's own objects ----------------------------------------------
+
+
+@dataclass
+class EventsApi:
+    """Takes Event creates, as the API server would."""
+
+    created: list[dict[str, Any]] = field(default_factory=list)
+
+    async def create(self, resource: Any, body: dict[str, Any], **_: Any) -> Any:
+        self.created.append(body)
+        return body
+
+
+async def test_the_change_request_annotation_of_an_object_reaches_its_events() -> None:
+    api = EventsApi()
+    recorder = EventRecorder(
+        cast(Kube, api),
+        instance="test",
+        annotation_prefix=lambda regarding: str(regarding.get("apiVersion", "")).split("/")[0],
+    )
+    recorded: list[Recorded] = []
+    recorder.add_sink(recorded.append)
+    kustomization = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {
+            "name": "preview-42",
+            "namespace": "flux-system",
+            "annotations": {
+                "event.toolkit.fluxcd.io/change_request": "42",
+                "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+            },
+        },
+    }
+    await recorder.normal(
+        kustomization,
+        "ReconciliationSucceeded",
+        "Applied revision: main@sha1:" + "a" * 40,
+        metadata={"revision": "main@sha1:" + "a" * 40},
+    )
+    event = event_from(recorded[0])
+    assert event.metadata == {"change_request": "42", "revision": "main@sha1:" + "a" * 40}
+    # In the cluster, the copied annotation keeps its own group, as Flux's recorder writes it.
+    assert api.created[0]["metadata"]["annotations"] == {
+        "event.toolkit.fluxcd.io/change_request": "42",
+        "kustomize.toolkit.fluxcd.io/revision": "main@sha1:" + "a" * 40,
+    }
