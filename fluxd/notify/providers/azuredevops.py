@@ -84,7 +84,7 @@ class AzureDevOpsProvider(CommitStatusProvider):
                 "description": status.description,
                 "context": {"genre": genre, "name": status.key},
             },
-            headers=headers,
+            headers={**headers, "Content-Type": "application/json; charset=utf-8"},
         )
 
 

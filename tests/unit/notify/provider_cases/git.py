@@ -134,6 +134,7 @@ def check_azuredevops(captured: list[Captured]) -> None:
         # A personal access token is basic auth with an empty user name.
         assert _header(request, "Authorization") == _basic("", TOKEN)
         assert _header(request, "Accept") == "application/json;api-version=6.0-preview.1"
+    assert _header(post, "Content-Type") == "application/json; charset=utf-8"
     body = _body(post)
     assert body["state"] == _state(body["description"], succeeded="succeeded", failed="error")
     assert body["context"]["genre"] == "fluxcd" and DEFAULT_KEY.match(body["context"]["name"])
