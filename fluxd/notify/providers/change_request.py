@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Final
 
-from fluxd.notify.errors import DeliveryError
+from fluxd.notify.errors import DeliveryError, ProviderConfigError
 from fluxd.notify.event import SEVERITY_ERROR, Event
 from fluxd.notify.providers.base import ChatProvider
 from fluxd.notify.providers.commit_status import (
@@ -75,6 +75,7 @@ class ChangeRequestCommentProvider(ChatProvider):
 
     comment_key_prefix: ClassVar[str] = PR_COMMENT_KEY_PREFIX
     token_purpose: ClassVar[str] = "a token allowed to read and write comments"
+    edit_method: ClassVar[str] = "PATCH"
 
     _login: str | None = None
 
@@ -82,6 +83,11 @@ class ChangeRequestCommentProvider(ChatProvider):
         require_repository_address(self.config.address, provider_type=self.provider_type)
         self.require_token(self.token_purpose)
         self.validate_address()
+        if not self.config.uid:
+            # The comment marker holds it: without one, comments could not be found again.
+            raise ProviderConfigError(
+                provider_type=self.provider_type, reason="provider UID cannot be empty"
+            )
 
     def validate_address(self) -> None:
         self.repository()
@@ -108,7 +114,9 @@ class ChangeRequestCommentProvider(ChatProvider):
     def author_of(self, comment: dict[str, Any]) -> str:
         return self.login_of(comment.get("user"))
 
-    edit_method: ClassVar[str] = "PATCH"
+    def listing_query(self) -> str:
+        """How the forge is asked for the first 100 comments, oldest first."""
+        raise NotImplementedError
 
     async def login(self) -> str:
         """The token's user, asked once: comments of other users are never edited."""
@@ -120,7 +128,14 @@ class ChangeRequestCommentProvider(ChatProvider):
                 url=self.user_url(),
                 headers=self.headers(),
             )
-            self._login = self.login_of(reply.json())
+            login = self.login_of(reply.json())
+            if not login:
+                raise DeliveryError(
+                    provider_type=self.provider_type,
+                    reason="the forge named no user for the token",
+                    retryable=False,
+                )
+            self._login = login
         return self._login
 
     async def post(self, event: Event) -> None:
@@ -161,6 +176,3 @@ class ChangeRequestCommentProvider(ChatProvider):
             payload={"body": body},
             headers=headers,
         )
-
-    def listing_query(self) -> str:
-        raise NotImplementedError

@@ -731,3 +731,24 @@ async def test_the_change_request_annotation_of_an_object_reaches_its_events() -
         "event.toolkit.fluxcd.io/change_request": "42",
         "kustomize.toolkit.fluxcd.io/revision": "main@sha1:" + "a" * 40,
     }
+
+
+async def test_a_comment_provider_edits_nothing_when_the_forge_names_no_user(
+    session: aiohttp.ClientSession,
+) -> None:
+    forge = Forge(respond=lambda _: (200, "{}"))
+    event = make_event(metadata={"change_request": "7"})
+    with pytest.raises(DeliveryError) as failure:
+        await send_once(
+            session, forge, "giteapullrequestcomment", "/org/app", {"token": "t0ken"}, event
+        )
+    assert "named no user" in str(failure.value)
+    assert [request.path for request in forge.captured] == ["/api/v1/user"]
+
+
+def test_a_comment_provider_without_a_uid_is_refused(session: aiohttp.ClientSession) -> None:
+    provider = provider_object("githubpullrequestcomment", "https://github.com/org/app", {})
+    del provider["metadata"]["uid"]
+    config = ProviderConfig.from_objects(provider, secret={"token": "t0ken"})
+    with pytest.raises(ProviderConfigError, match="provider UID cannot be empty"):
+        build_provider(config, session=session)

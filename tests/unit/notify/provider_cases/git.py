@@ -223,6 +223,9 @@ PUBSUB_CREDENTIALS: Final = json.dumps(
     }
 )
 EVENTHUB_KEY: Final = "c2VjcmV0LXNhcy1rZXk="
+# One answer serves every request of a comment case: it names the token's user
+# (GitHub and Gitea "login", GitLab "username") and, being no list, holds no comments.
+COMMENT_REPLY: Final = (200, '{"login": "flux-bot", "username": "flux-bot", "id": 1}')
 
 
 def check_googlepubsub(captured: list[Captured]) -> None:
@@ -325,14 +328,14 @@ CASES: tuple[ProviderCase, ...] = (
         "/org/app",
         check_githubpullrequestcomment,
         secret={"token": TOKEN},
-        reply=(200, "[]"),
+        reply=COMMENT_REPLY,
     ),
     ProviderCase(
         "giteapullrequestcomment",
         "/org/app",
         check_giteapullrequestcomment,
         secret={"token": TOKEN},
-        reply=(200, "[]"),
+        reply=COMMENT_REPLY,
     ),
     ProviderCase(
         "googlepubsub",
@@ -357,6 +360,6 @@ CASES: tuple[ProviderCase, ...] = (
         "/platform/infra/app",
         check_gitlabmergerequestcomment,
         secret={"token": TOKEN},
-        reply=(200, "[]"),
+        reply=COMMENT_REPLY,
     ),
 )
