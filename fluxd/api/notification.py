@@ -57,6 +57,7 @@ ReceiverType = Literal[
     "gitea",
 ]
 
+# Flux's v1beta3 enum, in its order, then fluxd's robots.
 ProviderType = Literal[
     "slack",
     "discord",
@@ -67,6 +68,7 @@ ProviderType = Literal[
     "github",
     "gitlab",
     "gitea",
+    "giteapullrequestcomment",
     "bitbucketserver",
     "bitbucket",
     "azuredevops",
@@ -82,9 +84,15 @@ ProviderType = Literal[
     "alertmanager",
     "grafana",
     "githubdispatch",
+    "githubpullrequestcomment",
+    "gitlabmergerequestcomment",
     "pagerduty",
     "datadog",
     "nats",
+    "zulip",
+    "otel",
+    "zoom",
+    "incident.io",
     "dingtalk",
     "wecom",
     "feishu",

@@ -91,7 +91,7 @@ class Event:
     ``metadata`` holds un-prefixed keys (``revision``, ``summary``…): the form
     notification-controller forwards to providers. ``labels`` are the involved
     object's labels, carried so that Alert ``matchLabels`` can be evaluated
-    without an API call; they are not part of the wire format.
+    without an API call; they are not part of the wire format, nor is ``alert``.
     """
 
     involved_object: ObjectReference
@@ -104,6 +104,9 @@ class Event:
     # Flux's event recorder reports its host name: the pod's name in a cluster.
     reporting_instance: str = field(default_factory=socket.gethostname)
     labels: Mapping[str, str] | None = None
+    # The Alert that routed this notification (the otel provider names its
+    # traces after it); like ``labels``, not part of the wire format.
+    alert: ObjectReference | None = None
 
     def revision(self) -> str | None:
         """The source revision this event refers to, looked up as Flux does."""

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 import structlog
 
 from fluxd.api.meta import KUSTOMIZE_NAME_LABEL, KUSTOMIZE_NAMESPACE_LABEL
-from fluxd.notify.event import META_SUMMARY, SEVERITY_INFO, Event
+from fluxd.notify.event import META_SUMMARY, SEVERITY_INFO, Event, ObjectReference
 
 _log = structlog.get_logger("fluxd.notify.matching")
 
@@ -69,6 +69,16 @@ def compose_notification(alert: Object, event: Event) -> Event:
     an event, it never rewrites what the emitter reported.
     """
     spec = _spec(alert)
+    metadata = alert.get("metadata") or {}
+    event = replace(
+        event,
+        alert=ObjectReference(
+            kind="Alert",
+            name=str(metadata.get("name", "")),
+            namespace=str(metadata.get("namespace", "")),
+            uid=str(metadata.get("uid", "")),
+        ),
+    )
     extra: dict[str, str] = {
         str(key): str(value) for key, value in (spec.get("eventMetadata") or {}).items()
     }

@@ -8,6 +8,7 @@ pace robots (DingTalk, WeCom, Feishu) instead of being refused by them.
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
@@ -120,6 +121,12 @@ def is_http_url(address: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def basic_authorization(username: str, password: str) -> str:
+    """An ``Authorization`` header value for HTTP basic auth."""
+    pair = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def is_error(event: Event) -> bool:
