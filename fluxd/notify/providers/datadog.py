@@ -1,13 +1,14 @@
 """Datadog: an event per Flux event (``POST /api/v1/events``), tagged for search.
 
-Only the scheme and host of the address are used (``https://api.datadoghq.eu``
-picks the site); the API key is the Secret's ``token``, sent as
-``DD-API-KEY``. Tags are lower-cased, as Flux sends them.
+Only the scheme and host of the address are used: ``https://api.datadoghq.eu``
+picks the site, no address means ``https://api.datadoghq.com``. The API key is
+the Secret's ``token``, sent as ``DD-API-KEY``. Tags are lower-cased, as Flux
+sends them.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 from fluxd.notify.event import Event
@@ -35,15 +36,19 @@ def datadog_event(event: Event) -> dict[str, Any]:
     }
 
 
+DEFAULT_SITE: Final = "https://api.datadoghq.com"
+
+
 class DatadogProvider(ChatProvider):
     provider_type: ClassVar[str] = "datadog"
 
     def validate(self) -> None:
-        super().validate()
+        if self.config.address:
+            super().validate()
         self.require_token("the Datadog API key")
 
     async def post(self, event: Event) -> None:
-        parts = urlsplit(self.config.address)
+        parts = urlsplit(self.config.address or DEFAULT_SITE)
         await exchange(
             self.session,
             config=self.config,

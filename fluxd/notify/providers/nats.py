@@ -32,7 +32,7 @@ class NatsProvider(ChatProvider):
             raise ProviderConfigError(
                 provider_type=self.provider_type, reason="no address (the NATS server URL)"
             )
-        if urlsplit(self.config.address).scheme not in _SCHEMES:
+        if urlsplit(self.server_url()).scheme not in _SCHEMES:
             raise ProviderConfigError(
                 provider_type=self.provider_type,
                 reason="the address is not a NATS URL (nats://host:port)",
@@ -42,14 +42,19 @@ class NatsProvider(ChatProvider):
                 provider_type=self.provider_type, reason="spec.channel (the subject) is empty"
             )
 
+    def server_url(self) -> str:
+        """The address, ``nats://`` assumed when it names no scheme, as NATS clients do."""
+        address = self.config.address
+        return address if "://" in address else f"nats://{address}"
+
     async def post(self, event: Event) -> None:
-        host = host_of(self.config.address)
+        host = host_of(self.server_url())
         credentials: dict[str, str] = {}
         if self.config.username and self.config.password:
             credentials = {"user": self.config.username, "password": self.config.password}
         try:
             client = await nats.connect(
-                servers=[self.config.address],
+                servers=[self.server_url()],
                 name=CLIENT_NAME,
                 allow_reconnect=False,
                 connect_timeout=max(1, round(self.config.timeout)),

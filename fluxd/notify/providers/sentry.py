@@ -67,7 +67,7 @@ def transaction_name(event: Event) -> str:
     return f"{obj.kind}: {obj.namespace}/{obj.name}"
 
 
-def error_event(event: Event, *, environment: str) -> dict[str, Any]:
+def error_event(event: Event) -> dict[str, Any]:
     return {
         "event_id": secrets.token_hex(16),
         "timestamp": _timestamp(event.timestamp),
@@ -75,14 +75,13 @@ def error_event(event: Event, *, environment: str) -> dict[str, Any]:
         "platform": "other",
         "server_name": event.reporting_controller,
         "transaction": transaction_name(event),
-        "environment": environment,
         "message": event.message,
         "contexts": {"metadata": dict(sorted(event.metadata.items()))},
         "sdk": SDK,
     }
 
 
-def transaction_event(event: Event, *, environment: str) -> dict[str, Any]:
+def transaction_event(event: Event) -> dict[str, Any]:
     obj = event.involved_object
     tags = {
         "flux_involved_object_kind": obj.kind,
@@ -100,7 +99,6 @@ def transaction_event(event: Event, *, environment: str) -> dict[str, Any]:
         "type": "transaction",
         "platform": "other",
         "transaction": transaction_name(event),
-        "environment": environment,
         "message": event.message,
         "contexts": {"trace": trace},
         "tags": tags,
@@ -135,11 +133,13 @@ class SentryProvider(ChatProvider):
 
     async def post(self, event: Event) -> None:
         if event.severity == SEVERITY_ERROR:
-            item = error_event(event, environment=self.config.channel)
+            item = error_event(event)
         elif event.severity == SEVERITY_INFO:
-            item = transaction_event(event, environment=self.config.channel)
+            item = transaction_event(event)
         else:
             return  # Flux sends nothing for other severities
+        if self.config.channel:
+            item["environment"] = self.config.channel
         dsn = Dsn.parse(self.config.address)
         assert dsn is not None  # checked by validate()
         await exchange(

@@ -311,3 +311,22 @@ def test_the_routing_alert_travels_with_the_notification() -> None:
     request = traces_request(notification, end_nanos=0)
     resource = request["resourceSpans"][0]["resource"]["attributes"]
     assert resource[0] == {"key": "service.name", "value": {"stringValue": "apps/on-call"}}
+
+
+@pytest.mark.parametrize(
+    ("provider_type", "spec", "secret"),
+    [
+        # Datadog's client falls back to its default site without an address.
+        pytest.param("datadog", {}, {"token": "k"}, id="datadog-default-site"),
+        # NATS clients take host:port and assume nats://.
+        pytest.param(
+            "nats", {"address": "nats.nats:4222", "channel": "s"}, {}, id="nats-no-scheme"
+        ),
+    ],
+)
+def test_config_flux_accepts_is_accepted(
+    provider_type: str, spec: dict[str, str], secret: dict[str, str]
+) -> None:
+    provider = {"metadata": {"name": "p"}, "spec": {"type": provider_type, **spec}}
+    config = ProviderConfig.from_objects(provider, secret=secret)
+    assert build_provider(config, session=None).config is config  # type: ignore[arg-type]
