@@ -8,11 +8,12 @@ and ``password``, when both are set, authenticate the connection.
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
-import nats
 import nats.errors
+from nats.aio.client import Client as NATS
 
 from fluxd.notify.errors import DeliveryError, ProviderConfigError
 from fluxd.notify.event import Event
@@ -49,25 +50,28 @@ class NatsProvider(ChatProvider):
 
     async def post(self, event: Event) -> None:
         host = host_of(self.server_url())
-        credentials: dict[str, str] = {}
-        if self.config.username and self.config.password:
-            credentials = {"user": self.config.username, "password": self.config.password}
+        # Flux authenticates only when both are set.
+        authenticated = bool(self.config.username and self.config.password)
+        client = NATS()
         try:
-            client = await nats.connect(
+            await client.connect(
                 servers=[self.server_url()],
                 name=CLIENT_NAME,
                 allow_reconnect=False,
                 connect_timeout=max(1, round(self.config.timeout)),
                 error_cb=_ignore,
-                **credentials,
+                user=self.config.username if authenticated else None,
+                password=self.config.password if authenticated else None,
             )
         except nats.errors.Error as error:
+            await _discard(client)
             raise DeliveryError(
                 provider_type=self.provider_type,
                 reason=f"cannot connect to {host}: {self.config.redact(str(error))}",
                 retryable=not _is_auth_error(error),
             ) from None
         except (OSError, TimeoutError) as error:
+            await _discard(client)
             raise DeliveryError(
                 provider_type=self.provider_type,
                 reason=f"cannot reach {host}: {type(error).__name__}",
@@ -84,6 +88,12 @@ class NatsProvider(ChatProvider):
             ) from None
         finally:
             await client.close()
+
+
+async def _discard(client: NATS) -> None:
+    """Close what a failed connect left open: the client keeps its socket otherwise."""
+    with contextlib.suppress(nats.errors.Error, OSError):
+        await client.close()
 
 
 def _is_auth_error(error: BaseException) -> bool:

@@ -330,3 +330,21 @@ def test_config_flux_accepts_is_accepted(
     provider = {"metadata": {"name": "p"}, "spec": {"type": provider_type, **spec}}
     config = ProviderConfig.from_objects(provider, secret=secret)
     assert build_provider(config, session=None).config is config  # type: ignore[arg-type]
+
+
+async def test_nats_refusing_the_credentials_is_a_permanent_failure(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with notifypeers.nats_server(tmp_path, user="fluxd", password="right") as peer:
+        provider = {
+            "metadata": {"name": "bus", "namespace": "flux-system"},
+            "spec": {"type": "nats", "address": peer.url, "channel": "flux.events"},
+        }
+        config = ProviderConfig.from_objects(
+            provider, secret={"username": "fluxd", "password": "wrong"}
+        )
+        with pytest.raises(DeliveryError) as refused:
+            await build_provider(config, session=session).send(INFO)
+    assert refused.value.retryable is False
+    assert "authorization" in str(refused.value).lower()
+    assert "wrong" not in str(refused.value)

@@ -558,7 +558,13 @@ CASES: tuple[ProviderCase, ...] = (
         secret={"username": "flux-bot@zulip.example.com", "password": TOKEN},
         spec={"channel": "deploys/production"},
     ),
-    ProviderCase("nats", "", check_nats, spec={"channel": "flux.events"}),
+    ProviderCase(
+        "nats",
+        "",
+        check_nats,
+        secret={"username": "fluxd", "password": TOKEN},
+        spec={"channel": "flux.events"},
+    ),
     ProviderCase("zoom", "/v2/im/chat/webhooks/abc", check_zoom, secret={"token": TOKEN}),
     ProviderCase(
         "otel", "", check_otel, secret={"headers": "X-Scope-OrgID: tenant-1", "token": TOKEN}
