@@ -16,10 +16,23 @@ from pathlib import Path
 
 import aiohttp
 
+from fluxd.notify.providers.base import basic_authorization
 from testenv import build
 from testenv.cluster import die_with_parent, free_port, log_tail
 
 _READY_SECONDS = 30.0
+
+# Alertmanager's web config wants bcrypt hashes: this one is of ALERTMANAGER_PASSWORD
+# (cost 4, computed once), so the tests need no bcrypt library.
+ALERTMANAGER_USER = "fluxd"
+ALERTMANAGER_PASSWORD = "alertmanager-pass"
+_ALERTMANAGER_WEB_CONFIG = f"""\
+basic_auth_users:
+  {ALERTMANAGER_USER}: $2b$04$kCU4aG51iAN.l.IA.1uFoODklsv2JDtFQIF67dr3bEMfg343qPaE.
+"""
+ALERTMANAGER_HEADERS = {
+    "Authorization": basic_authorization(ALERTMANAGER_USER, ALERTMANAGER_PASSWORD)
+}
 
 ALERTMANAGER_CONFIG = """\
 route:
@@ -54,7 +67,12 @@ async def _process(argv: Sequence[str], log_path: Path) -> AsyncIterator[subproc
 
 
 async def _wait_ready(
-    process: subprocess.Popen[bytes], probe: str, log_path: Path, *, http: bool
+    process: subprocess.Popen[bytes],
+    probe: str,
+    log_path: Path,
+    *,
+    http: bool,
+    headers: dict[str, str] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _READY_SECONDS
@@ -64,7 +82,7 @@ async def _wait_ready(
                 raise RuntimeError(f"{probe} exited early:\n{log_tail(log_path)}")
             with contextlib.suppress(OSError, aiohttp.ClientError):
                 if http:
-                    async with session.get(probe) as response:
+                    async with session.get(probe, headers=headers) as response:
                         if response.status == 200:
                             return
                 else:
@@ -86,9 +104,13 @@ def _scratch(workdir: Path, name: str = "", content: str = "") -> Path:
 
 @contextlib.asynccontextmanager
 async def alertmanager(workdir: Path) -> AsyncIterator[Peer]:
-    """A real Alertmanager (API v2) with one blackhole receiver, no clustering."""
+    """A real Alertmanager (API v2) with one blackhole receiver, no clustering.
+
+    Every request must authenticate as ``ALERTMANAGER_USER`` (basic auth).
+    """
     binary = build.ensure_binaries(build.NOTIFY_PEERS) / "alertmanager"
     config = _scratch(workdir, "alertmanager.yml", ALERTMANAGER_CONFIG)
+    web_config = _scratch(workdir, "web.yml", _ALERTMANAGER_WEB_CONFIG)
     port = free_port()
     log_path = workdir / "alertmanager.log"
     argv = [
@@ -96,11 +118,14 @@ async def alertmanager(workdir: Path) -> AsyncIterator[Peer]:
         f"--config.file={config}",
         f"--storage.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.config.file={web_config}",
         "--cluster.listen-address=",  # a single instance: no gossip port
     ]
     url = f"http://127.0.0.1:{port}"
     async with _process(argv, log_path) as process:
-        await _wait_ready(process, f"{url}/-/ready", log_path, http=True)
+        await _wait_ready(
+            process, f"{url}/-/ready", log_path, http=True, headers=ALERTMANAGER_HEADERS
+        )
         yield Peer(url=url)
 
 

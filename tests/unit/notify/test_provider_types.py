@@ -53,6 +53,7 @@ TABLES: Final = {
 CASES: Final[tuple[ProviderCase, ...]] = tuple(
     case for table in TABLES.values() for case in table.CASES
 )
+AM_HEADERS: Final = notifypeers.ALERTMANAGER_HEADERS
 # Types whose rows are written in the git table, with their providers.
 GIT_TABLE_TYPES: Final = frozenset(
     {
@@ -68,7 +69,6 @@ GIT_TABLE_TYPES: Final = frozenset(
         "azureeventhub",
     }
 )
-REAL_SERVICES: Final = frozenset({"alertmanager", "nats"})
 
 
 def test_every_crd_type_has_a_case() -> None:
@@ -154,7 +154,9 @@ async def captured_by_alertmanager(
         await send_all(case, base=peer.url, session=session, events=(INFO, ERROR))
         # The alerts are listed at once; wait (bounded) until both leave "unprocessed".
         for _ in range(100):
-            async with session.get(f"{peer.url}/api/v2/alerts") as response:
+            async with session.get(
+                f"{peer.url}/api/v2/alerts", headers=notifypeers.ALERTMANAGER_HEADERS
+            ) as response:
                 body = await response.read()
             alerts = json.loads(body)
             if len(alerts) == 2 and all(a["status"]["state"] == "active" for a in alerts):
@@ -348,3 +350,22 @@ async def test_nats_refusing_the_credentials_is_a_permanent_failure(
     assert refused.value.retryable is False
     assert "authorization" in str(refused.value).lower()
     assert "wrong" not in str(refused.value)
+
+
+async def test_alertmanager_refusing_the_credentials_is_a_permanent_failure(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with notifypeers.alertmanager(tmp_path) as peer:
+        provider = {
+            "metadata": {"name": "am", "namespace": "flux-system"},
+            "spec": {"type": "alertmanager", "address": f"{peer.url}/api/v2/alerts"},
+        }
+        secret = {"username": notifypeers.ALERTMANAGER_USER, "password": "wrong-pass"}
+        config = ProviderConfig.from_objects(provider, secret=secret)
+        with pytest.raises(DeliveryError) as refused:
+            await build_provider(config, session=session).send(ERROR)
+        async with session.get(
+            f"{peer.url}/api/v2/alerts", headers=notifypeers.ALERTMANAGER_HEADERS
+        ) as response:
+            assert await response.json() == []
+    assert refused.value.status == 401 and refused.value.retryable is False

@@ -17,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from fluxd.notify.event import ObjectReference
+from testenv.notifypeers import ALERTMANAGER_PASSWORD, ALERTMANAGER_USER
 from tests.unit.notify.notify_services import make_event
 from tests.unit.notify.provider_cases import Captured, ProviderCase
 
@@ -526,7 +527,12 @@ CASES: tuple[ProviderCase, ...] = (
         secret={"token": TOKEN},
         reply=(202, '{"result": "Request will be processed"}'),
     ),
-    ProviderCase("alertmanager", "/api/v2/alerts", check_alertmanager),
+    ProviderCase(
+        "alertmanager",
+        "/api/v2/alerts",
+        check_alertmanager,
+        secret={"username": ALERTMANAGER_USER, "password": ALERTMANAGER_PASSWORD},
+    ),
     ProviderCase("grafana", "/api/annotations", check_grafana, secret={"token": TOKEN}),
     ProviderCase(
         "pagerduty",
