@@ -47,6 +47,8 @@ class ProviderConfig:
     ca_pem: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     suspended: bool = False
+    # Every key of the ``secretRef`` Secret, so a type can refuse keys it does not read.
+    secret_keys: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -122,6 +124,7 @@ class ProviderConfig:
             ca_pem=ca_pem,
             timeout=_timeout(spec.get("timeout"), provider_type=provider_type),
             suspended=bool(spec.get("suspend", False)),
+            secret_keys=frozenset(values),
         )
 
 

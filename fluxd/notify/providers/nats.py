@@ -3,7 +3,8 @@
 Each send connects, publishes, flushes and closes, as Flux does: a Provider
 sends rarely, and a held connection would need its own supervision. The
 address is the server URL (``nats://host:4222``); the Secret's ``username``
-and ``password``, when both are set, authenticate the connection.
+and ``password``, when both are set, authenticate the connection. Flux's
+other methods (``creds``, ``nkey`` keys) are refused, not ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from fluxd.notify.transport import host_of
 
 CLIENT_NAME: Final = "NATS Provider Publisher"
 _SCHEMES: Final = frozenset({"nats", "tls", "ws", "wss"})
+# Flux also authenticates with a JWT credentials file or an NKey seed from these keys.
+_UNSUPPORTED_SECRET_KEYS: Final = frozenset({"creds", "nkey"})
 
 
 class NatsProvider(ChatProvider):
@@ -41,6 +44,13 @@ class NatsProvider(ChatProvider):
         if not self.config.channel:
             raise ProviderConfigError(
                 provider_type=self.provider_type, reason="spec.channel (the subject) is empty"
+            )
+        unread = sorted(self.config.secret_keys & _UNSUPPORTED_SECRET_KEYS)
+        if unread:
+            raise ProviderConfigError(
+                provider_type=self.provider_type,
+                reason=f"Secret key(s) {', '.join(unread)} (NATS JWT/NKey auth) are not "
+                "supported; use username and password",
             )
 
     def server_url(self) -> str:

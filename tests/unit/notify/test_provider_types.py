@@ -242,6 +242,7 @@ BROKEN: Final = [
     pytest.param("zulip", {"channel": "deploys"}, {}, "<channel>/<topic>", id="zulip-no-topic"),
     pytest.param("sentry", {}, {}, "DSN", id="sentry-dsn-without-key"),
     pytest.param("nats", {}, {}, "subject", id="nats-no-subject"),
+    pytest.param("nats", {"channel": "s"}, {"nkey": "SUA..."}, "nkey", id="nats-nkey-refused"),
 ]
 
 
