@@ -10,6 +10,7 @@ NATS (a subscriber receives what was published).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import json
 import pkgutil
@@ -41,8 +42,12 @@ from tests.unit.notify.provider_cases.chat import (
     ERROR,
     INFO,
     PROVIDER_UID,
+    REVISION,
     check_msteams_connector,
     check_msteams_workflow,
+    otlp_attributes,
+    otlp_span,
+    protobuf_fields,
 )
 
 CRD_TYPES: Final = frozenset(get_args(ProviderType))
@@ -311,9 +316,11 @@ def test_the_routing_alert_travels_with_the_notification() -> None:
     assert notification.alert == ObjectReference(
         kind="Alert", name="on-call", namespace="apps", uid="alert-uid-1"
     )
-    request = traces_request(notification, end_nanos=0)
-    resource = request["resourceSpans"][0]["resource"]["attributes"]
-    assert resource[0] == {"key": "service.name", "value": {"stringValue": "apps/on-call"}}
+    request = traces_request(notification, span_id=b"\x01" * 8, end_nanos=0)
+    span, resource_spans = otlp_span(Captured("POST", "/v1/traces", {}, {}, request))
+    assert span[1] == [hashlib.sha256(b"alert-uid-1:" + REVISION.encode()).digest()[:16]]
+    resource = protobuf_fields(resource_spans[1][0])
+    assert ("service.name", "apps/on-call") in otlp_attributes(resource[1])
 
 
 @pytest.mark.parametrize(

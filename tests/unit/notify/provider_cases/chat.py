@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import struct
 from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import parse_qs
@@ -416,36 +417,93 @@ def check_incidentio(captured: list[Captured]) -> None:
     assert error["status"] == "firing" and error["deduplication_key"] == UID
 
 
+def protobuf_fields(data: bytes) -> dict[int, list[Any]]:
+    """A protobuf message's fields by number: ints for varint/fixed, bytes for the rest."""
+    fields: dict[int, list[Any]] = {}
+    position = 0
+
+    def varint() -> int:
+        nonlocal position
+        value, shift = 0, 0
+        while True:
+            byte = data[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while position < len(data):
+        tag = varint()
+        number, wire_type = tag >> 3, tag & 7
+        value: Any
+        if wire_type == 0:
+            value = varint()
+        elif wire_type == 1:
+            value = struct.unpack_from("<Q", data, position)[0]
+            position += 8
+        elif wire_type == 5:
+            value = struct.unpack_from("<I", data, position)[0]
+            position += 4
+        else:
+            assert wire_type == 2, f"unexpected wire type {wire_type}"
+            length = varint()
+            value = data[position : position + length]
+            position += length
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def otlp_attributes(raw: list[bytes]) -> list[tuple[str, str]]:
+    pairs = []
+    for key_value in raw:
+        fields = protobuf_fields(key_value)
+        (any_value,) = fields[2]
+        pairs.append((fields[1][0].decode(), protobuf_fields(any_value)[1][0].decode()))
+    return pairs
+
+
+def otlp_span(request: Captured) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    """The one span of an ``ExportTraceServiceRequest``, and its ``ResourceSpans``."""
+    (resource_spans,) = protobuf_fields(request.body)[1]
+    resource_fields = protobuf_fields(resource_spans)
+    (scope_spans,) = resource_fields[2]
+    scope_fields = protobuf_fields(scope_spans)
+    assert protobuf_fields(scope_fields[1][0]) == {1: [b"flux:notification-controller"]}
+    (span,) = scope_fields[2]
+    return protobuf_fields(span), resource_fields
+
+
 def check_otel(captured: list[Captured]) -> None:
-    info, error = sent(captured)
+    assert [request.method for request in captured] == ["POST", "POST"]
     assert {request.path for request in captured} == {"/v1/traces"}
     assert_header(captured, "Authorization", f"Bearer {TOKEN}")
     assert_header(captured, "X-Scope-OrgID", "tenant-1")
-    assert_header(captured, "Content-Type", "application/json")
-    (resource_spans,) = info["resourceSpans"]
-    assert resource_spans["resource"]["attributes"] == [
-        {"key": "service.name", "value": {"stringValue": "flux-system/on-call"}},
-        {"key": "service.namespace", "value": {"stringValue": "flux-system"}},
-        {"key": "service.instance.id", "value": {"stringValue": ALERT.uid}},
+    assert_header(captured, "Content-Type", "application/x-protobuf")
+    span, resource_spans = otlp_span(captured[0])
+    (resource,) = resource_spans[1]
+    assert otlp_attributes(protobuf_fields(resource)[1]) == [
+        ("service.instance.id", ALERT.uid),
+        ("service.name", "flux-system/on-call"),
+        ("service.namespace", "flux-system"),
     ]
-    (scope_spans,) = resource_spans["scopeSpans"]
-    assert scope_spans["scope"] == {"name": "flux:notification-controller"}
-    (span,) = scope_spans["spans"]
-    expected_trace = hashlib.sha256(f"{ALERT.uid}:{REVISION}".encode()).hexdigest()[:32]
-    assert span["traceId"] == expected_trace and len(span["spanId"]) == 16
-    assert span["name"] == "Kustomization: flux-system/realm-ix"
-    assert span["startTimeUnixNano"] == str(1714564800 * 10**9)
-    assert {a["key"]: a["value"]["stringValue"] for a in span["attributes"]} == {
-        "object.uid": UID,
-        "object.kind": "Kustomization",
-        "object.name": "realm-ix",
-        "object.namespace": "flux-system",
-        "revision": REVISION,
-    }
-    assert span["status"] == {"code": 1}
-    (error_span,) = error["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    assert error_span["traceId"] == expected_trace  # one revision, one trace
-    assert error_span["status"] == {"code": 2, "message": "Reconciliation failed"}
+    assert resource_spans[3] == [b"https://opentelemetry.io/schemas/1.34.0"]
+    expected_trace = hashlib.sha256(f"{ALERT.uid}:{REVISION}".encode()).digest()[:16]
+    assert span[1] == [expected_trace] and len(span[2][0]) == 8
+    assert span[5] == [b"Kustomization: flux-system/realm-ix"]
+    assert span[6] == [1]  # SPAN_KIND_INTERNAL
+    assert span[7] == [1714564800 * 10**9] and span[8][0] >= span[7][0]
+    assert otlp_attributes(span[9]) == [
+        ("object.uid", UID),
+        ("object.kind", "Kustomization"),
+        ("object.name", "realm-ix"),
+        ("object.namespace", "flux-system"),
+        ("revision", REVISION),
+    ]
+    assert protobuf_fields(span[15][0]) == {3: [1]}  # STATUS_CODE_OK, no description
+    error_span, _ = otlp_span(captured[1])
+    assert error_span[1] == [expected_trace]  # one revision, one trace
+    assert protobuf_fields(error_span[15][0]) == {2: [b"Reconciliation failed"], 3: [2]}
 
 
 # The Provider's metadata.uid the runner gives every Provider (Opsgenie hashes it).
