@@ -150,6 +150,27 @@ def markdown_text(event: Event) -> str:
     return "\n".join(lines).rstrip()
 
 
+# Metadata naming a pull request: meaningful to comment providers only.
+META_CHANGE_REQUEST: Final = "change_request"
+
+
+def markdown_status_post(event: Event) -> str:
+    """Flux's Markdown status post (Zulip, comments): heading, object, message, metadata."""
+    emoji = "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}"
+    if is_error(event):
+        emoji = "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}"
+    obj = event.involved_object
+    metadata = "".join(
+        f"* `{key}`: {value}\n"
+        for key, value in metadata_items(event)
+        if key != META_CHANGE_REQUEST
+    )
+    return (
+        f"## Flux Status\n\n{emoji} {obj.kind}/{obj.namespace}/{obj.name}\n\n"
+        f"{event.message}\n\nMetadata:\n{metadata}"
+    )
+
+
 def markdown_title(event: Event) -> str:
     return f"{severity_emoji(event)} {event.involved_object.display_name()}"
 

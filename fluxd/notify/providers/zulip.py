@@ -7,35 +7,13 @@ replaced by the API path, as Flux does, so the server URL is enough.
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import ClassVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fluxd.notify.errors import ProviderConfigError
 from fluxd.notify.event import Event
-from fluxd.notify.providers.base import ChatProvider, basic_authorization, is_error
+from fluxd.notify.providers.base import ChatProvider, basic_authorization, markdown_status_post
 from fluxd.notify.transport import exchange
-
-# Metadata naming a pull request: meaningful to comment providers only.
-META_CHANGE_REQUEST: Final = "change_request"
-
-
-def markdown_post(event: Event) -> str:
-    """Flux's Markdown status post: heading, object, message, sorted metadata."""
-    emoji = (
-        "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}"
-        if is_error(event)
-        else ("\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}")
-    )
-    obj = event.involved_object
-    metadata = "".join(
-        f"* `{key}`: {event.metadata[key]}\n"
-        for key in sorted(event.metadata)
-        if key != META_CHANGE_REQUEST
-    )
-    return (
-        f"## Flux Status\n\n{emoji} {obj.kind}/{obj.namespace}/{obj.name}\n\n"
-        f"{event.message}\n\nMetadata:\n{metadata}"
-    )
 
 
 class ZulipProvider(ChatProvider):
@@ -54,7 +32,7 @@ class ZulipProvider(ChatProvider):
         stream, _, topic = self.config.channel.partition("/")
         url = urlunsplit(urlsplit(self.config.address)._replace(path="/api/v1/messages"))
         form = urlencode(
-            {"content": markdown_post(event), "to": stream, "topic": topic, "type": "stream"}
+            {"content": markdown_status_post(event), "to": stream, "topic": topic, "type": "stream"}
         )
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if self.config.username or self.config.password:

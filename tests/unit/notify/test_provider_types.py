@@ -33,6 +33,7 @@ from fluxd.notify.errors import DeliveryError, ProviderConfigError
 from fluxd.notify.event import Event, ObjectReference
 from fluxd.notify.matching import compose_notification
 from fluxd.notify.providers import build_provider
+from fluxd.notify.providers.base import markdown_status_post
 from fluxd.notify.providers.otel import traces_request
 from testenv import notifypeers
 from tests.unit.notify import provider_cases
@@ -377,3 +378,11 @@ async def test_alertmanager_refusing_the_credentials_is_a_permanent_failure(
         ) as response:
             assert await response.json() == []
     assert refused.value.status == 401 and refused.value.retryable is False
+
+
+def test_markdown_status_post_leaves_out_the_change_request() -> None:
+    """Flux's status post lists metadata but not the pull request it may be posted to."""
+    event = make_event(metadata={"change_request": "42", "revision": "main@sha1:abc"})
+    post = markdown_status_post(event)
+    assert post.endswith("Metadata:\n* `revision`: main@sha1:abc\n")
+    assert "change_request" not in post
