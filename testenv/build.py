@@ -90,8 +90,28 @@ FLUX_CONTROLLERS = Group(
         ),
     ),
 )
+# The real services the notification tests deliver to (tests/unit/notify/test_provider_types.py).
+ALERTMANAGER_VERSION = "0.35.0"
+NATS_SERVER_VERSION = "2.15.3"
+NOTIFY_PEERS = Group(
+    "notification peers",
+    f"alertmanager-{ALERTMANAGER_VERSION}_nats-{NATS_SERVER_VERSION}_b1",
+    (
+        Component(
+            "alertmanager",
+            "notifypeers",
+            "github.com/prometheus/alertmanager/cmd/alertmanager",
+            # The web UI is built with npm into ui/app/dist; the tests use only the API.
+            generated=tuple(
+                (f"../../ui/app/dist/{ui}/index.html", "<!-- web UI not built -->\n")
+                for ui in ("elm", "mantine")
+            ),
+        ),
+        Component("nats-server", "notifypeers", "github.com/nats-io/nats-server/v2"),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
-GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI, FLUX_CONTROLLERS)
+GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI, FLUX_CONTROLLERS, NOTIFY_PEERS)
 
 
 class BuildError(RuntimeError):
@@ -248,7 +268,9 @@ def _overlaid_source(
             stand_in = generated_dir / component.binary / f"{index}-{Path(relative).name}"
             stand_in.parent.mkdir(parents=True, exist_ok=True)
             stand_in.write_text(content)
-            replace[str(source / "vendor" / component.package / relative)] = str(stand_in)
+            # normpath: a file may belong to another package of the module ("../../ui/...").
+            target = os.path.normpath(source / "vendor" / component.package / relative)
+            replace[target] = str(stand_in)
     overlay = source / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return source, ["-mod=vendor", f"-overlay={overlay}"]

@@ -57,6 +57,7 @@ ReceiverType = Literal[
     "gitea",
 ]
 
+# Flux's v1beta3 enum, in its order, then fluxd's robots.
 ProviderType = Literal[
     "slack",
     "discord",
@@ -88,6 +89,10 @@ ProviderType = Literal[
     "pagerduty",
     "datadog",
     "nats",
+    "zulip",
+    "otel",
+    "zoom",
+    "incident.io",
     "dingtalk",
     "wecom",
     "feishu",

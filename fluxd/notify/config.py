@@ -50,6 +50,8 @@ class ProviderConfig:
     commit_status_expr: str = ""
     #: The Provider object itself: what ``spec.commitStatusExpr`` reads as ``provider``.
     provider_object: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Every key of the ``secretRef`` Secret, so a type can refuse keys it does not read.
+    secret_keys: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -127,6 +129,7 @@ class ProviderConfig:
             suspended=bool(spec.get("suspend", False)),
             commit_status_expr=str(spec.get("commitStatusExpr") or ""),
             provider_object=provider,
+            secret_keys=frozenset(values),
         )
 
 

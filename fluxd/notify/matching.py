@@ -69,6 +69,7 @@ def compose_notification(alert: Object, event: Event) -> Event:
     an event, it never rewrites what the emitter reported.
     """
     spec = _spec(alert)
+    event = replace(event, alert=alert)
     extra: dict[str, str] = {
         str(key): str(value) for key, value in (spec.get("eventMetadata") or {}).items()
     }
@@ -127,7 +128,7 @@ def route(
             continue
         if not provider_is_active(provider):
             continue
-        notification = replace(compose_notification(alert, event), alert=alert)
+        notification = compose_notification(alert, event)
         dispatches.append(Dispatch(alert=alert, provider=provider, notification=notification))
     return dispatches
 

@@ -13,11 +13,13 @@ import aiohttp
 
 from fluxd.notify.config import ProviderConfig
 from fluxd.notify.errors import ProviderConfigError
+from fluxd.notify.providers.alertmanager import AlertmanagerProvider
 from fluxd.notify.providers.azuredevops import AzureDevOpsProvider
 from fluxd.notify.providers.azureeventhub import AzureEventHubProvider
 from fluxd.notify.providers.base import HttpProvider, Provider, RateLimit
 from fluxd.notify.providers.bitbucket import BitbucketProvider
 from fluxd.notify.providers.bitbucketserver import BitbucketServerProvider
+from fluxd.notify.providers.datadog import DatadogProvider
 from fluxd.notify.providers.dingtalk import DingTalkProvider
 from fluxd.notify.providers.discord import DiscordProvider
 from fluxd.notify.providers.feishu import FeishuProvider, LarkProvider
@@ -32,10 +34,22 @@ from fluxd.notify.providers.gitlab import GitLabProvider
 from fluxd.notify.providers.gitlabmergerequestcomment import GitLabMergeRequestCommentProvider
 from fluxd.notify.providers.googlechat import GoogleChatProvider
 from fluxd.notify.providers.googlepubsub import GooglePubSubProvider
+from fluxd.notify.providers.grafana import GrafanaProvider
+from fluxd.notify.providers.incidentio import IncidentioProvider
+from fluxd.notify.providers.matrix import MatrixProvider
 from fluxd.notify.providers.msteams import MSTeamsProvider
+from fluxd.notify.providers.nats import NatsProvider
+from fluxd.notify.providers.opsgenie import OpsgenieProvider
+from fluxd.notify.providers.otel import OtelProvider
+from fluxd.notify.providers.pagerduty import PagerDutyProvider
+from fluxd.notify.providers.rocket import RocketProvider
+from fluxd.notify.providers.sentry import SentryProvider
 from fluxd.notify.providers.slack import SlackProvider
 from fluxd.notify.providers.telegram import TelegramProvider
+from fluxd.notify.providers.webex import WebexProvider
 from fluxd.notify.providers.wecom import WeComProvider
+from fluxd.notify.providers.zoom import ZoomProvider
+from fluxd.notify.providers.zulip import ZulipProvider
 
 PROVIDER_TYPES: Final[dict[str, type[HttpProvider]]] = {
     provider.provider_type: provider
@@ -63,6 +77,20 @@ PROVIDER_TYPES: Final[dict[str, type[HttpProvider]]] = {
         GiteaPullRequestCommentProvider,
         GooglePubSubProvider,
         AzureEventHubProvider,
+        RocketProvider,
+        WebexProvider,
+        MatrixProvider,
+        OpsgenieProvider,
+        AlertmanagerProvider,
+        GrafanaProvider,
+        PagerDutyProvider,
+        DatadogProvider,
+        SentryProvider,
+        ZulipProvider,
+        NatsProvider,
+        ZoomProvider,
+        IncidentioProvider,
+        OtelProvider,
     )
 }
 

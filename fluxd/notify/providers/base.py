@@ -8,6 +8,7 @@ pace robots (DingTalk, WeCom, Feishu) instead of being refused by them.
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
@@ -122,6 +123,12 @@ def is_http_url(address: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """An ``Authorization`` header value for HTTP basic auth."""
+    pair = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
 def is_error(event: Event) -> bool:
     return event.severity == SEVERITY_ERROR
 
@@ -141,6 +148,27 @@ def markdown_text(event: Event) -> str:
     lines = [f"**{event.message}**", ""]
     lines.extend(f"- {key}: {value}" for key, value in metadata_items(event))
     return "\n".join(lines).rstrip()
+
+
+# Metadata naming a pull request: meaningful to comment providers only.
+META_CHANGE_REQUEST: Final = "change_request"
+
+
+def markdown_status_post(event: Event) -> str:
+    """Flux's Markdown status post (Zulip, comments): heading, object, message, metadata."""
+    emoji = "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}"
+    if is_error(event):
+        emoji = "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}"
+    obj = event.involved_object
+    metadata = "".join(
+        f"* `{key}`: {value}\n"
+        for key, value in metadata_items(event)
+        if key != META_CHANGE_REQUEST
+    )
+    return (
+        f"## Flux Status\n\n{emoji} {obj.kind}/{obj.namespace}/{obj.name}\n\n"
+        f"{event.message}\n\nMetadata:\n{metadata}"
+    )
 
 
 def markdown_title(event: Event) -> str:

@@ -513,7 +513,10 @@ def test_secret_values_override_the_spec_and_stay_out_of_repr() -> None:
     ("provider", "secret", "complaint"),
     [
         pytest.param(
-            provider_object("pagerduty", address="https://x"), {}, "unsupported", id="unknown-type"
+            provider_object("carrier-pigeon", address="https://x"),
+            {},
+            "unsupported",
+            id="unknown-type",
         ),
         pytest.param(
             provider_object("telegram"), {"token": "1:A"}, "channel", id="telegram-without-channel"

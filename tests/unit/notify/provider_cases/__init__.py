@@ -1,5 +1,4 @@
-"""One row per Provider type: the Provider and Secret a user writes, and what the service
-must receive."""
+"""One row per Provider type: the Provider and Secret a user writes, and what the service must receive."""  # noqa: E501
 
 from __future__ import annotations
 
@@ -13,9 +12,11 @@ class Captured:
     """One request as the local stand-in service received it."""
 
     method: str
-    path: str  # path only, no query
+    # path only, no query
+    path: str
     query: Mapping[str, str]
-    headers: Mapping[str, str]  # case-insensitive lookups: use CIMultiDict / lower-case keys
+    # case-insensitive lookups: use CIMultiDict / lower-case keys
+    headers: Mapping[str, str]
     body: bytes
 
 
