@@ -16,6 +16,7 @@ storage root (``..``, absolute paths, symlinks pointing out).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import tempfile
@@ -166,6 +167,83 @@ class Storage:
             "digest": packed.digest,
             "lastUpdateTime": _now_rfc3339(),
             "size": packed.size,
+        }
+        deleted = self.collect_garbage_sync(current=relpath)
+        if collected is not None:
+            collected.extend(deleted)
+        return artifact
+
+    async def store_file(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        source_file: Path,
+        collected: list[Path] | None = None,
+    ) -> Artifact:
+        """Store a ready tarball as it is (an OCI layer copied), then collect old ones."""
+        return await anyio.to_thread.run_sync(
+            lambda: self._store_file_sync(
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                revision=revision,
+                commit=commit,
+                source_file=source_file,
+                collected=collected,
+            )
+        )
+
+    def _store_file_sync(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        source_file: Path,
+        collected: list[Path] | None,
+    ) -> Artifact:
+        relpath = self.artifact_path(
+            kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
+        )
+        final = self.root.joinpath(*relpath.split("/"))
+        hashed = hashlib.sha256()
+        size = 0
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
+                prefix=_TEMP_PREFIX, dir=final.parent, delete=False
+            )
+            temp = Path(handle.name)
+            try:
+                with handle, source_file.open("rb") as source:
+                    while chunk := source.read(1 << 16):
+                        hashed.update(chunk)
+                        size += len(chunk)
+                        handle.write(chunk)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                temp.chmod(0o644)
+                os.replace(temp, final)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"unable to copy artifact to storage {relpath}: {error.strerror or error}"
+            ) from None
+        artifact: Artifact = {
+            "path": relpath,
+            "url": self.url_for(relpath),
+            "revision": revision,
+            "digest": f"sha256:{hashed.hexdigest()}",
+            "lastUpdateTime": _now_rfc3339(),
+            "size": size,
         }
         deleted = self.collect_garbage_sync(current=relpath)
         if collected is not None:

@@ -197,7 +197,9 @@ async def test_a_missing_artifact_is_waited_for_quietly_then_reported(
         "revision": "main@sha1:" + "0" * 40,
     }
     asked: list[tuple[str, str]] = []
-    reconciler.request_source = lambda namespace, name: asked.append((namespace, name))
+    reconciler.request_source["GitRepository"] = lambda namespace, name: asked.append(
+        (namespace, name)
+    )
     obj = {**kustomization("a"), "spec": {**kustomization("a")["spec"], "path": "./"}}
     clock = [100.0]
     monkeypatch.setattr("fluxd.controllers.kustomization.time.monotonic", lambda: clock[0])
