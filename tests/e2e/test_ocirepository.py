@@ -43,7 +43,8 @@ FLUX_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with Registry(tmp_path_factory.mktemp("registry"), password=PASSWORD) as server:
+    registry_dir = tmp_path_factory.mktemp("registry")
+    with Registry(registry_dir, password=PASSWORD, access_log=True) as server:
         yield server
 
 
@@ -173,6 +174,16 @@ def test_a_pushed_artifact_is_applied_and_a_new_push_of_the_tag_rolls_through(
     )
     configmap = api.get(f"/api/v1/namespaces/{namespace}/configmaps/realm-ix")
     assert configmap["data"] == {"mode": "udp"}
+
+    # A poll of an unchanged tag asks for its digest and downloads nothing.
+    heads, gets = registry.requests("HEAD"), registry.requests("GET")
+    asked = request_reconcile(api, _path(namespace, "realm"))
+    wait_condition(
+        api,
+        _path(namespace, "realm"),
+        extra=lambda obj: obj["status"].get("lastHandledReconcileAt") == asked,
+    )
+    assert (registry.requests("HEAD") - heads, registry.requests("GET") - gets) == (1, 0)
 
     second = registry.push(
         repository,
