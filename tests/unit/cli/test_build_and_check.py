@@ -180,6 +180,9 @@ def test_connection_problem_names_the_root_cause() -> None:
         pytest.param(
             ["reconcile", "source", "git", "r"], GIT_REPOSITORIES, "flux-system", id="git"
         ),
+        pytest.param(
+            ["reconcile", "source", "oci", "r"], OCI_REPOSITORIES, "flux-system", id="oci"
+        ),
         pytest.param(["reconcile", "ks", "apps", "-n", "apps"], KUSTOMIZATIONS, "apps", id="ks"),
         pytest.param(
             ["suspend", "kustomization", "apps"], KUSTOMIZATIONS, "flux-system", id="suspend"
