@@ -213,6 +213,9 @@ def registry_tls(data: Mapping[str, bytes] | None, *, secret_name: str = "") -> 
 
 def oci_revision(tag: str | None, digest: str) -> str:
     """Flux's revision: ``<tag>@sha256:<hex>`` for a tag, ``sha256:<hex>`` for a digest ref."""
+    if not _DIGEST.match(digest):
+        # go-containerregistry's words for a digest it cannot parse.
+        raise OCIPullFailed(f"failed to determine artifact digest: invalid digest '{digest}'")
     return f"{tag}@{digest}" if tag else digest
 
 

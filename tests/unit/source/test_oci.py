@@ -14,6 +14,7 @@ from fluxd.source.errors import AuthenticationFailed
 from fluxd.source.oci import (
     OCIAddress,
     OCILayerOperationFailed,
+    OCIPullFailed,
     RegistryCredentials,
     TagSelectionFailed,
     oci_revision,
@@ -159,3 +160,9 @@ def test_an_artifact_without_layers_is_refused() -> None:
 def test_revisions_are_in_fluxs_format() -> None:
     assert oci_revision("v1.2.0", DIGEST) == f"v1.2.0@{DIGEST}"
     assert oci_revision(None, DIGEST) == DIGEST
+
+
+def test_a_digest_ref_that_is_not_a_sha256_digest_is_a_pull_failure() -> None:
+    with pytest.raises(OCIPullFailed, match="invalid digest 'sha256:nothex'") as raised:
+        oci_revision(None, "sha256:nothex")
+    assert raised.value.reason == "OCIArtifactPullFailed"
