@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import bcrypt
 from cryptography.hazmat.primitives import serialization
@@ -49,8 +49,11 @@ class Registry:
         username: str = "oci-user",
         password: str,
         access_log: bool = False,
+        tls: bool = True,
     ) -> None:
         self.workdir = workdir
+        # Without TLS it serves plain HTTP, for ``spec.insecure``.
+        self.tls = tls
         # Benchmarks count the requests a poll costs from the access log (registry.log).
         self.access_log = access_log
         self.username = username
@@ -70,6 +73,10 @@ class Registry:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def url(self, repository: str) -> str:
         """The OCIRepository ``spec.url`` of a repository: ``oci://127.0.0.1:<port>/<repo>``."""
@@ -93,24 +100,23 @@ class Registry:
         (self.workdir / "ca.crt").write_bytes(self.ca_cert)
         hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=5)).decode()
         (self.workdir / "htpasswd").write_text(f"{self.username}:{hashed}\n")
-        config = {
+        config: dict[str, Any] = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": not self.access_log}},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.workdir / "data")},
                 "delete": {"enabled": True},
             },
-            "http": {
-                "addr": self.host,
-                "tls": {
-                    "certificate": str(self.workdir / "tls.crt"),
-                    "key": str(self.workdir / "tls.key"),
-                },
-            },
+            "http": {"addr": self.host},
             "auth": {
                 "htpasswd": {"realm": "fluxd-testenv", "path": str(self.workdir / "htpasswd")}
             },
         }
+        if self.tls:
+            config["http"]["tls"] = {
+                "certificate": str(self.workdir / "tls.crt"),
+                "key": str(self.workdir / "tls.key"),
+            }
         config_file = self.workdir / "config.yml"
         config_file.write_text(json.dumps(config))  # JSON is YAML
         log = (self.workdir / "registry.log").open("wb")
@@ -130,7 +136,7 @@ class Registry:
             if self._process.poll() is not None:
                 raise RegistryError(f"registry exited: {self.log_tail()}")
             try:
-                urllib.request.urlopen(f"https://{self.host}/v2/", context=context, timeout=2)
+                urllib.request.urlopen(f"{self.base_url}/v2/", context=context, timeout=2)
             except urllib.error.HTTPError as error:
                 if error.code == 401:  # up, and asking for the htpasswd user
                     return
@@ -201,6 +207,7 @@ class Registry:
                 f"--source={source}",
                 f"--revision={revision}",
                 f"--creds={self.username}:{self.password}",
+                *([] if self.tls else ["--insecure-registry"]),
                 "--output=json",
             ],
             capture_output=True,

@@ -306,3 +306,32 @@ def test_failures_say_why_and_the_daemon_stays_healthy(
     assert any(e["reason"] == reason and e["message"] == message for e in warnings), warnings
     daemon.check_alive()
     assert daemon.get("/healthz")[0] == 200
+
+
+def test_insecure_pulls_over_plain_http_and_ignore_leaves_files_out(
+    api: Api, daemon: Fluxd, namespace: str, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "plain", password=PASSWORD, tls=False) as plain:
+        repository = f"k3s/plain-{uuid.uuid4().hex[:8]}"
+        content = _manifests(tmp_path / "content", "udp")
+        (content / "README.md").write_text("notes, not manifests\n")
+        digest = plain.push(repository, "latest", content)
+        _secrets(api, namespace, plain)
+        _oci_repository(
+            api,
+            namespace,
+            "plain",
+            {
+                "interval": "1m",
+                "url": plain.url(repository),
+                "secretRef": {"name": "pull"},
+                "insecure": True,
+                "ignore": "*.md\n",
+            },
+        )
+        source = wait_condition(api, _path(namespace, "plain"))
+    artifact = source["status"]["artifact"]
+    assert artifact["revision"] == f"latest@{digest}"
+    assert source["status"]["observedIgnore"] == "*.md\n"
+    with tarfile.open(fileobj=io.BytesIO(_download(artifact["url"])), mode="r:gz") as archive:
+        assert [m.name for m in archive.getmembers() if m.isfile()] == ["configmap.yaml"]
