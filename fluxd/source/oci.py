@@ -374,11 +374,16 @@ class RegistryClient:
         self, method: str, url: str, headers: Mapping[str, str]
     ) -> aiohttp.ClientResponse:
         try:
-            return await self.session.request(
-                method, url, headers=headers, ssl=False if self.insecure else self.tls
-            )
+            return await self.session.request(method, url, headers=headers, ssl=self._ssl())
         except aiohttp.ClientError as error:
             raise OCIPullFailed(f"{method} {url}: {error}") from None
+
+    def _basic(self) -> str:
+        pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return f"Basic {base64.b64encode(pair).decode()}"
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        return False if self.insecure else self.tls
 
     def _cached_authorization(self) -> str | None:
         cached = self.tokens.get(self._token_key)
@@ -391,8 +396,7 @@ class RegistryClient:
         if scheme.lower() == "basic":
             if self.credentials.anonymous:
                 raise OCIPullFailed("UNAUTHORIZED: authentication required")
-            pair = f"{self.credentials.username}:{self.credentials.password}".encode()
-            header = f"Basic {base64.b64encode(pair).decode()}"
+            header = self._basic()
             self.tokens[self._token_key] = (header, time.monotonic() + 3600)
             return header
         if scheme.lower() != "bearer":
@@ -403,11 +407,9 @@ class RegistryClient:
         if not query["scope"]:
             query["scope"] = f"repository:{self.address.repository}:pull"
         token_url = f"{realm}?{urllib.parse.urlencode(query)}"
-        auth = None
-        if not self.credentials.anonymous:
-            auth = aiohttp.BasicAuth(self.credentials.username, self.credentials.password)
+        headers = {} if self.credentials.anonymous else {"Authorization": self._basic()}
         try:
-            async with self.session.get(token_url, auth=auth, ssl=self.tls) as response:
+            async with self.session.get(token_url, headers=headers, ssl=self._ssl()) as response:
                 await _raise_for(response, "GET")
                 body = await response.json(content_type=None)
         except aiohttp.ClientError as error:
