@@ -171,7 +171,12 @@ class OCIRepositoryReconciler(Reconciler):
         else:
             if ref.get("semver"):
                 tags = await client.list_tags()
-                tag = tag_by_semver(tags, str(ref["semver"]), str(ref.get("semverFilter") or ""))
+                tag = tag_by_semver(
+                    tags,
+                    str(ref["semver"]),
+                    str(ref.get("semverFilter") or ""),
+                    media_type=str((layer_selector or {}).get("mediaType") or ""),
+                )
             else:
                 tag = str(ref.get("tag") or DEFAULT_TAG)
             try:

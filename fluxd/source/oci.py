@@ -64,6 +64,7 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHUNK = 1 << 16
 _MANIFEST_LIMIT = 4 << 20
@@ -219,8 +220,17 @@ def oci_revision(tag: str | None, digest: str) -> str:
     return f"{tag}@{digest}" if tag else digest
 
 
-def tag_by_semver(tags: Iterable[str], expression: str, tag_filter: str = "") -> str:
-    """The highest tag in the range, after ``semverFilter``; TagSelectionFailed if none."""
+def tag_by_semver(
+    tags: Iterable[str], expression: str, tag_filter: str = "", *, media_type: str = ""
+) -> str:
+    """The highest tag in the range, after ``semverFilter``; TagSelectionFailed if none.
+
+    Helm writes a chart version's ``+`` as ``_`` in OCI tags (``+`` is not allowed
+    there); for the chart layer media type the tags are read back as versions.
+    """
+    if media_type == HELM_CHART_LAYER:
+        by_version = {tag.replace("_", "+"): tag for tag in tags}
+        return by_version[tag_by_semver(by_version, expression, tag_filter)]
     candidates = list(tags)
     if tag_filter:
         try:

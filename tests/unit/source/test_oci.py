@@ -12,6 +12,7 @@ import pytest
 from fluxd.source import InvalidSource
 from fluxd.source.errors import AuthenticationFailed
 from fluxd.source.oci import (
+    HELM_CHART_LAYER,
     OCIAddress,
     OCILayerOperationFailed,
     OCIPullFailed,
@@ -112,6 +113,13 @@ def test_semver_picks_the_highest_matching_tag(
     expression: str, tag_filter: str, expected: str
 ) -> None:
     assert tag_by_semver(TAGS, expression, tag_filter) == expected
+
+
+def test_helm_chart_tags_carry_build_metadata_as_underscores() -> None:
+    tags = ["1.0.0_build.1", "1.0.0_build.2", "0.9.0"]
+    assert tag_by_semver(tags, ">=1.0.0", media_type=HELM_CHART_LAYER) == "1.0.0_build.2"
+    # Other media types read the tag as written: '_' makes it no version at all.
+    assert tag_by_semver(tags, ">=0.1.0") == "0.9.0"
 
 
 def test_semver_without_a_match_says_so() -> None:
