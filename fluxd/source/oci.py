@@ -44,6 +44,7 @@ from fluxd.source.errors import AuthenticationFailed, InvalidSource, SourceError
 from fluxd.source.semver_range import SemverRange, highest_match
 
 __all__ = [
+    "HELM_CHART_LAYER",
     "MANIFEST_MEDIA_TYPES",
     "OCIAddress",
     "OCILayerOperationFailed",
