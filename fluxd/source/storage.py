@@ -20,7 +20,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import anyio
 import anyio.to_thread
@@ -136,42 +138,21 @@ class Storage:
     ) -> Artifact:
         """Blocking form of :meth:`store`, for callers already in a worker thread."""
         rules = IgnoreRules.load(source_dir, spec_ignore=ignore)
-        relpath = self.artifact_path(
-            kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
+
+        def write(handle: IO[bytes]) -> tuple[str, int]:
+            packed = pack(source_dir, handle, rules=rules)
+            return packed.digest, packed.size
+
+        return self._place(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            commit=commit,
+            write=write,
+            failure="unable to archive artifact",
+            collected=collected,
         )
-        final = self.root.joinpath(*relpath.split("/"))
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
-                prefix=_TEMP_PREFIX, dir=final.parent, delete=False
-            )
-            temp = Path(handle.name)
-            try:
-                with handle:
-                    packed = pack(source_dir, handle, rules=rules)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                temp.chmod(0o644)
-                os.replace(temp, final)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-        except OSError as error:
-            raise StorageOperationFailed(
-                f"unable to archive artifact {relpath}: {error.strerror or error}"
-            ) from None
-        artifact: Artifact = {
-            "path": relpath,
-            "url": self.url_for(relpath),
-            "revision": revision,
-            "digest": packed.digest,
-            "lastUpdateTime": _now_rfc3339(),
-            "size": packed.size,
-        }
-        deleted = self.collect_garbage_sync(current=relpath)
-        if collected is not None:
-            collected.extend(deleted)
-        return artifact
 
     async def store_file(
         self,
@@ -208,12 +189,47 @@ class Storage:
         source_file: Path,
         collected: list[Path] | None,
     ) -> Artifact:
+        def write(handle: IO[bytes]) -> tuple[str, int]:
+            hashed = hashlib.sha256()
+            size = 0
+            with source_file.open("rb") as source:
+                while chunk := source.read(1 << 16):
+                    hashed.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+            return f"sha256:{hashed.hexdigest()}", size
+
+        return self._place(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            commit=commit,
+            write=write,
+            failure="unable to copy artifact to storage",
+            collected=collected,
+        )
+
+    def _place(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        write: Callable[[IO[bytes]], tuple[str, int]],
+        failure: str,
+        collected: list[Path] | None,
+    ) -> Artifact:
+        """Write an artifact through a temporary file renamed into place, then collect old ones.
+
+        ``write`` fills the file and returns its ``sha256:`` digest and size.
+        """
         relpath = self.artifact_path(
             kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
         )
         final = self.root.joinpath(*relpath.split("/"))
-        hashed = hashlib.sha256()
-        size = 0
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
@@ -221,11 +237,8 @@ class Storage:
             )
             temp = Path(handle.name)
             try:
-                with handle, source_file.open("rb") as source:
-                    while chunk := source.read(1 << 16):
-                        hashed.update(chunk)
-                        size += len(chunk)
-                        handle.write(chunk)
+                with handle:
+                    digest, size = write(handle)
                     handle.flush()
                     os.fsync(handle.fileno())
                 temp.chmod(0o644)
@@ -235,13 +248,13 @@ class Storage:
                 raise
         except OSError as error:
             raise StorageOperationFailed(
-                f"unable to copy artifact to storage {relpath}: {error.strerror or error}"
+                f"{failure} {relpath}: {error.strerror or error}"
             ) from None
         artifact: Artifact = {
             "path": relpath,
             "url": self.url_for(relpath),
             "revision": revision,
-            "digest": f"sha256:{hashed.hexdigest()}",
+            "digest": digest,
             "lastUpdateTime": _now_rfc3339(),
             "size": size,
         }
