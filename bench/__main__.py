@@ -12,6 +12,7 @@ import sys
 BENCHMARKS = (
     ["bench.daemon"],
     ["bench.sources"],
+    ["bench.oci"],
     ["bench.receivers"],
     ["bench.restarter", "--write"],
     ["bench.kustomizations", "--count", "100"],

@@ -110,8 +110,30 @@ NOTIFY_PEERS = Group(
         Component("nats-server", "notifypeers", "github.com/nats-io/nats-server/v2"),
     ),
 )
+# The CNCF distribution registry, which OCIRepository tests pull from (testenv/registry.py).
+REGISTRY_VERSION = "3.1.2"
+OCI_REGISTRY = Group(
+    "OCI registry",
+    f"registry-{REGISTRY_VERSION}_b1",
+    (
+        Component(
+            "registry",
+            "registry",
+            "github.com/distribution/distribution/v3/cmd/registry",
+            stamps=(
+                f"github.com/distribution/distribution/v3/version.version=v{REGISTRY_VERSION}",
+            ),
+        ),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
-GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI, FLUX_CONTROLLERS, NOTIFY_PEERS)
+GROUPS: tuple[Group, ...] = (
+    CONTROL_PLANE,
+    FLUX_CLI,
+    FLUX_CONTROLLERS,
+    NOTIFY_PEERS,
+    OCI_REGISTRY,
+)
 
 
 class BuildError(RuntimeError):

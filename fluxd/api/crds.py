@@ -21,6 +21,7 @@ from fluxd.api.errors import UnknownKind
 from fluxd.api.kustomize import KUSTOMIZATION_RESOURCE
 from fluxd.api.meta import DISABLED_VALUE, SUBSTITUTE_ANNOTATION, ResourceKind
 from fluxd.api.notification import ALERT_RESOURCE, PROVIDER_RESOURCE, RECEIVER_RESOURCE
+from fluxd.api.oci import OCI_REPOSITORY_RESOURCE
 from fluxd.api.schema import CustomResource
 from fluxd.api.source import GIT_REPOSITORY_RESOURCE
 
@@ -42,6 +43,7 @@ _RESOURCES: tuple[CustomResource, ...] = (
     RECEIVER_RESOURCE,
     PROVIDER_RESOURCE,
     ALERT_RESOURCE,
+    OCI_REPOSITORY_RESOURCE,
 )
 
 

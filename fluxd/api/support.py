@@ -66,6 +66,24 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "it only serves cloud workload identity, which is not available; use a secretRef",
         ),
     ),
+    "OCIRepository": (
+        Refused(
+            "spec.provider",
+            "cloud workload identity is not available; use a dockerconfigjson secretRef "
+            "(provider: generic)",
+            unless=frozenset({"generic"}),
+        ),
+        Refused(
+            "spec.serviceAccountName",
+            "image pull secrets of ServiceAccounts are not read; use a secretRef",
+        ),
+        Refused(
+            "spec.verify",
+            "signature verification (cosign, notation) is not implemented: no maintained "
+            "Python verifier checks cosign key-based OCI signatures",
+        ),
+        Refused("spec.proxySecretRef", "proxies for OCI registries are not implemented"),
+    ),
     "Receiver": (
         Refused(
             "spec.type",

@@ -312,10 +312,13 @@ def _add_get(commands: Subcommands) -> None:
         parser.set_defaults(func=_cmd_get, kinds=chosen, with_kind=with_kind)
         return parser
 
-    sources = what.add_parser("sources", aliases=["source"], help="sources (GitRepositories)")
+    sources = what.add_parser(
+        "sources", aliases=["source"], help="sources (GitRepositories, OCIRepositories)"
+    )
     _global_flags(sources, suppress=False)
     source_kind = sources.add_subparsers(dest="source_kind", metavar="SOURCE")
     leaf(source_kind, "git", (kinds.GIT_REPOSITORIES,), help="GitRepository statuses", nested=True)
+    leaf(source_kind, "oci", (kinds.OCI_REPOSITORIES,), help="OCIRepository statuses", nested=True)
     leaf(source_kind, "all", kinds.SOURCES, help="every source kind", with_kind=True, nested=True)
     # ``fluxd get sources`` alone lists every source kind, like ``flux get sources all``.
     sources.add_argument(
@@ -365,7 +368,7 @@ def _kind_leaves(
     for kind in chosen:
         if kind.words[0] == "source":
             if source_words is None:
-                source = what.add_parser("source", help="sources (git)")
+                source = what.add_parser("source", help="sources (git, oci)")
                 source_words = source.add_subparsers(
                     dest="source_kind", required=True, metavar="SOURCE"
                 )
@@ -397,13 +400,24 @@ def _add_reconcile(commands: Subcommands) -> None:
     _kind_leaves(
         verb,
         handler=_cmd_reconcile,
-        chosen=(kinds.GIT_REPOSITORIES, kinds.KUSTOMIZATIONS, kinds.RECEIVERS),
+        chosen=(
+            kinds.GIT_REPOSITORIES,
+            kinds.OCI_REPOSITORIES,
+            kinds.KUSTOMIZATIONS,
+            kinds.RECEIVERS,
+        ),
         extra=with_source,
     )
 
 
 def _add_suspend_resume(commands: Subcommands) -> None:
-    chosen = (kinds.GIT_REPOSITORIES, kinds.KUSTOMIZATIONS, kinds.RECEIVERS, kinds.ALERTS)
+    chosen = (
+        kinds.GIT_REPOSITORIES,
+        kinds.OCI_REPOSITORIES,
+        kinds.KUSTOMIZATIONS,
+        kinds.RECEIVERS,
+        kinds.ALERTS,
+    )
     suspend = commands.add_parser("suspend", help="stop reconciling an object")
     _kind_leaves(suspend, handler=_cmd_suspend, chosen=chosen)
     resume = commands.add_parser("resume", help="reconcile a suspended object again and wait")

@@ -16,6 +16,7 @@ from fluxd.api import meta
 from fluxd.api.kustomize import KUSTOMIZATION
 from fluxd.api.meta import ResourceKind
 from fluxd.api.notification import ALERT, PROVIDER, RECEIVER
+from fluxd.api.oci import OCI_REPOSITORY
 from fluxd.api.source import GIT_REPOSITORY
 from fluxd.cli.terminal import truncate_hex
 
@@ -116,6 +117,15 @@ GIT_REPOSITORIES = CliKind(
         + str(((obj.get("status") or {}).get("artifact") or {}).get("revision", ""))
     ),
 )
+OCI_REPOSITORIES = CliKind(
+    api=OCI_REPOSITORY,
+    words=("source", "oci"),
+    columns=(_NAME, _REVISION_OF_ARTIFACT, _SUSPENDED, _READY, _MESSAGE),
+    success=lambda obj: (
+        "fetched revision "
+        + str(((obj.get("status") or {}).get("artifact") or {}).get("revision", ""))
+    ),
+)
 KUSTOMIZATIONS = CliKind(
     api=KUSTOMIZATION,
     words=("kustomization",),
@@ -143,8 +153,15 @@ PROVIDERS = CliKind(
     success=lambda obj: "Provider reconciliation completed",
 )
 
-SOURCES: tuple[CliKind, ...] = (GIT_REPOSITORIES,)
-ALL: tuple[CliKind, ...] = (GIT_REPOSITORIES, KUSTOMIZATIONS, RECEIVERS, ALERTS, PROVIDERS)
+SOURCES: tuple[CliKind, ...] = (GIT_REPOSITORIES, OCI_REPOSITORIES)
+ALL: tuple[CliKind, ...] = (
+    GIT_REPOSITORIES,
+    OCI_REPOSITORIES,
+    KUSTOMIZATIONS,
+    RECEIVERS,
+    ALERTS,
+    PROVIDERS,
+)
 
 
 def by_kind_name(text: str) -> CliKind | None:

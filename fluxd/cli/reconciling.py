@@ -19,7 +19,13 @@ import anyio
 from fluxd.api.duration import format_duration
 from fluxd.api.meta import RECONCILE_REQUEST_ANNOTATION
 from fluxd.cli.failures import CommandError, ReconcileFailed, WaitTimedOut
-from fluxd.cli.kinds import GIT_REPOSITORIES, KUSTOMIZATIONS, CliKind, is_suspended, ready_condition
+from fluxd.cli.kinds import (
+    KUSTOMIZATIONS,
+    SOURCES,
+    CliKind,
+    is_suspended,
+    ready_condition,
+)
 from fluxd.cli.session import Session
 from fluxd.cli.terminal import rfc3339_nano
 from fluxd.kube.client import Object
@@ -97,13 +103,14 @@ async def _patch(
 def _source_of(obj: Object) -> tuple[CliKind, str, str]:
     reference = (obj.get("spec") or {}).get("sourceRef") or {}
     source_kind = str(reference.get("kind", ""))
-    if source_kind != GIT_REPOSITORIES.kind:
+    served = {kind.kind: kind for kind in SOURCES}
+    if source_kind not in served:
         raise CommandError(
             f"source kind '{source_kind}' of kustomization '{obj['metadata']['name']}' "
-            "is not served by fluxd (only GitRepository is)"
+            f"is not served by fluxd (only {', '.join(served)} are)"
         )
     namespace = str(reference.get("namespace") or obj["metadata"]["namespace"])
-    return GIT_REPOSITORIES, str(reference.get("name", "")), namespace
+    return served[source_kind], str(reference.get("name", "")), namespace
 
 
 async def reconcile(session: Session, args: argparse.Namespace) -> int:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fluxd.controllers import gitrepository, kustomization, notification, restarter
+from fluxd.controllers import (
+    gitrepository,
+    kustomization,
+    notification,
+    ocirepository,
+    restarter,
+)
 from fluxd.controllers.manager import Components
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder
@@ -21,6 +27,7 @@ Wiring = Callable[..., Awaitable[None]]
 def _parts() -> list[Wiring]:
     parts: list[Wiring] = []
     parts.append(gitrepository.wire)
+    parts.append(ocirepository.wire)
     parts.append(kustomization.wire)
     parts.append(notification.wire)
     parts.append(restarter.wire)

@@ -94,34 +94,7 @@ class GitRepositoryReconciler(Reconciler):
     # -- helpers ----------------------------------------------------------
 
     async def _secret_data(self, namespace: str, name: str, *, purpose: str) -> dict[str, bytes]:
-        try:
-            secret = await self.kube.get(SECRET, name, namespace=namespace)
-        except kube_errors.NotFound as error:
-            raise Transient(
-                meta.Reason.AUTHENTICATION_FAILED,
-                f"failed to get {purpose} secret '{namespace}/{name}': not found",
-                conditions=[
-                    ConditionUpdate(
-                        FETCH_FAILED,
-                        "True",
-                        meta.Reason.AUTHENTICATION_FAILED,
-                        f"failed to get {purpose} secret '{namespace}/{name}': not found",
-                    )
-                ],
-            ) from error
-        try:
-            return secret_bytes(secret)
-        except InvalidSecretData as error:
-            message = f"invalid {purpose} secret '{namespace}/{name}': {error}"
-            raise Transient(
-                meta.Reason.AUTHENTICATION_FAILED,
-                message,
-                conditions=[
-                    ConditionUpdate(
-                        FETCH_FAILED, "True", meta.Reason.AUTHENTICATION_FAILED, message
-                    )
-                ],
-            ) from None
+        return await source_secret_data(self.kube, namespace, name, purpose=purpose)
 
     def _index_includes(self, key: Key, spec: Mapping[str, Any]) -> None:
         for includers in self.includers.values():
@@ -399,7 +372,7 @@ class GitRepositoryReconciler(Reconciler):
                     metadata=notified,
                 )
             )
-        elif _failed_before(previous):
+        elif failed_before(previous):
             # Recovery with the artifact it had: named by revision, as for a no-op clone.
             events.append(
                 EventNote(
@@ -467,6 +440,46 @@ def _digests(artifacts: list[dict[str, Any]]) -> list[str]:
     return [str(artifact.get("digest", "")) for artifact in artifacts]
 
 
+async def source_secret_data(
+    kube: Kube, namespace: str, name: str, *, purpose: str
+) -> dict[str, bytes]:
+    """A source's Secret, decoded; a missing or undecodable one is a transient FetchFailed.
+
+    Shared by every source kind: Flux reports both as AuthenticationFailed.
+    """
+    try:
+        secret = await kube.get(SECRET, name, namespace=namespace)
+    except kube_errors.NotFound as error:
+        message = f"failed to get {purpose} secret '{namespace}/{name}': not found"
+        raise Transient(
+            meta.Reason.AUTHENTICATION_FAILED,
+            message,
+            conditions=[
+                ConditionUpdate(FETCH_FAILED, "True", meta.Reason.AUTHENTICATION_FAILED, message)
+            ],
+        ) from error
+    try:
+        return secret_bytes(secret)
+    except InvalidSecretData as error:
+        message = f"invalid {purpose} secret '{namespace}/{name}': {error}"
+        raise Transient(
+            meta.Reason.AUTHENTICATION_FAILED,
+            message,
+            conditions=[
+                ConditionUpdate(FETCH_FAILED, "True", meta.Reason.AUTHENTICATION_FAILED, message)
+            ],
+        ) from None
+
+
+def source_storage(settings: Settings) -> Storage:
+    """The artifact storage; every source kind writes under the same root and URL."""
+    return Storage(
+        Path(settings.storage_path),
+        base_url=storage_base_url(settings),
+        retention=settings.artifact_retention_records,
+    )
+
+
 def storage_base_url(settings: Settings) -> str:
     if settings.storage_adv_addr:
         address = settings.storage_adv_addr
@@ -481,11 +494,7 @@ def storage_base_url(settings: Settings) -> str:
 async def wire(
     *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
 ) -> None:
-    storage = Storage(
-        Path(settings.storage_path),
-        base_url=storage_base_url(settings),
-        retention=settings.artifact_retention_records,
-    )
+    storage = source_storage(settings)
     reconciler = GitRepositoryReconciler(kube=kube, storage=storage, settings=settings)
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
 
@@ -515,7 +524,7 @@ def short_message(message: str) -> str:
     return f"{subject[:50]}..." if len(subject) > 50 else subject
 
 
-def _failed_before(status: Mapping[str, Any]) -> bool:
+def failed_before(status: Mapping[str, Any]) -> bool:
     """Whether the last reconcile left a failure condition that this success clears."""
     failures = {FETCH_FAILED, STORAGE_FAILED, INCLUDE_UNAVAILABLE}
     return any(

@@ -38,6 +38,7 @@ from fluxd.api.kustomize import (
     retry_interval_seconds,
     timeout_seconds,
 )
+from fluxd.api.oci import OCI_REPOSITORY
 from fluxd.api.source import GIT_REPOSITORY
 from fluxd.api.support import refused_fields
 from fluxd.apply import (
@@ -103,6 +104,12 @@ from fluxd.settings import Settings
 from fluxd.source import ArtifactCache, ArtifactUnavailable
 
 log = structlog.get_logger("fluxd.controllers.kustomization")
+
+# The source kinds a Kustomization can build from (spec.sourceRef.kind); others are refused.
+SOURCE_KINDS: dict[str, Resource] = {
+    GIT_REPOSITORY.kind: Resource.of(GIT_REPOSITORY),
+    OCI_REPOSITORY.kind: Resource.of(OCI_REPOSITORY),
+}
 
 HEALTHY = "Healthy"
 ACCESS_DENIED = "AccessDenied"
@@ -192,7 +199,6 @@ class KustomizationReconciler(Reconciler):
         self.build_cache = build_cache
         self.build_settings = build_settings(settings)
         self.config_records = ConfigRecords(settings)
-        self.git_repositories = Resource.of(GIT_REPOSITORY)
         # (kind, namespace, name) of a source -> Kustomizations built from it
         self.by_source: dict[tuple[str, str, str], set[Key]] = {}
         # dependency -> Kustomizations that depend on it
@@ -203,8 +209,9 @@ class KustomizationReconciler(Reconciler):
         self.interrupts: dict[Key, anyio.Event] = {}
         # Kustomizations whose artifact file is missing, since when (monotonic seconds)
         self.missing_since: dict[Key, float] = {}
-        # Asks a source to reconcile now (set by ``wire``): it stores a missing artifact again.
-        self.request_source: Callable[[str, str], None] = lambda namespace, name: None
+        # Asks a source to reconcile now, by kind (set by ``wire``): it stores a missing
+        # artifact again.
+        self.request_source: dict[str, Callable[[str, str], None]] = {}
 
     # -- indexes ----------------------------------------------------------------
 
@@ -385,14 +392,13 @@ class KustomizationReconciler(Reconciler):
                 ACCESS_DENIED,
                 f"can't access '{reference}', cross-namespace references have been blocked",
             )
-        if kind != GIT_REPOSITORY.kind:
+        resource = SOURCE_KINDS.get(kind)
+        if resource is None:
             raise Stalled(
                 meta.Reason.ARTIFACT_FAILED,
                 f"source '{source_name}' kind '{kind}' not supported",
             )
-        source = await self.kube.get_or_none(
-            self.git_repositories, source_name, namespace=source_namespace
-        )
+        source = await self.kube.get_or_none(resource, source_name, namespace=source_namespace)
         if source is None:
             raise Waiting(
                 meta.Reason.ARTIFACT_FAILED,
@@ -461,8 +467,9 @@ class KustomizationReconciler(Reconciler):
         if now - first >= ARTIFACT_RESTORE_GRACE_SECONDS:
             return False
         kind, namespace, name = source_key(obj)
-        if kind == GIT_REPOSITORY.kind:
-            self.request_source(namespace, name)
+        request = self.request_source.get(kind)
+        if request is not None:
+            request(namespace, name)
         return True
 
     async def _build(
@@ -966,31 +973,38 @@ async def wire(
     components.controllers.append(controller)
     components.services["remote-clusters"] = reconciler.remotes.run
 
-    sources = components.controller(GIT_REPOSITORY.kind)
-    if sources is not None:
-
-        def new_artifact(old: Object, new: Object) -> None:
-            before = (old.get("status") or {}).get("artifact") or {}
-            after = (new.get("status") or {}).get("artifact") or {}
-            if not after or _artifact_identity(after) == _artifact_identity(before):
-                return
-            # New content cuts a health wait short; the same content stored again (a new
-            # process refilling its storage) only wakes the Kustomizations deferred on it.
-            new_content = _content_of(after) != _content_of(before)
-            metadata = new["metadata"]
-            for user in reconciler.users_of(
-                GIT_REPOSITORY.kind, metadata["namespace"], metadata["name"]
-            ):
-                if new_content:
-                    reconciler.interrupt(user)
-                controller.request(*user)
-
-        sources.after_reconcile.append(new_artifact)
-        reconciler.request_source = sources.request
+    for source_kind in SOURCE_KINDS:
+        sources = components.controller(source_kind)
+        if sources is None:
+            continue
+        sources.after_reconcile.append(_new_artifact_hook(source_kind, reconciler, controller))
+        reconciler.request_source[source_kind] = sources.request
 
     for resource in (CONFIG_MAP, SECRET):
         watcher = _config_watcher(kube, resource, settings, reconciler, controller)
         components.services[f"informer watched {resource.kind}"] = watcher.run
+
+
+def _new_artifact_hook(
+    kind: str, reconciler: KustomizationReconciler, controller: Controller
+) -> Callable[[Object, Object], None]:
+    """Requeue the Kustomizations built from a source of ``kind`` when it stores an artifact."""
+
+    def new_artifact(old: Object, new: Object) -> None:
+        before = (old.get("status") or {}).get("artifact") or {}
+        after = (new.get("status") or {}).get("artifact") or {}
+        if not after or _artifact_identity(after) == _artifact_identity(before):
+            return
+        # New content cuts a health wait short; the same content stored again (a new
+        # process refilling its storage) only wakes the Kustomizations deferred on it.
+        new_content = _content_of(after) != _content_of(before)
+        metadata = new["metadata"]
+        for user in reconciler.users_of(kind, metadata["namespace"], metadata["name"]):
+            if new_content:
+                reconciler.interrupt(user)
+            controller.request(*user)
+
+    return new_artifact
 
 
 def _config_watcher(

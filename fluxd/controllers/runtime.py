@@ -139,7 +139,7 @@ class Controller:
 
     def _concurrency(self, settings: Settings) -> int:
         kind = self.resource.kind
-        if kind == "GitRepository":
+        if kind in ("GitRepository", "OCIRepository"):
             return settings.gitrepository_concurrency
         if kind == "Kustomization":
             return settings.kustomization_concurrency

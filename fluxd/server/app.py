@@ -88,7 +88,7 @@ class HttpServer:
 
     def storage_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/{path:gitrepository/.+}", self._artifact)
+        app.router.add_get("/{path:(?:gitrepository|ocirepository)/.+}", self._artifact)
         return app
 
     def webhook_app(self) -> web.Application:

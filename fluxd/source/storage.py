@@ -16,10 +16,13 @@ storage root (``..``, absolute paths, symlinks pointing out).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import anyio
 import anyio.to_thread
@@ -135,6 +138,94 @@ class Storage:
     ) -> Artifact:
         """Blocking form of :meth:`store`, for callers already in a worker thread."""
         rules = IgnoreRules.load(source_dir, spec_ignore=ignore)
+
+        def write(handle: IO[bytes]) -> tuple[str, int]:
+            packed = pack(source_dir, handle, rules=rules)
+            return packed.digest, packed.size
+
+        return self._place(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            commit=commit,
+            write=write,
+            failure="unable to archive artifact",
+            collected=collected,
+        )
+
+    async def store_file(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        source_file: Path,
+        collected: list[Path] | None = None,
+    ) -> Artifact:
+        """Store a ready tarball as it is (an OCI layer copied), then collect old ones."""
+        return await anyio.to_thread.run_sync(
+            lambda: self._store_file_sync(
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                revision=revision,
+                commit=commit,
+                source_file=source_file,
+                collected=collected,
+            )
+        )
+
+    def _store_file_sync(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        source_file: Path,
+        collected: list[Path] | None,
+    ) -> Artifact:
+        def write(handle: IO[bytes]) -> tuple[str, int]:
+            hashed = hashlib.sha256()
+            size = 0
+            with source_file.open("rb") as source:
+                while chunk := source.read(1 << 16):
+                    hashed.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+            return f"sha256:{hashed.hexdigest()}", size
+
+        return self._place(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            commit=commit,
+            write=write,
+            failure="unable to copy artifact to storage",
+            collected=collected,
+        )
+
+    def _place(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        revision: str,
+        commit: str,
+        write: Callable[[IO[bytes]], tuple[str, int]],
+        failure: str,
+        collected: list[Path] | None,
+    ) -> Artifact:
+        """Write an artifact through a temporary file renamed into place, then collect old ones.
+
+        ``write`` fills the file and returns its ``sha256:`` digest and size.
+        """
         relpath = self.artifact_path(
             kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
         )
@@ -147,7 +238,7 @@ class Storage:
             temp = Path(handle.name)
             try:
                 with handle:
-                    packed = pack(source_dir, handle, rules=rules)
+                    digest, size = write(handle)
                     handle.flush()
                     os.fsync(handle.fileno())
                 temp.chmod(0o644)
@@ -157,15 +248,15 @@ class Storage:
                 raise
         except OSError as error:
             raise StorageOperationFailed(
-                f"unable to archive artifact {relpath}: {error.strerror or error}"
+                f"{failure} {relpath}: {error.strerror or error}"
             ) from None
         artifact: Artifact = {
             "path": relpath,
             "url": self.url_for(relpath),
             "revision": revision,
-            "digest": packed.digest,
+            "digest": digest,
             "lastUpdateTime": _now_rfc3339(),
-            "size": packed.size,
+            "size": size,
         }
         deleted = self.collect_garbage_sync(current=relpath)
         if collected is not None:

@@ -201,6 +201,7 @@ def test_flux_check_finds_fluxds_deployment_image_and_crds(setup: Setup) -> None
         "alerts.notification.toolkit.fluxcd.io/v1beta3",
         "gitrepositories.source.toolkit.fluxcd.io/v1",
         "kustomizations.kustomize.toolkit.fluxcd.io/v1",
+        "ocirepositories.source.toolkit.fluxcd.io/v1",
         "providers.notification.toolkit.fluxcd.io/v1beta3",
         "receivers.notification.toolkit.fluxcd.io/v1",
     ]

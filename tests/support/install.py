@@ -117,6 +117,7 @@ def allows(rules: Sequence[Manifest], access: Access) -> bool:
 # the controller grants must allow each one without the applier's binding.
 _FLUX_KINDS = (
     ("source.toolkit.fluxcd.io", "gitrepositories"),
+    ("source.toolkit.fluxcd.io", "ocirepositories"),
     ("kustomize.toolkit.fluxcd.io", "kustomizations"),
     ("notification.toolkit.fluxcd.io", "receivers"),
     ("notification.toolkit.fluxcd.io", "providers"),

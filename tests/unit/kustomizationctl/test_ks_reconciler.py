@@ -13,7 +13,7 @@ import pytest
 
 from fluxd.build import BuildCache
 from fluxd.controllers.kustomization import KustomizationReconciler
-from fluxd.controllers.outcomes import Deferred, Transient, Waiting
+from fluxd.controllers.outcomes import Deferred, Stalled, Transient, Waiting
 from fluxd.kube.client import Kube
 from fluxd.kube.informer import Change
 from fluxd.settings import Settings
@@ -197,7 +197,9 @@ async def test_a_missing_artifact_is_waited_for_quietly_then_reported(
         "revision": "main@sha1:" + "0" * 40,
     }
     asked: list[tuple[str, str]] = []
-    reconciler.request_source = lambda namespace, name: asked.append((namespace, name))
+    reconciler.request_source["GitRepository"] = lambda namespace, name: asked.append(
+        (namespace, name)
+    )
     obj = {**kustomization("a"), "spec": {**kustomization("a")["spec"], "path": "./"}}
     clock = [100.0]
     monkeypatch.setattr("fluxd.controllers.kustomization.time.monotonic", lambda: clock[0])
@@ -256,3 +258,21 @@ async def test_a_new_revision_shows_progress_before_the_build(
     obj["status"]["lastAttemptedRevision"] = "main@sha1:new"
     await reconciler._mark_progressing(obj, "main@sha1:new")
     assert len(kube.patches) == 1  # an unchanged revision is not re-announced
+
+
+async def test_an_oci_repository_is_a_source_and_an_unknown_kind_is_refused(
+    reconciler: KustomizationReconciler, cluster: FakeCluster
+) -> None:
+    artifact = {"path": "ocirepository/ns/src/sha256:abc.tar.gz", "revision": "v1@sha256:abc"}
+    cluster.objects[("OCIRepository", "ns", "src")] = {
+        "metadata": {"name": "src", "namespace": "ns"},
+        "status": {"artifact": artifact},
+    }
+    obj = kustomization("a")
+    obj["spec"]["sourceRef"] = {"kind": "OCIRepository", "name": "src"}
+    assert await reconciler._artifact(obj) == artifact
+
+    obj["spec"]["sourceRef"] = {"kind": "HelmChart", "name": "src"}
+    with pytest.raises(Stalled) as refused:
+        await reconciler._artifact(obj)
+    assert refused.value.message == "source 'src' kind 'HelmChart' not supported"

@@ -128,3 +128,37 @@ async def test_only_new_content_cuts_a_health_wait_short(wired: Wired) -> None:
     wired.stored(FLUX_ARTIFACT, {**FLUX_ARTIFACT, "revision": "main@sha1:" + "b" * 40})
     assert waiting.is_set()
     assert wired.requested == [("ns", "app"), ("ns", "app")]
+
+
+async def test_an_oci_repository_artifact_requests_the_kustomizations_built_from_it(
+    tmp_path: Path, cluster: FakeCluster
+) -> None:
+    git, oci = SourceController(), SourceController(kind="OCIRepository")
+    components = Components(controllers=[cast(Controller, git), cast(Controller, oci)])
+    await wire(
+        kube=cast(Kube, cluster),
+        recorder=cast(EventRecorder, object()),
+        settings=Settings(storage_path=str(tmp_path)),
+        components=components,
+    )
+    kustomizations = components.controller("Kustomization")
+    assert kustomizations is not None
+    requested: list[Key] = []
+    kustomizations.request = lambda namespace, name: requested.append((namespace, name))  # type: ignore[method-assign]
+    reconciler = cast(KustomizationReconciler, kustomizations.reconciler)
+    for name, kind in (("from-git", "GitRepository"), ("from-oci", "OCIRepository")):
+        reconciler.index(
+            Change.ADDED,
+            {
+                "metadata": {"namespace": "ns", "name": name, "generation": 1},
+                "spec": {"sourceRef": {"kind": kind, "name": "src"}},
+            },
+            None,
+        )
+    oci_artifact = {**FLUX_ARTIFACT, "revision": "production@sha256:" + "c" * 64}
+    for hook in oci.after_reconcile:
+        hook(repository({}), repository(oci_artifact))
+    assert requested == [("ns", "from-oci")]
+    # A missing OCI artifact asks the OCIRepository controller to store it again.
+    reconciler.request_source["OCIRepository"]("ns", "src")
+    assert oci.requested == [("ns", "src")] and git.requested == []

@@ -104,3 +104,30 @@ class TestResolveSafe:
     def test_paths_outside_are_refused(self, root: Path, relpath: str) -> None:
         with pytest.raises(ArtifactPathRefused):
             resolve_safe(root, relpath)
+
+
+async def test_a_copied_oci_layer_is_stored_as_it_is_and_collected_like_any_artifact(
+    tmp_path: Path,
+) -> None:
+    storage = Storage(tmp_path / "storage", base_url="http://fluxd", retention=2)
+    paths = []
+    for index in range(3):
+        layer = tmp_path / f"layer{index}.tgz"
+        layer.write_bytes(f"not unpacked {index}".encode() * 100)
+        digest = f"sha256:{str(index) * 64}"
+        artifact = await storage.store_file(
+            kind="OCIRepository",
+            namespace="ns",
+            name="app",
+            revision=f"v1@{digest}",
+            commit=digest,
+            source_file=layer,
+        )
+        stored = storage.local_path(artifact["path"])
+        assert stored.read_bytes() == layer.read_bytes()
+        assert artifact["digest"] == f"sha256:{hashlib.sha256(layer.read_bytes()).hexdigest()}"
+        assert artifact["size"] == layer.stat().st_size
+        assert artifact["path"] == f"ocirepository/ns/app/{digest}.tar.gz"
+        paths.append(stored)
+        os.utime(stored, ns=(index * 10**9, index * 10**9))
+    assert [path.exists() for path in paths] == [False, True, True]
