@@ -114,7 +114,9 @@ def status_context(event: Event, *, provider_uid: str) -> str:
     return f"{involved.kind}/{involved.name}/{uid_block}".lower()
 
 
-def is_duplicate(statuses: Any, *, context: str, state: str, description: str) -> bool:
+def is_duplicate(
+    statuses: Any, *, context: str, state: str, description: str, state_field: str = "state"
+) -> bool:
     """Whether the newest status of ``context`` already says the same thing.
 
     Statuses come newest first from both Gitea and GitHub; only the first one of
@@ -125,10 +127,11 @@ def is_duplicate(statuses: Any, *, context: str, state: str, description: str) -
     for status in statuses:
         if not isinstance(status, dict):
             continue
-        if not status.get("context") or not status.get("state") or not status.get("description"):
+        listed_state = status.get(state_field)
+        if not status.get("context") or not listed_state or not status.get("description"):
             continue
         if status["context"] == context:
-            return bool(status["state"] == state and status["description"] == description)
+            return bool(listed_state == state and status["description"] == description)
     return False
 
 
@@ -148,6 +151,8 @@ class CommitStatusProvider(HttpProvider):
     """
 
     token_purpose: ClassVar[str] = "a token allowed to write commit statuses"
+    # The key of a listed status's state (GitHub: "state").
+    listed_state_field: ClassVar[str] = "state"
 
     def validate(self) -> None:
         super().validate()
@@ -180,7 +185,13 @@ class CommitStatusProvider(HttpProvider):
         listing = await exchange(
             self.session, config=self.config, url=endpoints.listing, method="GET", headers=headers
         )
-        if is_duplicate(listing.json(), context=context, state=state, description=description):
+        if is_duplicate(
+            listing.json(),
+            context=context,
+            state=state,
+            description=description,
+            state_field=self.listed_state_field,
+        ):
             return
         await exchange(
             self.session,

@@ -20,6 +20,8 @@ from fluxd.notify.providers.commit_status import (
 class GiteaProvider(CommitStatusProvider):
     provider_type: ClassVar[str] = "gitea"
     token_purpose: ClassVar[str] = "a Gitea access token with write:repository"
+    # Posted as "state", listed back as "status" (Gitea's CommitStatus JSON).
+    listed_state_field: ClassVar[str] = "status"
 
     def endpoints(self, repository: RepositoryAddress, sha: str) -> StatusEndpoints:
         url = f"{repository.base_url}/api/v1/repos/{repository.api_path()}/statuses/{sha}"

@@ -210,7 +210,13 @@ def gitea_api(statuses: list[dict[str, Any]]) -> Handler:
         if request.path != path:
             return web.json_response({"message": "not found"}, status=404)
         if request.method == "GET":
-            return web.json_response(list(reversed(statuses)))
+            # Gitea lists a status's state under "status" (it is posted as "state").
+            listed = [
+                {"id": index, "status": status["state"], "creator": {"login": "k3s"}}
+                | {key: status[key] for key in ("target_url", "description", "context")}
+                for index, status in enumerate(statuses, start=1)
+            ]
+            return web.json_response(list(reversed(listed)))
         status = json.loads(body)
         if status["state"] not in {"pending", "success", "error", "failure", "warning"}:
             return web.json_response({"message": "invalid state"}, status=422)
