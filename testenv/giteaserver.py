@@ -56,11 +56,16 @@ class Delivery:
 
     uuid: str
     event: str
-    delivered: bool
+    # When Gitea recorded the outcome below (Unix seconds), 0 until it has: its
+    # ``is_delivered`` flag and ``delivered`` stamp are set before the request
+    # goes out, the response (and a new stamp) only once it is answered.
+    finished_at: float
     succeeded: bool
     # The HTTP status the receiver answered, 0 when there was no answer.
     status: int
     request_headers: Mapping[str, str]
+    # The receiver's answer, or why Gitea got none.
+    response_body: str
 
 
 def built() -> bool:
@@ -382,22 +387,23 @@ class GiteaServer:
         database = self._root / "data" / "gitea.db"
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
             rows = db.execute(
-                "SELECT uuid, event_type, is_delivered, is_succeed, request_content,"
+                "SELECT uuid, event_type, delivered, is_succeed, request_content,"
                 " response_content FROM hook_task WHERE hook_id = ? ORDER BY id",
                 (hook_id,),
             ).fetchall()
         found = []
-        for uuid, event, delivered, succeeded, request, response in rows:
+        for uuid, event, finished_at, succeeded, request, response in rows:
             answer = json.loads(response) if response else {}
             sent = json.loads(request) if request else {}
             found.append(
                 Delivery(
                     uuid=str(uuid),
                     event=str(event),
-                    delivered=bool(delivered),
+                    finished_at=int(finished_at or 0) / 1e9 if response else 0.0,
                     succeeded=bool(succeeded),
                     status=int((answer or {}).get("status", 0)),
                     request_headers=dict((sent or {}).get("headers", {})),
+                    response_body=str((answer or {}).get("body", "")),
                 )
             )
         return found
