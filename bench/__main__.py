@@ -13,6 +13,7 @@ BENCHMARKS = (
     ["bench.daemon"],
     ["bench.sources"],
     ["bench.receivers"],
+    ["bench.gitea"],
     ["bench.restarter", "--write"],
     ["bench.kustomizations", "--count", "100"],
 )
