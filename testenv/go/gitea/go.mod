@@ -15,6 +15,9 @@ replace (
 	go.yaml.in/yaml/v4 => go.yaml.in/yaml/v4 v4.0.0-rc.3
 )
 
+// gitea.dev/sdk and gitea.dev/actions-proto-go are served by the proxy but not
+// known to sum.golang.org: their go.sum lines are the hashes of what the proxy
+// served when this file was tidied (GONOSUMDB=gitea.dev go mod tidy).
 require gitea.dev v1.27.3
 
 require (
