@@ -64,6 +64,7 @@ class Delivery:
     # The HTTP status the receiver answered, 0 when there was no answer.
     status: int
     request_headers: Mapping[str, str]
+    request_body: str
     # The receiver's answer, or why Gitea got none.
     response_body: str
 
@@ -403,6 +404,7 @@ class GiteaServer:
                     succeeded=bool(succeeded),
                     status=int((answer or {}).get("status", 0)),
                     request_headers=dict((sent or {}).get("headers", {})),
+                    request_body=str((sent or {}).get("body", "")),
                     response_body=str((answer or {}).get("body", "")),
                 )
             )

@@ -10,6 +10,7 @@ sees came from Gitea's delivery.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from demo.seedflow import REALM_TOML, ready, running_pods, secret_value
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
+from testenv.gitea import gitea_headers, gitea_push
 from tests.support.gitea import GiteaFlow, gitea_flow, revision_of, wait_for_delivery
 from tests.support.seedflow import KS_PATH, RECEIVER_PATH, REPO_PATH, SECRET_PATH, WEBHOOK_TOKEN
 
@@ -58,6 +60,12 @@ def test_push_to_gitea_rolls_the_deployment(api: Api, flow: GiteaFlow) -> None:
         assert (delivery.event, delivery.status, delivery.succeeded) == ("push", 200, True), (
             delivery.response_body
         )
+        # The stand-in the unit tests and the demo's fallback use sends what Gitea sends.
+        sent = json.loads(delivery.request_body)
+        assert sent["after"] == sha
+        assert set(json.loads(gitea_push(after=sha))) <= set(sent)
+        stand_in = set(gitea_headers(b"{}", secret=WEBHOOK_TOKEN)) - {"User-Agent"}
+        assert stand_in == set(delivery.request_headers)
         wait_for(
             lambda: revision_of(api) == f"master@sha1:{sha}",
             timeout=45,
