@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from testenv import build
+from testenv.cluster import die_with_parent
 from testenv.gitserver import free_port, git
 
 __all__ = ["Delivery", "GiteaError", "GiteaServer", "built"]
@@ -216,6 +217,7 @@ class GiteaServer:
                 env=self._env(),
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
             self._wait_ready()
             self.token = self._create_token()
