@@ -14,6 +14,7 @@ BENCHMARKS = (
     ["bench.sources"],
     ["bench.oci"],
     ["bench.receivers"],
+    ["bench.gitea"],
     ["bench.restarter", "--write"],
     ["bench.kustomizations", "--count", "100"],
 )

@@ -1,11 +1,12 @@
 """``make demo``: the seed scenario, performed and timed, on a real local control plane.
 
 Nothing is simulated: the control plane is etcd + kube-apiserver +
-controller-manager + scheduler + kwok nodes, the Git server is ``git
-http-backend`` with basic auth, fluxd runs as ``fluxd run``, and the webhook is
-a Gitea push delivery signed as Gitea signs it. The objects applied are the
-user-facing examples in ``demo/seed/`` (only the Git URL is pointed at the
-local server).
+controller-manager + scheduler + kwok nodes, the Git server is a real Gitea
+whose own push webhook calls the Receiver (when ``make testenv`` has built it;
+else ``git http-backend`` with basic auth and a delivery signed as Gitea signs
+it, and the demo says which), and fluxd runs as ``fluxd run``. The objects
+applied are the user-facing examples in ``demo/seed/`` (only the Git URL and
+the token are pointed at the local server).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,18 @@ from demo.seedflow import (
     running_pods,
     secret_value,
 )
+from testenv import giteaserver
 from testenv.api import wait_for
 from testenv.cluster import Cluster
 from testenv.fluxd import Fluxd
 from testenv.gitea import gitea_headers, gitea_push
+from testenv.giteaserver import GiteaServer
 from testenv.gitserver import GitServer
+
+SEED_URL = "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git"
+# The placeholders of demo/seed/: the personal access token and the webhook secret.
+SEED_TOKEN = "gitea-personal-access-token"
+WEBHOOK_TOKEN = "change-me-to-a-long-random-string"
 
 
 class Narrator:
@@ -67,22 +76,31 @@ def main() -> int:
     api = cluster.api
     daemon: Fluxd | None = None
     try:
-        with GitServer(
-            username="k3s", password="gitea-personal-access-token", default_branch="master"
-        ) as git:
-            story.say(
-                "A private Git repository (git http-backend, basic auth) with the seed's layout"
-            )
-            git.create_repo("k3s/k3s-private.git")
-            git.commit(
-                "k3s/k3s-private.git",
-                {
-                    "realm/ix/kustomization.yaml": KUSTOMIZATION,
-                    "realm/ix/realm_ix.toml": REALM_TOML,
-                },
-                message="realm: ix config",
-            )
-            print(f"   {git.url('k3s/k3s-private.git')}")
+        with ExitStack() as servers:
+            seed = {
+                "realm/ix/kustomization.yaml": KUSTOMIZATION,
+                "realm/ix/realm_ix.toml": REALM_TOML,
+            }
+            gitea: GiteaServer | None = None
+            git: GitServer | None = None
+            if giteaserver.built():
+                story.say("A real Gitea (SQLite, loopback) with user k3s and k3s/k3s-private")
+                gitea = servers.enter_context(GiteaServer())
+                print(f"   Gitea up in {gitea.started_in:.1f}s at {gitea.base_url}")
+                gitea.commit(seed, message="realm: ix config")
+                clone_url, token = gitea.clone_url, gitea.token
+            else:
+                story.say(
+                    "Gitea is not built (`make testenv` builds it): a stand-in private "
+                    "repository (git http-backend, basic auth) and Gitea-shaped webhooks"
+                )
+                git = servers.enter_context(
+                    GitServer(username="k3s", password=SEED_TOKEN, default_branch="master")
+                )
+                git.create_repo("k3s/k3s-private.git")
+                git.commit("k3s/k3s-private.git", seed, message="realm: ix config")
+                clone_url, token = git.url("k3s/k3s-private.git"), SEED_TOKEN
+            print(f"   {clone_url}")
 
             story.say("Installing fluxd's CRDs and starting `fluxd run`")
             for crd in sorted(CRDS.glob("*_*.yaml")):
@@ -93,13 +111,9 @@ def main() -> int:
             print(f"   metrics/artifacts on {daemon.metrics_url}, webhooks on {daemon.webhook_url}")
 
             story.say("Applying the seed's objects (demo/seed/*.yaml)")
-            url = {
-                "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git": git.url(
-                    "k3s/k3s-private.git"
-                )
-            }
+            replace = {SEED_URL: clone_url, SEED_TOKEN: token}
             for manifest in sorted(SEED.glob("*.yaml")):
-                apply_file(api, manifest, replace=url)
+                apply_file(api, manifest, replace=replace)
                 print(f"   applied {manifest.name}")
 
             repo_path = PATHS["GitRepository"].format(
@@ -123,22 +137,35 @@ def main() -> int:
             before = running_pods(api)
             print(f"   Pods: {', '.join(sorted(before))}")
 
-            story.say("Editing realm_ix.toml and pushing, then Gitea's webhook")
-            pushed_at = time.monotonic()
-            sha = git.commit(
-                "k3s/k3s-private.git",
-                {"realm/ix/realm_ix.toml": REALM_TOML.replace("203.0.113.10", "203.0.113.20")},
-                message="realm: move the ix remote",
-            )
-            body = gitea_push(repository="k3s/k3s-private", after=sha)
-            request = urllib.request.Request(
-                f"{daemon.webhook_url}{hook}",
-                data=body,
-                headers=gitea_headers(body, secret="change-me-to-a-long-random-string"),
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                print(f"   webhook answered HTTP {response.status}")
+            changed = {"realm/ix/realm_ix.toml": REALM_TOML.replace("203.0.113.10", "203.0.113.20")}
+            if gitea is not None:
+                webhook = gitea.add_webhook(f"{daemon.webhook_url}{hook}", secret=WEBHOOK_TOKEN)
+                story.say(
+                    "Editing realm_ix.toml and pushing to Gitea; Gitea sends its push webhook"
+                )
+                pushed_at = time.monotonic()
+                sha = gitea.commit(changed, message="realm: move the ix remote")
+                print(f"   git push to Gitea returned in {time.monotonic() - pushed_at:.2f}s")
+                story.timed(
+                    "Gitea delivered the push webhook to the Receiver",
+                    lambda: any(d.status == 200 for d in gitea.deliveries(webhook)),
+                )
+            else:
+                assert git is not None
+                story.say("Editing realm_ix.toml and pushing, then Gitea's webhook (stand-in)")
+                pushed_at = time.monotonic()
+                sha = git.commit(
+                    "k3s/k3s-private.git", changed, message="realm: move the ix remote"
+                )
+                body = gitea_push(repository="k3s/k3s-private", after=sha)
+                request = urllib.request.Request(
+                    f"{daemon.webhook_url}{hook}",
+                    data=body,
+                    headers=gitea_headers(body, secret=WEBHOOK_TOKEN),
+                    method="POST",
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    print(f"   webhook answered HTTP {response.status}")
             story.timed(
                 f"new revision master@sha1:{sha[:12]}… published",
                 lambda: ready(
@@ -160,7 +187,7 @@ def main() -> int:
         if daemon is not None:
             daemon.stop()
         cluster.stop()
-    print("\nCluster, git server and fluxd stopped; temporary files removed.")
+    print("\nCluster, Git server and fluxd stopped; temporary files removed.")
     return 0
 
 

@@ -35,6 +35,9 @@ class Component:
     # Files the package's ``//go:embed`` patterns need that its release build
     # generates (paths relative to the package directory, with their content).
     generated: tuple[tuple[str, str], ...] = ()
+    # Directories of the module's source the binary reads at run time (a build
+    # without embedded assets), copied next to it as ``<binary>-assets/``.
+    assets: tuple[str, ...] = ()
 
 
 COMPONENTS = (
@@ -126,6 +129,24 @@ OCI_REGISTRY = Group(
         ),
     ),
 )
+# The real Gitea: the Git server, webhook sender and commit-status API of the
+# Gitea tests, the demo and the push benchmark (testenv/giteaserver.py). Its
+# SQLite driver is pure Go by default since 1.27, so no build tags and no cgo;
+# without the ``bindata`` tag it reads templates and locales from disk.
+GITEA_VERSION = "1.27.3"
+GITEA = Group(
+    "Gitea",
+    f"gitea-{GITEA_VERSION}_b1",
+    (
+        Component(
+            "gitea",
+            "gitea",
+            "gitea.dev",
+            stamps=(f"main.Version={GITEA_VERSION}",),
+            assets=("options", "templates", "public"),
+        ),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
 GROUPS: tuple[Group, ...] = (
     CONTROL_PLANE,
@@ -133,6 +154,7 @@ GROUPS: tuple[Group, ...] = (
     FLUX_CONTROLLERS,
     NOTIFY_PEERS,
     OCI_REGISTRY,
+    GITEA,
 )
 
 
@@ -252,9 +274,37 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
             raise BuildError(
                 f"go build of {module_dir} produced no {component.binary} in {staging}"
             )
+        # Assets first: a binary in place means the component is complete.
+        _copy_assets(component, directory, go, env)
         built.replace(directory / component.binary)
     shutil.rmtree(staging, ignore_errors=True)
     return time.monotonic() - started
+
+
+def assets_dir(component: Component, group: Group) -> Path:
+    """Where a component's run-time assets are copied (see ``Component.assets``)."""
+    return bin_dir(group) / f"{component.binary}-assets"
+
+
+def _copy_assets(component: Component, directory: Path, go: str, env: dict[str, str]) -> None:
+    if not component.assets:
+        return
+    located = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", component.package],
+        cwd=GO_DIR / component.module_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if located.returncode != 0 or not located.stdout.strip():
+        raise BuildError(f"cannot locate the source of {component.package}: {located.stderr}")
+    source = Path(located.stdout.strip())
+    target = directory / f"{component.binary}-assets"
+    shutil.rmtree(target, ignore_errors=True)
+    for name in component.assets:
+        # Module cache files are read-only; the copies need not be.
+        shutil.copytree(source / name, target / name, copy_function=shutil.copyfile)
 
 
 def _overlaid_source(

@@ -55,7 +55,10 @@ def gitea_push(*, repository: str = "k3s/k3s-private", after: str | None = None)
 
 
 def gitea_headers(body: bytes, *, secret: str, event: str = "push") -> dict[str, str]:
-    """The headers Gitea puts on a webhook delivery signed with ``secret``."""
+    """The headers Gitea puts on a webhook delivery signed with ``secret``.
+
+    tests/e2e/test_gitea.py checks these names against a real Gitea's delivery.
+    """
     sha256 = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     sha1 = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
     delivery = str(uuid.uuid4())
@@ -65,10 +68,12 @@ def gitea_headers(body: bytes, *, secret: str, event: str = "push") -> dict[str,
         "X-Gitea-Delivery": delivery,
         "X-Gitea-Event": event,
         "X-Gitea-Event-Type": event,
+        "X-Gitea-Hook-Installation-Target-Type": "repository",
         "X-Gitea-Signature": sha256,
         "X-GitHub-Delivery": delivery,
         "X-GitHub-Event": event,
         "X-GitHub-Event-Type": event,
+        "X-GitHub-Hook-Installation-Target-Type": "repository",
         "X-Gogs-Delivery": delivery,
         "X-Gogs-Event": event,
         "X-Gogs-Event-Type": event,
