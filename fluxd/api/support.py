@@ -33,7 +33,7 @@ class Refused:
         return f"{self.path}{shown} is not supported by fluxd: {self.why}"
 
 
-# Receiver types whose payloads fluxd verifies (fluxd.notify.receivers has one check each).
+# Receiver types whose payloads fluxd verifies (fluxd.receiver.verify has one check each).
 RECEIVER_TYPES_VERIFIED = frozenset(
     {"generic", "generic-hmac", "github", "gitea", "gitlab", "bitbucket"}
 )

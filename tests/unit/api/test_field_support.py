@@ -19,7 +19,7 @@ import pytest
 from fluxd.api import support
 from fluxd.api.crds import custom_resources
 from fluxd.api.support import RECEIVER_TYPES_VERIFIED, REFUSED, refused_fields
-from fluxd.notify import receivers
+from fluxd.receiver import verify
 
 ROOT = Path(__file__).resolve().parents[3]
 # Where fields are read: all of fluxd. TypedDicts declare fields as bare names, so only code
@@ -87,7 +87,7 @@ def test_every_refusal_names_a_field_of_its_crd() -> None:
 
 
 def test_the_receiver_types_said_verified_are_the_ones_verified() -> None:
-    assert set(receivers._CHECKS) == RECEIVER_TYPES_VERIFIED
+    assert set(verify._CHECKS) == RECEIVER_TYPES_VERIFIED
 
 
 def test_a_refused_field_inside_list_items_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from fluxd.notify import verify_receiver_request, webhook_path
+from fluxd.receiver import verify_receiver_request, webhook_path
 
 TOKEN = "receiver-token"
 BODY = b'{"ref":"refs/heads/master","after":"0123456789abcdef"}'

@@ -31,9 +31,9 @@ import structlog
 from aiohttp import web
 
 from fluxd.metrics import WEBHOOKS
-from fluxd.notify import verify_receiver_request
+from fluxd.receiver.verify import verify_receiver_request
 
-log = structlog.get_logger("fluxd.server.receivers")
+log = structlog.get_logger("fluxd.receiver.handler")
 
 # Senders that always post a JSON document (Gitea may wrap it in a form field).
 _JSON_SENDERS: Final = frozenset({"github", "gitea", "gitlab", "bitbucket"})

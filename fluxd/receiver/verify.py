@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-WEBHOOK_PATH_PREFIX: Final = "/hook/"
-
 # Event names that only test the connection, per source.
 _PINGS: Final = frozenset({"ping", "diagnostics:ping"})
 
@@ -50,12 +48,6 @@ class ReceiverVerdict:
     reconcile: bool = False
     event: str = ""
     reason: str = ""
-
-
-def webhook_path(*, token: str, name: str, namespace: str) -> str:
-    """The Receiver's ``status.webhookPath``: ``/hook/`` + hex sha256(token + name + namespace)."""
-    digest = hashlib.sha256(f"{token}{name}{namespace}".encode()).hexdigest()
-    return f"{WEBHOOK_PATH_PREFIX}{digest}"
 
 
 def verify_receiver_request(

@@ -11,17 +11,12 @@ import structlog
 
 from fluxd import aio
 from fluxd.controllers.outcomes import Reconciled, Transient
-from fluxd.controllers.receiver import (
-    RECEIVER,
-    TRAILING_REQUESTS,
-    ReceiverIndex,
-    ReceiverReconciler,
-    ReconcileRequests,
-)
+from fluxd.controllers.receiver import ReceiverReconciler
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
 from fluxd.kube.resources import SECRET
-from fluxd.server.receivers import ReceiverEntry
+from fluxd.receiver import RECEIVER, ReceiverEntry, ReceiverIndex, ReconcileRequests
+from fluxd.receiver.requests import TRAILING_REQUESTS
 from tests.unit.notifyctl.notifyctl_fakes import (
     GIT_REPOSITORY,
     FakeClock,

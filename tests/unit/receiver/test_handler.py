@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxd.metrics import WEBHOOKS
-from fluxd.server.receivers import ReceiverEntry, ReceiverWebhook
+from fluxd.receiver import ReceiverEntry, ReceiverWebhook
 
 TOKEN = "s3cret-token"
 PATH = "/hook/" + "a" * 64

@@ -1,0 +1,38 @@
+"""The receiver: Flux's ``Receiver`` webhooks, from the HTTP request to the reconcile request.
+
+A map of the package, in the order a request meets it:
+
+- ``handler``: ``ReceiverWebhook``, the aiohttp handler for ``POST /hook/<digest>``;
+  it decides the answer (status codes in its docstring).
+- ``index``: ``ReceiverIndex``, webhook path → Receiver (and its Secret's token).
+- ``verify``: one check per Receiver ``type`` (signatures, tokens, payloads,
+  ``spec.events``), pure functions over headers and body.
+- ``requests``: ``ReconcileRequests``, which sets ``reconcile.fluxcd.io/requestedAt``
+  on the listed resources, coalescing bursts.
+
+The reconciler that publishes ``status.webhookPath`` is a controller like the
+others (``fluxd.controllers.receiver``); ``fluxd.controllers.notification``
+wires it and the handler into the daemon.
+"""
+
+from __future__ import annotations
+
+from fluxd.api.notification import receiver_webhook_path as webhook_path
+from fluxd.receiver.handler import ReceiverEntry, ReceiverWebhook, WebhookOutcome
+from fluxd.receiver.index import RECEIVER, ReceiverIndex, TokenError, read_token
+from fluxd.receiver.requests import ReconcileRequests
+from fluxd.receiver.verify import ReceiverVerdict, verify_receiver_request
+
+__all__ = [
+    "RECEIVER",
+    "ReceiverEntry",
+    "ReceiverIndex",
+    "ReceiverVerdict",
+    "ReceiverWebhook",
+    "ReconcileRequests",
+    "TokenError",
+    "WebhookOutcome",
+    "read_token",
+    "verify_receiver_request",
+    "webhook_path",
+]
