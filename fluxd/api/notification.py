@@ -144,7 +144,13 @@ class ReceiverSpec(TypedDict):
         list[CrossNamespaceObjectReference], Doc("Objects to reconcile when the hook is called.")
     ]
     resourceFilter: NotRequired[
-        Annotated[str, Doc("CEL expression filtering the resources (not supported: refused).")]
+        Annotated[
+            str,
+            Doc(
+                "CEL expression over 'res' (a resource's metadata) and 'req' (the request "
+                "body); only resources it is true for are reconciled."
+            ),
+        ]
     ]
     secretRef: Annotated[
         LocalObjectReference, Doc("Secret with the 'token' used to validate payloads.")

@@ -33,11 +33,6 @@ class Refused:
         return f"{self.path}{shown} is not supported by fluxd: {self.why}"
 
 
-# Receiver types whose payloads fluxd verifies (fluxd.receiver.verify has one check each).
-RECEIVER_TYPES_VERIFIED = frozenset(
-    {"generic", "generic-hmac", "github", "gitea", "gitlab", "bitbucket"}
-)
-
 REFUSED: Mapping[str, tuple[Refused, ...]] = {
     "Kustomization": (
         Refused(
@@ -64,17 +59,6 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
         Refused(
             "spec.serviceAccountName",
             "it only serves cloud workload identity, which is not available; use a secretRef",
-        ),
-    ),
-    "Receiver": (
-        Refused(
-            "spec.type",
-            "deliveries of this type cannot be verified yet; use 'generic-hmac' or 'generic'",
-            unless=RECEIVER_TYPES_VERIFIED,
-        ),
-        Refused(
-            "spec.resourceFilter",
-            "CEL resource filters are not implemented; every listed resource would be requested",
         ),
     ),
     "Provider": (

@@ -61,7 +61,13 @@ from fluxd.notify import (
     build_provider,
     route,
 )
-from fluxd.receiver import RECEIVER, ReceiverIndex, ReceiverWebhook, ReconcileRequests
+from fluxd.receiver import (
+    RECEIVER,
+    GoogleKeys,
+    ReceiverIndex,
+    ReceiverWebhook,
+    ReconcileRequests,
+)
 from fluxd.server.events import EventIntake
 from fluxd.settings import Settings
 
@@ -534,6 +540,7 @@ async def wire(
         ),
         body_limit=settings.webhook_body_limit,
         observer=components.journal.record_push,
+        google_keys=GoogleKeys(url=settings.receiver_google_certs_url),
     )
     registry = NotificationRegistry(kube=kube, recorder=recorder)
     dispatcher = AlertDispatcher(

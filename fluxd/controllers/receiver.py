@@ -2,7 +2,8 @@
 
 It reads the token from the Receiver's Secret, writes Flux's
 ``status.webhookPath`` (``/hook/`` + sha256(token + name + namespace)) and
-puts the Receiver in the ``ReceiverIndex`` the webhook handler reads. The
+puts the Receiver in the ``ReceiverIndex`` the webhook handler reads. A
+``spec.resourceFilter`` that does not compile stalls it (``InvalidCELExpression``). The
 rest of the receiver (handler, checks per type, index, reconcile requests)
 is the ``fluxd.receiver`` package.
 """
@@ -13,7 +14,8 @@ from typing import Final
 
 from fluxd.api import meta
 from fluxd.api.duration import format_duration
-from fluxd.controllers.outcomes import EventNote, Reconciled, Transient
+from fluxd.apply.cel import ExpressionError
+from fluxd.controllers.outcomes import EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Reconciler, spec_interval
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.informer import Key, key_of
@@ -22,9 +24,10 @@ from fluxd.receiver import (
     ReceiverEntry,
     ReceiverIndex,
     TokenError,
-    read_token,
+    read_secret,
     webhook_path,
 )
+from fluxd.receiver.requests import resource_filter
 
 TOKEN_NOT_FOUND: Final = "TokenNotFound"
 
@@ -40,16 +43,28 @@ class ReceiverReconciler(Reconciler):
 
     async def reconcile(self, obj: Object) -> Reconciled:
         metadata = obj["metadata"]
+        source = str((obj.get("spec") or {}).get("resourceFilter") or "")
+        if source:
+            try:
+                resource_filter(source)
+            except ExpressionError as error:
+                # Flux marks it terminal: nothing to retry until the spec changes.
+                self.index.drop(key_of(obj))
+                raise Stalled(
+                    meta.Reason.INVALID_CEL_EXPRESSION,
+                    f"invalid resourceFilter expression: {error}",
+                ) from None
         try:
-            token = await read_token(self.kube, obj)
+            secret = await read_secret(self.kube, obj)
         except TokenError as error:
             self.index.drop(key_of(obj))
             # Flux clears the path and retries with backoff; a Secret change retries at once.
             raise Transient(TOKEN_NOT_FOUND, str(error), status={"webhookPath": None}) from None
+        token = secret["token"]
         path = webhook_path(
             token=token, name=metadata["name"], namespace=metadata.get("namespace", "")
         )
-        self.index.put(path, ReceiverEntry(receiver=obj, token=token, ready=True))
+        self.index.put(path, ReceiverEntry(receiver=obj, token=token, ready=True, secret=secret))
         interval = format_duration(self.interval(obj))
         return Reconciled(
             meta.Reason.SUCCEEDED,

@@ -6,9 +6,10 @@ A map of the package, in the order a request meets it:
   it decides the answer (status codes in its docstring).
 - ``index``: ``ReceiverIndex``, webhook path → Receiver (and its Secret's token).
 - ``verify``: one check per Receiver ``type`` (signatures, tokens, payloads,
-  ``spec.events``), pure functions over headers and body.
+  ``spec.events``), pure functions over headers and body; ``google`` checks
+  the OIDC ID tokens of ``gcr`` (Pub/Sub push) against Google's keys.
 - ``requests``: ``ReconcileRequests``, which sets ``reconcile.fluxcd.io/requestedAt``
-  on the listed resources, coalescing bursts.
+  on the listed resources ``spec.resourceFilter`` (CEL) accepts, coalescing bursts.
 
 The reconciler that publishes ``status.webhookPath`` is a controller like the
 others (``fluxd.controllers.receiver``); ``fluxd.controllers.notification``
@@ -18,13 +19,15 @@ wires it and the handler into the daemon.
 from __future__ import annotations
 
 from fluxd.api.notification import receiver_webhook_path as webhook_path
+from fluxd.receiver.google import GoogleKeys
 from fluxd.receiver.handler import ReceiverEntry, ReceiverWebhook, WebhookOutcome
-from fluxd.receiver.index import RECEIVER, ReceiverIndex, TokenError, read_token
+from fluxd.receiver.index import RECEIVER, ReceiverIndex, TokenError, read_secret
 from fluxd.receiver.requests import ReconcileRequests
 from fluxd.receiver.verify import ReceiverVerdict, verify_receiver_request
 
 __all__ = [
     "RECEIVER",
+    "GoogleKeys",
     "ReceiverEntry",
     "ReceiverIndex",
     "ReceiverVerdict",
@@ -32,7 +35,7 @@ __all__ = [
     "ReconcileRequests",
     "TokenError",
     "WebhookOutcome",
-    "read_token",
+    "read_secret",
     "verify_receiver_request",
     "webhook_path",
 ]

@@ -14,7 +14,8 @@ Answers, in the order they are decided::
     503  the Receiver is suspended or not ready (as Flux answers)
     413  the body is larger than ``webhook-body-limit``
     401/403/400  ``verify_receiver_request`` said no; 400 for a payload that is not JSON
-    500  a reconcile request could not be written (the sender may retry)
+    500  a reconcile request could not be written, or ``spec.resourceFilter``
+         failed on this request (the sender may retry)
     200  accepted (also for a signed ping, and when a target does not exist)
 """
 
@@ -31,6 +32,7 @@ import structlog
 from aiohttp import web
 
 from fluxd.metrics import WEBHOOKS
+from fluxd.receiver.google import GoogleKeys
 from fluxd.receiver.verify import verify_receiver_request
 
 log = structlog.get_logger("fluxd.receiver.handler")
@@ -69,6 +71,8 @@ class ReceiverEntry:
     receiver: Mapping[str, Any]
     token: str = field(repr=False)
     ready: bool = True
+    # The whole Secret, decoded (gcr reads ``email`` and ``audience`` too).
+    secret: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def namespace(self) -> str:
@@ -94,8 +98,11 @@ class ReceiverDirectory(Protocol):
     async def find(self, path: str) -> ReceiverEntry | None: ...
 
 
-ReconcileTrigger = Callable[[ReceiverEntry], Awaitable[bool]]
-"""Requests a reconcile of the Receiver's resources; False when an API write failed."""
+ReconcileTrigger = Callable[[ReceiverEntry, Mapping[str, Any]], Awaitable[bool]]
+"""Requests a reconcile of the Receiver's resources; False when an API write failed.
+
+The second argument is the request document resource filters read as ``req``.
+"""
 
 
 class DeliveryObserver(Protocol):
@@ -118,11 +125,13 @@ class ReceiverWebhook:
         trigger: ReconcileTrigger,
         body_limit: int,
         observer: DeliveryObserver | None = None,
+        google_keys: GoogleKeys | None = None,
     ) -> None:
         self.directory = directory
         self.trigger = trigger
         self.body_limit = body_limit
         self.observer = observer
+        self.google_keys = google_keys
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         heard: dict[str, str] = {}
@@ -160,7 +169,17 @@ class ReceiverWebhook:
             bound.warning("webhook refused: body too large", limit=self.body_limit)
             return _answer(413, WebhookOutcome.TOO_LARGE)
         headers = {key: value for key, value in request.headers.items()}
-        verdict = verify_receiver_request(entry.spec, headers=headers, body=body, token=entry.token)
+        keys = None
+        if entry.spec.get("type") == "gcr" and self.google_keys is not None:
+            keys = await self.google_keys.key_set()
+        verdict = verify_receiver_request(
+            entry.spec,
+            headers=headers,
+            body=body,
+            token=entry.token,
+            secret=entry.secret,
+            google_keys=keys,
+        )
         heard["event"] = verdict.event or ""
         if not verdict.accepted:
             bound.warning(
@@ -179,7 +198,12 @@ class ReceiverWebhook:
             bound.info("webhook ping acknowledged", webhook_event=verdict.event)
             return _answer(200, WebhookOutcome.PING)
         bound.info("webhook accepted", webhook_event=verdict.event)
-        if not await self.trigger(entry):
+        req = _request_document(headers, verdict.payload if verdict.payload is not None else body)
+        if req is None and entry.spec.get("resourceFilter"):
+            # Flux cannot build its filters then, and answers 500.
+            bound.warning("webhook refused: the JSON body is not an object for resourceFilter")
+            return _answer(500, WebhookOutcome.FAILED)
+        if not await self.trigger(entry, req or {}):
             return _answer(500, WebhookOutcome.FAILED)
         return _answer(200, WebhookOutcome.ACCEPTED)
 
@@ -217,6 +241,25 @@ def _payload_is_well_formed(
     except (ValueError, UnicodeDecodeError):
         return False
     return True
+
+
+def _request_document(headers: Mapping[str, str], payload: bytes) -> dict[str, Any] | None:
+    """``req`` of resource filters: the body when it is sent as JSON, else ``{}``.
+
+    As Flux reads it: only an ``application/json`` body is decoded; None when
+    such a body is not a JSON object.
+    """
+    content_type = next(
+        (value for key, value in headers.items() if key.lower() == "content-type"), ""
+    )
+    media_types = (part.split(";", 1)[0].strip().lower() for part in content_type.split(","))
+    if "application/json" not in media_types:
+        return {}
+    try:
+        document = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _answer(

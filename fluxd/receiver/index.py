@@ -3,13 +3,14 @@
 The reconciler keeps ``ReceiverIndex`` current on the leader; any replica (the
 webhook port is served by all of them) also refreshes it from the API, at
 most once per ``refresh_interval`` on a miss and once per ``max_age`` on a
-hit, so a flood of unknown paths costs no API calls. ``read_token`` reads the
+hit, so a flood of unknown paths costs no API calls. ``read_secret`` reads the
 Receiver's Secret, for the index and for the reconciler alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.informer import Key, key_of
 from fluxd.kube.resources import SECRET, Resource
-from fluxd.kube.secrets import secret_text
+from fluxd.kube.secrets import secret_texts
 from fluxd.receiver.handler import ReceiverEntry
 
 log = structlog.get_logger("fluxd.receiver.index")
@@ -33,7 +34,8 @@ class TokenError(Exception):
     """The Receiver's Secret or its ``token`` key is missing; the message names which."""
 
 
-async def read_token(kube: Kube, receiver: Object) -> str:
+async def read_secret(kube: Kube, receiver: Object) -> dict[str, str]:
+    """The Receiver's Secret as text, with its ``token`` (gcr reads more keys)."""
     metadata = receiver["metadata"]
     namespace = str(metadata.get("namespace", ""))
     secret_name = str((receiver.get("spec", {}).get("secretRef") or {}).get("name", ""))
@@ -42,10 +44,10 @@ async def read_token(kube: Kube, receiver: Object) -> str:
         secret = await kube.get(SECRET, secret_name, namespace=namespace)
     except kube_errors.NotFound:
         raise TokenError(f"unable to read token from secret '{where}': not found") from None
-    token = secret_text(secret, "token")
-    if token is None:
+    texts = secret_texts(secret)
+    if "token" not in texts:
         raise TokenError(f"invalid '{where}' secret data: required field 'token'")
-    return token
+    return texts
 
 
 class ReceiverIndex:
@@ -89,7 +91,7 @@ class ReceiverIndex:
         if path is None:
             return
         entry = self._by_path[path]
-        self._by_path[path] = ReceiverEntry(receiver=receiver, token=entry.token, ready=entry.ready)
+        self._by_path[path] = dataclasses.replace(entry, receiver=receiver)
 
     def __len__(self) -> int:
         return len(self._by_path)
@@ -130,17 +132,21 @@ class ReceiverIndex:
                 continue
             metadata = receiver["metadata"]
             try:
-                token = await read_token(self.kube, receiver)
+                secret = await read_secret(self.kube, receiver)
             except TokenError:
                 by_path[path] = ReceiverEntry(receiver=receiver, token="", ready=False)
                 continue
+            token = secret["token"]
             expected = webhook_path(
                 token=token, name=metadata["name"], namespace=metadata.get("namespace", "")
             )
             if expected != path:
                 continue  # the token changed since the path was published
             by_path[path] = ReceiverEntry(
-                receiver=receiver, token=token, ready=meta.object_is_ready(receiver)
+                receiver=receiver,
+                token=token,
+                ready=meta.object_is_ready(receiver),
+                secret=secret,
             )
         path_of = {(entry.namespace, entry.name): path for path, entry in by_path.items()}
         for key, put_at in self._put_at.items():

@@ -1,7 +1,12 @@
 """Acting on a genuine push: ``reconcile.fluxcd.io/requestedAt`` on each resource a Receiver lists.
 
-``ReconcileRequests`` is the handler's ``ReconcileTrigger``. A resource is
+````ReconcileRequests`` is the handler's ``ReconcileTrigger``. A resource is
 named, or ``'*'`` with ``matchLabels`` (every labelled object of the kind).
+``spec.resourceFilter`` is a CEL expression over ``res`` (the resource's
+``apiVersion``, ``kind`` and ``metadata``) and ``req`` (the JSON request body,
+``{}`` when it is not JSON); only resources it is true for are requested. An
+expression that does not compile stalls the Receiver (``resource_filter``,
+called by its reconciler), so a delivery only ever meets compiled ones.
 A burst of pushes to one target is coalesced (the shared ``Coalescer`` in
 leading mode): the first push patches at once, later ones within ``window``
 collapse into one trailing patch, so the last push is always fetched and a
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +29,7 @@ import structlog
 
 from fluxd.aio import Clock, Coalescer, supervise
 from fluxd.api import meta
+from fluxd.apply.cel import EvaluationError, Expression, ExpressionError
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object, PatchType
 from fluxd.kube.events import EventRecorder
@@ -33,6 +40,9 @@ from fluxd.receiver.index import RECEIVER
 log = structlog.get_logger("fluxd.receiver.requests")
 
 REQUEST_FAILED: Final = "ReconcileRequestFailed"
+
+# What a resourceFilter may name: the resource and the request body, as in Flux.
+FILTER_VARIABLES: Final = frozenset({"res", "req"})
 
 # The name of the task that writes the trailing patches of coalesced pushes.
 TRAILING_REQUESTS: Final = "receiver trailing reconcile requests"
@@ -82,16 +92,25 @@ class ReconcileRequests:
         )
         self._trailing: asyncio.Task[None] | None = None
 
-    async def __call__(self, entry: ReceiverEntry) -> bool:
+    async def __call__(self, entry: ReceiverEntry, req: Mapping[str, Any]) -> bool:
+        """Request every listed resource ``spec.resourceFilter`` accepts; False on an API error."""
         receiver = {
             "apiVersion": RECEIVER.api_version,
             "kind": RECEIVER.kind,
             **entry.receiver,
         }
+        source = str(entry.spec.get("resourceFilter") or "")
+        try:
+            accepts = resource_filter(source) if source else None
+        except ExpressionError as error:
+            await self._report(receiver, f"invalid resourceFilter expression: {error}")
+            return False
         healthy = True
         for reference in entry.spec.get("resources") or []:
             try:
-                targets = await self._resolve(reference, default_namespace=entry.namespace)
+                targets = await self._resolve(
+                    reference, default_namespace=entry.namespace, metadata=accepts is not None
+                )
             except _TargetProblem as problem:
                 await self._report(receiver, problem.message)
                 continue
@@ -99,13 +118,30 @@ class ReconcileRequests:
                 await self._report(receiver, f"cannot list {reference.get('kind')}: {error}")
                 healthy = False
                 continue
-            for target in targets:
+            for target, metadata in targets:
+                if accepts is not None:
+                    res = {
+                        "apiVersion": target.resource.api_version,
+                        "kind": target.resource.kind,
+                        "metadata": metadata,
+                    }
+                    try:
+                        wanted = accepts.evaluate_bool({"res": res, "req": req})
+                    except EvaluationError as error:
+                        # As Flux: the delivery fails (500), so the sender may retry.
+                        await self._report(receiver, f"{target.describe()}: {error}")
+                        healthy = False
+                        continue
+                    if not wanted:
+                        log.debug("resourceFilter is false", target=target.describe())
+                        continue
                 healthy = await self._request(receiver, target) and healthy
         return healthy
 
     async def _resolve(
-        self, reference: Mapping[str, Any], *, default_namespace: str
-    ) -> list[Target]:
+        self, reference: Mapping[str, Any], *, default_namespace: str, metadata: bool
+    ) -> list[tuple[Target, Mapping[str, Any]]]:
+        """The targets of one ``resources[]`` entry, with their metadata when ``metadata``."""
         kind = str(reference.get("kind", ""))
         api_version = str(reference.get("apiVersion") or DEFAULT_API_VERSIONS.get(kind, ""))
         if not api_version:
@@ -122,7 +158,14 @@ class ReconcileRequests:
             )
         name = str(reference.get("name", ""))
         if name != "*":
-            return [Target(resource, namespace, name)]
+            target = Target(resource, namespace, name)
+            if not metadata:
+                return [(target, {})]
+            try:
+                found = await self.kube.get(resource, name, namespace=namespace)
+            except kube_errors.NotFound:
+                raise _TargetProblem(f"{target.describe()} not found") from None
+            return [(target, found.get("metadata") or {})]
         match_labels = reference.get("matchLabels")
         if not match_labels:
             raise _TargetProblem("matchLabels field not set when using wildcard '*' as name")
@@ -133,7 +176,10 @@ class ReconcileRequests:
                 f"no '{kind}' resources found with matching labels '{selector}' "
                 f"in '{namespace}' namespace"
             )
-        return [Target(resource, namespace, str(item["metadata"]["name"])) for item in items]
+        return [
+            (Target(resource, namespace, str(item["metadata"]["name"])), item["metadata"])
+            for item in items
+        ]
 
     async def _request(self, receiver: Object, target: Target) -> bool:
         if self.coalescer.add(target, receiver, item_key=target):
@@ -195,6 +241,12 @@ class ReconcileRequests:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@functools.lru_cache(maxsize=256)
+def resource_filter(source: str) -> Expression:
+    """Compile a ``spec.resourceFilter``, which may name ``res`` and ``req`` only."""
+    return Expression.parse(source, variables=FILTER_VARIABLES)
 
 
 class _TargetProblem(Exception):

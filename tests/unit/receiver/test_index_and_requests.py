@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from fluxd import aio
-from fluxd.controllers.outcomes import Reconciled, Transient
+from fluxd.controllers.outcomes import Reconciled, Stalled, Transient
 from fluxd.controllers.receiver import ReceiverReconciler
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
@@ -171,7 +171,7 @@ async def test_accepted_hook_annotates_the_target(kube: FakeKube, recorded: Reco
     kube.add(GIT_REPOSITORY, git_repository("repo"))
     requests = requests_for(kube, recorded)
 
-    assert await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
+    assert await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN), {})
 
     annotations = kube.objects[("gitrepositories", NS, "repo")]["metadata"]["annotations"]
     assert annotations[REQUESTED_AT].endswith("Z")
@@ -187,7 +187,7 @@ async def test_wildcard_annotates_every_labelled_target_in_the_namespace(
     resources = [{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}]
     requests = requests_for(kube, recorded)
 
-    await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
+    await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN), {})
 
     assert sorted(name for _, _, name, _ in kube.patches) == ["a", "b"]
 
@@ -224,11 +224,83 @@ async def test_target_problems_are_events_on_the_receiver_not_failures(
 ) -> None:
     requests = requests_for(kube, recorded)
 
-    assert await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
+    assert await requests(
+        ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN), {}
+    )
 
     events = recorded.of("Receiver", "gitea")
     assert len(events) == 1
     assert events[0].type == "Warning" and expected in events[0].message
+
+
+async def test_resource_filter_requests_only_the_targets_it_accepts(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("api", {"team": "edge"}))
+    kube.add(GIT_REPOSITORY, git_repository("web", {"team": "edge"}))
+    resources = [{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}]
+    obj = receiver_object(resources=resources)
+    obj["spec"]["resourceFilter"] = "res.metadata.name == req.repository.name"
+    requests = requests_for(kube, recorded)
+
+    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"repository": {"name": "web"}})
+
+    assert [name for _, _, name, _ in kube.patches] == ["web"]
+    assert recorded.events == []
+
+
+async def test_resource_filter_reads_a_named_target_s_metadata(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo", {"team": "core"}))
+    obj = receiver_object()
+    obj["spec"]["resourceFilter"] = (
+        "res.kind == 'GitRepository' && res.metadata.labels.team == 'edge'"
+    )
+    requests = requests_for(kube, recorded)
+
+    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {})
+
+    assert kube.patches == []
+
+
+async def test_resource_filter_that_fails_on_a_request_fails_the_delivery(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    obj = receiver_object()
+    obj["spec"]["resourceFilter"] = "req.tag.contains(res.metadata.name)"
+    requests = requests_for(kube, recorded)
+
+    assert not await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"action": "push"})
+
+    assert kube.patches == []
+    assert "failed to evaluate" in recorded.of("Receiver", "gitea")[0].message
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        pytest.param("res.metadata.name ==", id="syntax"),
+        pytest.param("claims.sub == 'x'", id="undeclared-variable"),
+    ],
+)
+async def test_reconciler_stalls_a_receiver_with_an_invalid_resource_filter(
+    kube: FakeKube, expression: str
+) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
+    obj = receiver_object()
+    obj["spec"]["resourceFilter"] = expression
+    index.put(obj["status"]["webhookPath"], ReceiverEntry(receiver=obj, token=TOKEN))
+
+    with pytest.raises(Stalled) as failure:
+        await reconciler.reconcile(obj)
+
+    assert failure.value.reason == "InvalidCELExpression"
+    assert failure.value.message.startswith("invalid resourceFilter expression: ")
+    assert len(index) == 0  # deliveries meet the API's not-ready copy: 503
 
 
 async def test_api_failure_is_reported_as_a_failed_request(
@@ -238,7 +310,7 @@ async def test_api_failure_is_reported_as_a_failed_request(
     kube.fail_patch_with = kube_errors.Forbidden("forbidden", status=403)
     requests = requests_for(kube, recorded)
 
-    assert not await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
+    assert not await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN), {})
     assert "cannot annotate" in recorded.of("Receiver", "gitea")[0].message
 
 
@@ -251,7 +323,7 @@ async def test_a_burst_of_pushes_patches_once_now_and_once_after_the_window(
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
 
     for _ in range(10):
-        await requests(entry)
+        await requests(entry, {})
     assert len(kube.patches) == 1
     await clock.run_for(1.9)
     assert len(kube.patches) == 1
@@ -268,8 +340,8 @@ async def test_stopping_cancels_a_pending_trailing_patch(
     clock = aio.FakeClock()
     requests = requests_for(kube, recorded, clock)
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
-    await requests(entry)
-    await requests(entry)
+    await requests(entry, {})
+    await requests(entry, {})
     assert len(trailing_tasks()) == 1
 
     await requests.aclose()
@@ -286,8 +358,8 @@ async def test_a_crash_writing_a_trailing_patch_is_logged_with_the_task_name(
     clock = aio.FakeClock()
     requests = requests_for(kube, recorded, clock)
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
-    await requests(entry)
-    await requests(entry)
+    await requests(entry, {})
+    await requests(entry, {})
     kube.fail_patch_with = cast(kube_errors.KubeError, RuntimeError("bug"))
 
     with structlog.testing.capture_logs() as logs:

@@ -196,7 +196,7 @@ def gitea_headers(event: str = "push", *, body: bytes = BODY, key: str = TOKEN) 
             False,
             id="bitbucket-test-connection",
         ),
-        pytest.param({"type": "quay"}, {}, False, 400, False, id="unsupported-type"),
+        pytest.param({"type": "svn"}, {}, False, 400, False, id="unknown-type"),
     ],
 )
 def test_receiver_verification(

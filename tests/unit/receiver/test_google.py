@@ -1,0 +1,90 @@
+"""Google's signing keys for gcr Receivers, fetched over HTTP from a local stand-in for Google."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from fluxd.receiver import GoogleKeys
+from fluxd.receiver.google import id_token_problem
+from tests.unit.notifyctl.notifyctl_fakes import FakeClock
+from tests.unit.receiver.test_every_type import AUDIENCE, EMAIL, GOOGLE_JWKS, GOOGLE_KEYS, id_token
+
+
+@dataclass
+class Certs:
+    """Serves a JWKS document as Google's certs endpoint does (with a max-age)."""
+
+    document: dict[str, Any]
+    status: int = 200
+    fetches: list[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.fetches.append(request.path)
+        if self.status != 200:
+            return web.Response(status=self.status)
+        return web.json_response(
+            self.document, headers={"Cache-Control": "public, max-age=300, must-revalidate"}
+        )
+
+
+@pytest.fixture
+async def certs() -> AsyncIterator[tuple[Certs, str]]:
+    served = Certs(GOOGLE_JWKS)
+    app = web.Application()
+    app.router.add_get("/oauth2/v3/certs", served.handle)
+    server = TestServer(app)
+    await server.start_server()
+    yield served, str(server.make_url("/oauth2/v3/certs"))
+    await server.close()
+
+
+async def test_a_token_signed_by_a_served_key_is_google_s(certs: tuple[Certs, str]) -> None:
+    served, url = certs
+    keys = await GoogleKeys(url=url).key_set()
+    problem = id_token_problem(f"Bearer {id_token()}", keys=keys, email=EMAIL, audience=AUDIENCE)
+    assert problem == ""
+    assert served.fetches == ["/oauth2/v3/certs"]
+
+
+async def test_keys_are_fetched_again_only_after_their_max_age(certs: tuple[Certs, str]) -> None:
+    served, url = certs
+    clock = FakeClock()
+    keys = GoogleKeys(url=url, clock=clock)
+    await keys.key_set()
+    clock.advance(299)
+    await keys.key_set()
+    assert len(served.fetches) == 1
+    clock.advance(2)
+    await keys.key_set()
+    assert len(served.fetches) == 2
+
+
+async def test_a_failed_refresh_keeps_the_keys_it_had(certs: tuple[Certs, str]) -> None:
+    served, url = certs
+    clock = FakeClock()
+    keys = GoogleKeys(url=url, clock=clock)
+    first = await keys.key_set()
+    served.status = 503
+    clock.advance(301)
+    assert await keys.key_set() is first
+
+
+async def test_no_keys_at_all_refuses_every_token(certs: tuple[Certs, str]) -> None:
+    served, url = certs
+    served.status = 500
+    keys = await GoogleKeys(url=url).key_set()
+    assert keys is None
+    problem = id_token_problem(f"Bearer {id_token()}", keys=keys, email=EMAIL, audience=AUDIENCE)
+    assert "not available" in problem
+
+
+def test_a_token_that_is_no_jwt_is_refused() -> None:
+    problem = id_token_problem("Bearer not-a-jwt", keys=GOOGLE_KEYS, email=EMAIL, audience=AUDIENCE)
+    assert problem.startswith("invalid ID token")
+    assert id_token_problem("Basic abc", keys=GOOGLE_KEYS, email=EMAIL, audience=AUDIENCE)
