@@ -127,6 +127,20 @@ class CrossNamespaceObjectReference(TypedDict):
     ]
 
 
+class ReceiverResource(CrossNamespaceObjectReference):
+    """A resource a Receiver reconciles, with an optional CEL filter of its own."""
+
+    filter: NotRequired[
+        Annotated[
+            str,
+            Doc(
+                "CEL expression over 'res' and 'req', evaluated for each resource this entry "
+                "matches, in addition to resourceFilter; both must be true."
+            ),
+        ]
+    ]
+
+
 class ReceiverSpec(TypedDict):
     """Desired state of a Receiver: who may call the webhook and what it reconciles."""
 
@@ -141,7 +155,7 @@ class ReceiverSpec(TypedDict):
     ]
     events: NotRequired[Annotated[list[str], Doc("Event types to handle, e.g. 'push' for GitHub.")]]
     resources: Annotated[
-        list[CrossNamespaceObjectReference], Doc("Objects to reconcile when the hook is called.")
+        list[ReceiverResource], Doc("Objects to reconcile when the hook is called.")
     ]
     resourceFilter: NotRequired[
         Annotated[

@@ -3,9 +3,9 @@
 It reads the token from the Receiver's Secret, writes Flux's
 ``status.webhookPath`` (``/hook/`` + sha256(token + name + namespace)) and
 puts the Receiver in the ``ReceiverIndex`` the webhook handler reads. A
-``spec.resourceFilter`` that does not compile stalls it (``InvalidCELExpression``). The
-rest of the receiver (handler, checks per type, index, reconcile requests)
-is the ``fluxd.receiver`` package.
+``spec.resourceFilter`` or ``resources[].filter`` that does not compile
+stalls it (``InvalidCELExpression``). The rest of the receiver (handler,
+checks per type, index, reconcile requests) is the ``fluxd.receiver`` package.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fluxd.receiver import (
     read_secret,
     webhook_path,
 )
-from fluxd.receiver.requests import resource_filter
+from fluxd.receiver.requests import receiver_filters
 
 TOKEN_NOT_FOUND: Final = "TokenNotFound"
 
@@ -43,17 +43,12 @@ class ReceiverReconciler(Reconciler):
 
     async def reconcile(self, obj: Object) -> Reconciled:
         metadata = obj["metadata"]
-        source = str((obj.get("spec") or {}).get("resourceFilter") or "")
-        if source:
-            try:
-                resource_filter(source)
-            except ExpressionError as error:
-                # Flux marks it terminal: nothing to retry until the spec changes.
-                self.index.drop(key_of(obj))
-                raise Stalled(
-                    meta.Reason.INVALID_CEL_EXPRESSION,
-                    f"invalid resourceFilter expression: {error}",
-                ) from None
+        try:
+            receiver_filters(obj.get("spec") or {})
+        except ExpressionError as error:
+            # Flux marks it terminal: nothing to retry until the spec changes.
+            self.index.drop(key_of(obj))
+            raise Stalled(meta.Reason.INVALID_CEL_EXPRESSION, str(error)) from None
         try:
             secret = await read_secret(self.kube, obj)
         except TokenError as error:

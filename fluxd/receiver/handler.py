@@ -14,7 +14,7 @@ Answers, in the order they are decided::
     503  the Receiver is suspended or not ready (as Flux answers)
     413  the body is larger than ``webhook-body-limit``
     401/403/400  ``verify_receiver_request`` said no; 400 for a payload that is not JSON
-    500  a reconcile request could not be written, or ``spec.resourceFilter``
+    500  a reconcile request could not be written, or a resource filter
          failed on this request (the sender may retry)
     200  accepted (also for a signed ping, and when a target does not exist)
 """
@@ -199,9 +199,13 @@ class ReceiverWebhook:
             return _answer(200, WebhookOutcome.PING)
         bound.info("webhook accepted", webhook_event=verdict.event)
         req = _request_document(headers, verdict.payload if verdict.payload is not None else body)
-        if req is None and entry.spec.get("resourceFilter"):
+        filtered = entry.spec.get("resourceFilter") or any(
+            isinstance(reference, Mapping) and reference.get("filter")
+            for reference in entry.spec.get("resources") or ()
+        )
+        if req is None and filtered:
             # Flux cannot build its filters then, and answers 500.
-            bound.warning("webhook refused: the JSON body is not an object for resourceFilter")
+            bound.warning("webhook refused: the JSON body is not an object for the filters")
             return _answer(500, WebhookOutcome.FAILED)
         if not await self.trigger(entry, req or {}):
             return _answer(500, WebhookOutcome.FAILED)

@@ -2,11 +2,12 @@
 
 ````ReconcileRequests`` is the handler's ``ReconcileTrigger``. A resource is
 named, or ``'*'`` with ``matchLabels`` (every labelled object of the kind).
-``spec.resourceFilter`` is a CEL expression over ``res`` (the resource's
-``apiVersion``, ``kind`` and ``metadata``) and ``req`` (the JSON request body,
-``{}`` when it is not JSON); only resources it is true for are requested. An
-expression that does not compile stalls the Receiver (``resource_filter``,
-called by its reconciler), so a delivery only ever meets compiled ones.
+``spec.resourceFilter`` and each entry's own ``filter`` are CEL expressions
+over ``res`` (the resource's ``apiVersion``, ``kind`` and ``metadata``) and
+``req`` (the JSON request body, ``{}`` when it is not JSON); only resources
+both accept are requested. An expression that does not compile stalls the
+Receiver (``receiver_filters``, called by its reconciler), so a delivery
+only ever meets compiled ones.
 A burst of pushes to one target is coalesced (the shared ``Coalescer`` in
 leading mode): the first push patches at once, later ones within ``window``
 collapse into one trailing patch, so the last push is always fetched and a
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,17 +101,16 @@ class ReconcileRequests:
             "kind": RECEIVER.kind,
             **entry.receiver,
         }
-        source = str(entry.spec.get("resourceFilter") or "")
         try:
-            accepts = resource_filter(source) if source else None
+            filters = receiver_filters(entry.spec)
         except ExpressionError as error:
-            await self._report(receiver, f"invalid resourceFilter expression: {error}")
+            await self._report(receiver, str(error))
             return False
         healthy = True
-        for reference in entry.spec.get("resources") or []:
+        for reference, accepts in zip(entry.spec.get("resources") or [], filters, strict=True):
             try:
                 targets = await self._resolve(
-                    reference, default_namespace=entry.namespace, metadata=accepts is not None
+                    reference, default_namespace=entry.namespace, metadata=bool(accepts)
                 )
             except _TargetProblem as problem:
                 await self._report(receiver, problem.message)
@@ -119,14 +120,18 @@ class ReconcileRequests:
                 healthy = False
                 continue
             for target, metadata in targets:
-                if accepts is not None:
+                if accepts:
                     res = {
                         "apiVersion": target.resource.api_version,
                         "kind": target.resource.kind,
                         "metadata": metadata,
                     }
                     try:
-                        wanted = accepts.evaluate_bool({"res": res, "req": req})
+                        # Both filters must accept; the first false one decides.
+                        wanted = all(
+                            expression.evaluate_bool({"res": res, "req": req})
+                            for expression in accepts
+                        )
                     except EvaluationError as error:
                         # As Flux: the delivery fails (500), so the sender may retry.
                         await self._report(receiver, f"{target.describe()}: {error}")
@@ -245,8 +250,32 @@ class ReconcileRequests:
 
 @functools.lru_cache(maxsize=256)
 def resource_filter(source: str) -> Expression:
-    """Compile a ``spec.resourceFilter``, which may name ``res`` and ``req`` only."""
+    """Compile a ``resourceFilter`` or ``resources[].filter``: ``res`` and ``req`` only."""
     return Expression.parse(source, variables=FILTER_VARIABLES)
+
+
+def receiver_filters(spec: Mapping[str, Any]) -> list[list[Expression]]:
+    """The filters of each ``resources[]`` entry: ``resourceFilter``, then its own ``filter``.
+
+    Raises ``ExpressionError`` with Flux's message for the first that does not compile.
+    """
+    source = str(spec.get("resourceFilter") or "")
+    try:
+        top = [resource_filter(source)] if source else []
+    except ExpressionError as error:
+        raise ExpressionError(f"invalid resourceFilter expression: {error}") from None
+    filters: list[list[Expression]] = []
+    for index, reference in enumerate(spec.get("resources") or []):
+        own = str(reference.get("filter") or "")
+        try:
+            filters.append([*top, resource_filter(own)] if own else top)
+        except ExpressionError as error:
+            where = (
+                f"resources[{index}] (kind={json.dumps(str(reference.get('kind', '')))}, "
+                f"name={json.dumps(str(reference.get('name', '')))})"
+            )
+            raise ExpressionError(f"invalid filter expression for {where}: {error}") from None
+    return filters
 
 
 class _TargetProblem(Exception):

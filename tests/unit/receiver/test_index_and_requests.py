@@ -278,28 +278,64 @@ async def test_resource_filter_that_fails_on_a_request_fails_the_delivery(
     assert "failed to evaluate" in recorded.of("Receiver", "gitea")[0].message
 
 
+async def test_a_resource_s_own_filter_stacks_on_the_resource_filter(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("api", {"team": "edge", "env": "prod"}))
+    kube.add(GIT_REPOSITORY, git_repository("web", {"team": "edge", "env": "prod"}))
+    kube.add(GIT_REPOSITORY, git_repository("web-dev", {"team": "edge", "env": "dev"}))
+    resources = [
+        {
+            "kind": "GitRepository",
+            "name": "*",
+            "matchLabels": {"team": "edge"},
+            "filter": "res.metadata.labels.env == 'prod'",
+        }
+    ]
+    obj = receiver_object(resources=resources)
+    obj["spec"]["resourceFilter"] = "res.metadata.name.startsWith(req.app)"
+    requests = requests_for(kube, recorded)
+
+    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"app": "web"})
+
+    assert [name for _, _, name, _ in kube.patches] == ["web"]
+
+
 @pytest.mark.parametrize(
-    "expression",
+    ("spec", "message"),
     [
-        pytest.param("res.metadata.name ==", id="syntax"),
-        pytest.param("claims.sub == 'x'", id="undeclared-variable"),
+        pytest.param(
+            {"resourceFilter": "res.metadata.name =="},
+            "invalid resourceFilter expression: ",
+            id="syntax",
+        ),
+        pytest.param(
+            {"resourceFilter": "claims.sub == 'x'"},
+            "invalid resourceFilter expression: ",
+            id="undeclared-variable",
+        ),
+        pytest.param(
+            {"resources": [{"kind": "GitRepository", "name": "repo", "filter": "res.("}]},
+            'invalid filter expression for resources[0] (kind="GitRepository", name="repo"): ',
+            id="resource-filter",
+        ),
     ],
 )
-async def test_reconciler_stalls_a_receiver_with_an_invalid_resource_filter(
-    kube: FakeKube, expression: str
+async def test_reconciler_stalls_a_receiver_with_an_invalid_filter(
+    kube: FakeKube, spec: dict[str, Any], message: str
 ) -> None:
     kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
     index = ReceiverIndex(kube=cast(Kube, kube))
     reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
     obj = receiver_object()
-    obj["spec"]["resourceFilter"] = expression
+    obj["spec"].update(spec)
     index.put(obj["status"]["webhookPath"], ReceiverEntry(receiver=obj, token=TOKEN))
 
     with pytest.raises(Stalled) as failure:
         await reconciler.reconcile(obj)
 
     assert failure.value.reason == "InvalidCELExpression"
-    assert failure.value.message.startswith("invalid resourceFilter expression: ")
+    assert failure.value.message.startswith(message)
     assert len(index) == 0  # deliveries meet the API's not-ready copy: 503
 
 
