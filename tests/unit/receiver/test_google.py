@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
-from fluxd.receiver import GoogleKeys
+from fluxd.receiver import GoogleKeys, ReceiverEntry, ReceiverWebhook
 from fluxd.receiver.google import id_token_problem
 from tests.unit.notifyctl.notifyctl_fakes import FakeClock
-from tests.unit.receiver.test_every_type import AUDIENCE, EMAIL, GOOGLE_JWKS, GOOGLE_KEYS, id_token
+from tests.unit.receiver.test_every_type import (
+    AUDIENCE,
+    EMAIL,
+    GCR,
+    GCR_EVENT,
+    GOOGLE_JWKS,
+    GOOGLE_KEYS,
+    id_token,
+)
 
 
 @dataclass
@@ -88,3 +96,49 @@ def test_a_token_that_is_no_jwt_is_refused() -> None:
     problem = id_token_problem("Bearer not-a-jwt", keys=GOOGLE_KEYS, email=EMAIL, audience=AUDIENCE)
     assert problem.startswith("invalid ID token")
     assert id_token_problem("Basic abc", keys=GOOGLE_KEYS, email=EMAIL, audience=AUDIENCE)
+
+
+@dataclass
+class Recording:
+    requests: list[Mapping[str, Any]] = field(default_factory=list)
+
+    async def __call__(self, entry: ReceiverEntry, req: Mapping[str, Any]) -> bool:
+        self.requests.append(req)
+        return True
+
+
+@dataclass
+class OneReceiver:
+    entry: ReceiverEntry
+
+    async def find(self, path: str) -> ReceiverEntry | None:
+        return self.entry if path == "/hook/gcr" else None
+
+
+async def test_a_pub_sub_push_reaches_the_trigger_with_the_registry_event(
+    certs: tuple[Certs, str],
+) -> None:
+    _, url = certs
+    receiver = {"metadata": {"name": "gar", "namespace": "apps"}, "spec": {"type": "gcr"}}
+    entry = ReceiverEntry(
+        receiver=receiver,
+        token="t",
+        secret={"token": "t", "email": EMAIL, "audience": AUDIENCE},
+    )
+    trigger = Recording()
+    handler = ReceiverWebhook(
+        directory=OneReceiver(entry),
+        trigger=trigger,
+        body_limit=64 * 1024,
+        google_keys=GoogleKeys(url=url),
+    )
+    app = web.Application()
+    app.router.add_post("/hook/{digest}", handler.__call__)
+    async with TestClient(TestServer(app)) as client:
+        genuine = {"Authorization": f"Bearer {id_token()}", "Content-Type": "application/json"}
+        async with client.post("/hook/gcr", data=GCR, headers=genuine) as response:
+            assert response.status == 200
+        forged = {**genuine, "Authorization": f"Bearer {id_token(aud='https://other/hook')}"}
+        async with client.post("/hook/gcr", data=GCR, headers=forged) as response:
+            assert response.status == 401
+    assert trigger.requests == [GCR_EVENT]
