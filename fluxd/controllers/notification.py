@@ -63,7 +63,7 @@ from fluxd.notify import (
 )
 from fluxd.receiver import (
     RECEIVER,
-    GoogleKeys,
+    JsonWebKeys,
     ReceiverIndex,
     ReceiverWebhook,
     ReconcileRequests,
@@ -540,7 +540,7 @@ async def wire(
         ),
         body_limit=settings.webhook_body_limit,
         observer=components.journal.record_push,
-        google_keys=GoogleKeys(url=settings.receiver_google_certs_url),
+        google_keys=JsonWebKeys(url=settings.receiver_google_certs_url),
     )
     registry = NotificationRegistry(kube=kube, recorder=recorder)
     dispatcher = AlertDispatcher(

@@ -4,7 +4,8 @@ It reads the token from the Receiver's Secret, writes Flux's
 ``status.webhookPath`` (``/hook/`` + sha256(token + name + namespace)) and
 puts the Receiver in the ``ReceiverIndex`` the webhook handler reads. A
 ``spec.resourceFilter`` or ``resources[].filter`` that does not compile
-stalls it (``InvalidCELExpression``). The rest of the receiver (handler,
+stalls it (``InvalidCELExpression``), as do OIDC settings that do not fit
+the type (``ValidationFailed``). The rest of the receiver (handler,
 checks per type, index, reconcile requests) is the ``fluxd.receiver`` package.
 """
 
@@ -27,6 +28,7 @@ from fluxd.receiver import (
     read_secret,
     webhook_path,
 )
+from fluxd.receiver.oidc import OIDCSpecError, oidc_spec_problem
 from fluxd.receiver.requests import receiver_filters
 
 TOKEN_NOT_FOUND: Final = "TokenNotFound"
@@ -49,6 +51,11 @@ class ReceiverReconciler(Reconciler):
             # Flux marks it terminal: nothing to retry until the spec changes.
             self.index.drop(key_of(obj))
             raise Stalled(meta.Reason.INVALID_CEL_EXPRESSION, str(error)) from None
+        try:
+            oidc_spec_problem(obj.get("spec") or {})
+        except OIDCSpecError as error:
+            self.index.drop(key_of(obj))
+            raise Stalled(error.reason, error.message) from None
         try:
             secret = await read_secret(self.kube, obj)
         except TokenError as error:

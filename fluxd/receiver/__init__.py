@@ -7,7 +7,9 @@ A map of the package, in the order a request meets it:
 - ``index``: ``ReceiverIndex``, webhook path → Receiver (and its Secret's token).
 - ``verify``: one check per Receiver ``type`` (signatures, tokens, payloads,
   ``spec.events``), pure functions over headers and body; ``google`` checks
-  the OIDC ID tokens of ``gcr`` (Pub/Sub push) against Google's keys.
+  the OIDC ID tokens of ``gcr`` (Pub/Sub push) against Google's keys, ``oidc``
+  those of ``generic-oidc`` against discovered issuers; ``jwks`` fetches and
+  caches their signing keys.
 - ``requests``: ``ReconcileRequests``, which sets ``reconcile.fluxcd.io/requestedAt``
   on the listed resources ``spec.resourceFilter`` (CEL) accepts, coalescing bursts.
 
@@ -19,15 +21,15 @@ wires it and the handler into the daemon.
 from __future__ import annotations
 
 from fluxd.api.notification import receiver_webhook_path as webhook_path
-from fluxd.receiver.google import GoogleKeys
 from fluxd.receiver.handler import ReceiverEntry, ReceiverWebhook, WebhookOutcome
 from fluxd.receiver.index import RECEIVER, ReceiverIndex, TokenError, read_secret
+from fluxd.receiver.jwks import JsonWebKeys
 from fluxd.receiver.requests import ReconcileRequests
 from fluxd.receiver.verify import ReceiverVerdict, verify_receiver_request
 
 __all__ = [
     "RECEIVER",
-    "GoogleKeys",
+    "JsonWebKeys",
     "ReceiverEntry",
     "ReceiverIndex",
     "ReceiverVerdict",

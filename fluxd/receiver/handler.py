@@ -13,7 +13,8 @@ Answers, in the order they are decided::
     404  no Receiver has this path
     503  the Receiver is suspended or not ready (as Flux answers)
     413  the body is larger than ``webhook-body-limit``
-    401/403/400  ``verify_receiver_request`` said no; 400 for a payload that is not JSON
+    401/403/400  ``verify_receiver_request`` (for ``generic-oidc``: ``OIDCIssuers``)
+                 said no; 400 for a payload that is not JSON
     500  a reconcile request could not be written, or a resource filter
          failed on this request (the sender may retry)
     200  accepted (also for a signed ping, and when a target does not exist)
@@ -32,8 +33,9 @@ import structlog
 from aiohttp import web
 
 from fluxd.metrics import WEBHOOKS
-from fluxd.receiver.google import GoogleKeys
-from fluxd.receiver.verify import verify_receiver_request
+from fluxd.receiver.jwks import JsonWebKeys
+from fluxd.receiver.oidc import GENERIC_OIDC, OIDCIssuers
+from fluxd.receiver.verify import ReceiverVerdict, verify_receiver_request
 
 log = structlog.get_logger("fluxd.receiver.handler")
 
@@ -101,7 +103,8 @@ class ReceiverDirectory(Protocol):
 ReconcileTrigger = Callable[[ReceiverEntry, Mapping[str, Any]], Awaitable[bool]]
 """Requests a reconcile of the Receiver's resources; False when an API write failed.
 
-The second argument is the request document resource filters read as ``req``.
+The second argument is what resource filters read: ``req`` (the request
+document) and, for ``generic-oidc``, the token's verified ``claims``.
 """
 
 
@@ -125,13 +128,15 @@ class ReceiverWebhook:
         trigger: ReconcileTrigger,
         body_limit: int,
         observer: DeliveryObserver | None = None,
-        google_keys: GoogleKeys | None = None,
+        google_keys: JsonWebKeys | None = None,
+        oidc_issuers: OIDCIssuers | None = None,
     ) -> None:
         self.directory = directory
         self.trigger = trigger
         self.body_limit = body_limit
         self.observer = observer
         self.google_keys = google_keys
+        self.oidc_issuers = oidc_issuers or OIDCIssuers()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         heard: dict[str, str] = {}
@@ -169,17 +174,30 @@ class ReceiverWebhook:
             bound.warning("webhook refused: body too large", limit=self.body_limit)
             return _answer(413, WebhookOutcome.TOO_LARGE)
         headers = {key: value for key, value in request.headers.items()}
-        keys = None
-        if entry.spec.get("type") == "gcr" and self.google_keys is not None:
-            keys = await self.google_keys.key_set()
-        verdict = verify_receiver_request(
-            entry.spec,
-            headers=headers,
-            body=body,
-            token=entry.token,
-            secret=entry.secret,
-            google_keys=keys,
-        )
+        claims: dict[str, Any] | None = None
+        if entry.spec.get("type") == GENERIC_OIDC:
+            # Discovery and keys are fetched over the network: not a pure check.
+            authorization = next(
+                (value for key, value in headers.items() if key.lower() == "authorization"), ""
+            )
+            claims, problem = await self.oidc_issuers.verify(entry.spec, authorization)
+            verdict = (
+                ReceiverVerdict(accepted=True, status=200, reconcile=True)
+                if claims is not None
+                else ReceiverVerdict(accepted=False, status=401, reason=problem)
+            )
+        else:
+            keys = None
+            if entry.spec.get("type") == "gcr" and self.google_keys is not None:
+                keys = await self.google_keys.key_set()
+            verdict = verify_receiver_request(
+                entry.spec,
+                headers=headers,
+                body=body,
+                token=entry.token,
+                secret=entry.secret,
+                google_keys=keys,
+            )
         heard["event"] = verdict.event or ""
         if not verdict.accepted:
             bound.warning(
@@ -207,7 +225,10 @@ class ReceiverWebhook:
             # Flux cannot build its filters then, and answers 500.
             bound.warning("webhook refused: the JSON body is not an object for the filters")
             return _answer(500, WebhookOutcome.FAILED)
-        if not await self.trigger(entry, req or {}):
+        variables: dict[str, Any] = {"req": req or {}}
+        if claims is not None:
+            variables["claims"] = claims
+        if not await self.trigger(entry, variables):
             return _answer(500, WebhookOutcome.FAILED)
         return _answer(200, WebhookOutcome.ACCEPTED)
 

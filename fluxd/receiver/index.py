@@ -35,7 +35,13 @@ class TokenError(Exception):
 
 
 async def read_secret(kube: Kube, receiver: Object) -> dict[str, str]:
-    """The Receiver's Secret as text, with its ``token`` (gcr reads more keys)."""
+    """The Receiver's Secret as text, with its ``token`` (gcr reads more keys).
+
+    A Receiver without ``secretRef`` (``generic-oidc``) has an empty token, as
+    in Flux: its webhook path is derived from its name and namespace alone.
+    """
+    if not (receiver.get("spec", {}).get("secretRef") or {}).get("name"):
+        return {"token": ""}
     metadata = receiver["metadata"]
     namespace = str(metadata.get("namespace", ""))
     secret_name = str((receiver.get("spec", {}).get("secretRef") or {}).get("name", ""))

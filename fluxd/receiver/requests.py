@@ -43,7 +43,8 @@ log = structlog.get_logger("fluxd.receiver.requests")
 
 REQUEST_FAILED: Final = "ReconcileRequestFailed"
 
-# What a resourceFilter may name: the resource and the request body, as in Flux.
+# What a resourceFilter may name: the resource and the request body, as in Flux
+# (and ``claims``, the verified token's, for generic-oidc Receivers).
 FILTER_VARIABLES: Final = frozenset({"res", "req"})
 
 # The name of the task that writes the trailing patches of coalesced pushes.
@@ -94,7 +95,7 @@ class ReconcileRequests:
         )
         self._trailing: asyncio.Task[None] | None = None
 
-    async def __call__(self, entry: ReceiverEntry, req: Mapping[str, Any]) -> bool:
+    async def __call__(self, entry: ReceiverEntry, variables: Mapping[str, Any]) -> bool:
         """Request every listed resource ``spec.resourceFilter`` accepts; False on an API error."""
         receiver = {
             "apiVersion": RECEIVER.api_version,
@@ -129,7 +130,7 @@ class ReconcileRequests:
                     try:
                         # Both filters must accept; the first false one decides.
                         wanted = all(
-                            expression.evaluate_bool({"res": res, "req": req})
+                            expression.evaluate_bool({"req": {}, **variables, "res": res})
                             for expression in accepts
                         )
                     except EvaluationError as error:
@@ -249,9 +250,11 @@ class ReconcileRequests:
 
 
 @functools.lru_cache(maxsize=256)
-def resource_filter(source: str) -> Expression:
-    """Compile a ``resourceFilter`` or ``resources[].filter``: ``res`` and ``req`` only."""
-    return Expression.parse(source, variables=FILTER_VARIABLES)
+def resource_filter(source: str, *, claims: bool = False) -> Expression:
+    """Compile a ``resourceFilter`` or ``resources[].filter``: ``res``, ``req`` (``claims``)."""
+    return Expression.parse(
+        source, variables=FILTER_VARIABLES | {"claims"} if claims else FILTER_VARIABLES
+    )
 
 
 def receiver_filters(spec: Mapping[str, Any]) -> list[list[Expression]]:
@@ -260,15 +263,17 @@ def receiver_filters(spec: Mapping[str, Any]) -> list[list[Expression]]:
     Raises ``ExpressionError`` with Flux's message for the first that does not compile.
     """
     source = str(spec.get("resourceFilter") or "")
+    # Only generic-oidc Receivers have verified claims to read.
+    claims = spec.get("type") == "generic-oidc"
     try:
-        top = [resource_filter(source)] if source else []
+        top = [resource_filter(source, claims=claims)] if source else []
     except ExpressionError as error:
         raise ExpressionError(f"invalid resourceFilter expression: {error}") from None
     filters: list[list[Expression]] = []
     for index, reference in enumerate(spec.get("resources") or []):
         own = str(reference.get("filter") or "")
         try:
-            filters.append([*top, resource_filter(own)] if own else top)
+            filters.append([*top, resource_filter(own, claims=claims)] if own else top)
         except ExpressionError as error:
             where = (
                 f"resources[{index}] (kind={json.dumps(str(reference.get('kind', '')))}, "

@@ -19,6 +19,8 @@ What each type checks, as Flux does:
 - ``gcr``: a Google-signed OIDC ID token in ``Authorization: Bearer`` (Pub/Sub
   push), checked by ``fluxd.receiver.google``; ``req`` is the unwrapped event.
 - ``cdevents``: a CDEvents (spec v0.4) document; ``Ce-Type`` is the event.
+- ``generic-oidc``: an OIDC ID token from one of ``spec.oidcProviders``
+  (``fluxd.receiver.oidc``, async: it discovers the issuer's keys).
 
 ``spec.events`` filters the events of ``github``, ``gitea``, ``gitlab``,
 ``bitbucket`` and ``cdevents``; the other types have no event to filter on.
@@ -261,8 +263,9 @@ _CHECKS: Final[dict[str, Callable[[dict[str, str], bytes, str, list[str]], Recei
     "cdevents": _cdevents,
 }
 
-# Every type verified: the table's, and gcr, which needs more than the token.
-VERIFIED_TYPES: Final = frozenset({*_CHECKS, "gcr"})
+# Every type verified: the table's, gcr, which needs more than the token, and
+# generic-oidc, whose issuers are discovered over the network (fluxd.receiver.oidc).
+VERIFIED_TYPES: Final = frozenset({*_CHECKS, "gcr", "generic-oidc"})
 
 
 # -- payloads ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Every Receiver type of the CRD, verified as Flux verifies it.
 
 The table has one case per ``spec.type`` the Receiver CRD accepts; a type
-added to the enum without a case fails here. Each case sends a genuine
+added to the enum without a case fails here (``generic-oidc``, which
+discovers its issuer over the network, has its cases in ``test_oidc.py``). Each case sends a genuine
 delivery (accepted, reconciles), a forged one (refused) and, where the type
 filters on ``spec.events``, a genuine delivery of an unwanted event
 (refused); where it does not, the same delivery is accepted, since Flux
@@ -210,10 +211,14 @@ def check(receiver_type: str, delivery: Delivery, *, events: list[str] | None = 
     )
 
 
+# Types whose check needs the network, with the module that has their cases.
+NETWORK_CHECKED = {"generic-oidc": "tests/unit/receiver/test_oidc.py"}
+
+
 def test_every_type_of_the_crd_has_a_case_and_a_check() -> None:
     types = crd_types()
     assert types == set(typing.get_args(ReceiverType))
-    assert types - set(CASES) == set(), "a Receiver type has no case here"
+    assert types - set(CASES) - set(NETWORK_CHECKED) == set(), "a Receiver type has no case here"
     assert types - VERIFIED_TYPES == set(), "a Receiver type has no check"
 
 

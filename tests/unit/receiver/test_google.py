@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from fluxd.receiver import GoogleKeys, ReceiverEntry, ReceiverWebhook
+from fluxd.receiver import JsonWebKeys, ReceiverEntry, ReceiverWebhook
 from fluxd.receiver.google import id_token_problem
 from tests.unit.notifyctl.notifyctl_fakes import FakeClock
 from tests.unit.receiver.test_every_type import (
@@ -54,7 +54,7 @@ async def certs() -> AsyncIterator[tuple[Certs, str]]:
 
 async def test_a_token_signed_by_a_served_key_is_google_s(certs: tuple[Certs, str]) -> None:
     served, url = certs
-    keys = await GoogleKeys(url=url).key_set()
+    keys = await JsonWebKeys(url=url).key_set()
     problem = id_token_problem(f"Bearer {id_token()}", keys=keys, email=EMAIL, audience=AUDIENCE)
     assert problem == ""
     assert served.fetches == ["/oauth2/v3/certs"]
@@ -63,7 +63,7 @@ async def test_a_token_signed_by_a_served_key_is_google_s(certs: tuple[Certs, st
 async def test_keys_are_fetched_again_only_after_their_max_age(certs: tuple[Certs, str]) -> None:
     served, url = certs
     clock = FakeClock()
-    keys = GoogleKeys(url=url, clock=clock)
+    keys = JsonWebKeys(url=url, clock=clock)
     await keys.key_set()
     clock.advance(299)
     await keys.key_set()
@@ -76,7 +76,7 @@ async def test_keys_are_fetched_again_only_after_their_max_age(certs: tuple[Cert
 async def test_a_failed_refresh_keeps_the_keys_it_had(certs: tuple[Certs, str]) -> None:
     served, url = certs
     clock = FakeClock()
-    keys = GoogleKeys(url=url, clock=clock)
+    keys = JsonWebKeys(url=url, clock=clock)
     first = await keys.key_set()
     served.status = 503
     clock.advance(301)
@@ -86,7 +86,7 @@ async def test_a_failed_refresh_keeps_the_keys_it_had(certs: tuple[Certs, str]) 
 async def test_no_keys_at_all_refuses_every_token(certs: tuple[Certs, str]) -> None:
     served, url = certs
     served.status = 500
-    keys = await GoogleKeys(url=url).key_set()
+    keys = await JsonWebKeys(url=url).key_set()
     assert keys is None
     problem = id_token_problem(f"Bearer {id_token()}", keys=keys, email=EMAIL, audience=AUDIENCE)
     assert "not available" in problem
@@ -102,8 +102,8 @@ def test_a_token_that_is_no_jwt_is_refused() -> None:
 class Recording:
     requests: list[Mapping[str, Any]] = field(default_factory=list)
 
-    async def __call__(self, entry: ReceiverEntry, req: Mapping[str, Any]) -> bool:
-        self.requests.append(req)
+    async def __call__(self, entry: ReceiverEntry, variables: Mapping[str, Any]) -> bool:
+        self.requests.append(variables)
         return True
 
 
@@ -130,7 +130,7 @@ async def test_a_pub_sub_push_reaches_the_trigger_with_the_registry_event(
         directory=OneReceiver(entry),
         trigger=trigger,
         body_limit=64 * 1024,
-        google_keys=GoogleKeys(url=url),
+        google_keys=JsonWebKeys(url=url),
     )
     app = web.Application()
     app.router.add_post("/hook/{digest}", handler.__call__)
@@ -141,4 +141,4 @@ async def test_a_pub_sub_push_reaches_the_trigger_with_the_registry_event(
         forged = {**genuine, "Authorization": f"Bearer {id_token(aud='https://other/hook')}"}
         async with client.post("/hook/gcr", data=GCR, headers=forged) as response:
             assert response.status == 401
-    assert trigger.requests == [GCR_EVENT]
+    assert trigger.requests == [{"req": GCR_EVENT}]

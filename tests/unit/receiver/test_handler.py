@@ -50,9 +50,9 @@ class Trigger:
     calls: list[ReceiverEntry] = field(default_factory=list)
     requests: list[Mapping[str, Any]] = field(default_factory=list)
 
-    async def __call__(self, entry: ReceiverEntry, req: Mapping[str, Any]) -> bool:
+    async def __call__(self, entry: ReceiverEntry, variables: Mapping[str, Any]) -> bool:
         self.calls.append(entry)
-        self.requests.append(req)
+        self.requests.append(variables)
         return self.answer
 
 
@@ -182,7 +182,7 @@ async def test_gitea_form_delivery_is_accepted(hook: Hook) -> None:
 
 async def test_the_json_body_is_what_resource_filters_read_as_req(hook: Hook) -> None:
     assert (await hook.post(PUSH, signed(PUSH)))[0] == 200
-    assert hook.trigger.requests == [json.loads(PUSH)]
+    assert hook.trigger.requests == [{"req": json.loads(PUSH)}]
 
 
 async def test_a_form_delivery_gives_resource_filters_an_empty_req(hook: Hook) -> None:
@@ -190,7 +190,7 @@ async def test_a_form_delivery_gives_resource_filters_an_empty_req(hook: Hook) -
     headers = signed(PUSH)
     headers["Content-Type"] = "application/x-www-form-urlencoded"
     assert (await hook.post(raw, headers))[0] == 200
-    assert hook.trigger.requests == [{}]
+    assert hook.trigger.requests == [{"req": {}}]
 
 
 async def test_a_json_body_that_is_no_object_fails_a_filtered_receiver(hook: Hook) -> None:

@@ -243,7 +243,9 @@ async def test_resource_filter_requests_only_the_targets_it_accepts(
     obj["spec"]["resourceFilter"] = "res.metadata.name == req.repository.name"
     requests = requests_for(kube, recorded)
 
-    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"repository": {"name": "web"}})
+    assert await requests(
+        ReceiverEntry(receiver=obj, token=TOKEN), {"req": {"repository": {"name": "web"}}}
+    )
 
     assert [name for _, _, name, _ in kube.patches] == ["web"]
     assert recorded.events == []
@@ -272,7 +274,7 @@ async def test_resource_filter_that_fails_on_a_request_fails_the_delivery(
     obj["spec"]["resourceFilter"] = "req.tag.contains(res.metadata.name)"
     requests = requests_for(kube, recorded)
 
-    assert not await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"action": "push"})
+    assert not await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"req": {"action": "push"}})
 
     assert kube.patches == []
     assert "failed to evaluate" in recorded.of("Receiver", "gitea")[0].message
@@ -296,7 +298,7 @@ async def test_a_resource_s_own_filter_stacks_on_the_resource_filter(
     obj["spec"]["resourceFilter"] = "res.metadata.name.startsWith(req.app)"
     requests = requests_for(kube, recorded)
 
-    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"app": "web"})
+    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"req": {"app": "web"}})
 
     assert [name for _, _, name, _ in kube.patches] == ["web"]
 
@@ -406,3 +408,45 @@ async def test_a_crash_writing_a_trailing_patch_is_logged_with_the_task_name(
         for log in logs
     )
     await requests.aclose()
+
+
+async def test_a_generic_oidc_receiver_needs_no_secret_and_gets_flux_s_path(
+    kube: FakeKube,
+) -> None:
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
+    obj = receiver_object("ci")
+    obj["spec"]["type"] = "generic-oidc"
+    del obj["spec"]["secretRef"]
+    obj["spec"]["oidcProviders"] = [
+        {
+            "issuerURL": "https://token.actions.githubusercontent.com",
+            "validations": [{"expression": "claims.repository_owner == 'acme'", "message": "m"}],
+        }
+    ]
+    kube.add(RECEIVER, {**obj, "status": {}})
+
+    outcome = await reconciler.reconcile(obj)
+
+    # Flux: sha256 of token + name + namespace, with an empty token.
+    path = "/hook/" + hashlib.sha256(f"ci{NS}".encode()).hexdigest()
+    assert outcome.status == {"webhookPath": path}
+    found = await index.find(path)
+    assert found is not None and found.token == ""
+
+
+async def test_reconciler_stalls_a_receiver_whose_oidc_settings_do_not_fit(
+    kube: FakeKube,
+) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
+    reconciler = ReceiverReconciler(
+        kube=cast(Kube, kube), index=ReceiverIndex(kube=cast(Kube, kube))
+    )
+    obj = receiver_object()
+    obj["spec"]["type"] = "generic-oidc"
+
+    with pytest.raises(Stalled) as failure:
+        await reconciler.reconcile(obj)
+
+    assert failure.value.reason == "ValidationFailed"
+    assert failure.value.message == "generic-oidc receiver requires at least one oidcProvider"
