@@ -60,6 +60,18 @@ def id_token_problem(
     return ""
 
 
+def token_key_id(authorization: str) -> str | None:
+    """The ``kid`` of a bearer token's header (unverified: it only picks a key)."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme != "Bearer" or not token:
+        return None
+    try:
+        key_id = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return str(key_id) if key_id is not None else None
+
+
 def _unverified_audience(token: str) -> str:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})

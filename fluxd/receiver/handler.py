@@ -33,6 +33,7 @@ import structlog
 from aiohttp import web
 
 from fluxd.metrics import WEBHOOKS
+from fluxd.receiver.google import token_key_id
 from fluxd.receiver.jwks import JsonWebKeys
 from fluxd.receiver.oidc import GENERIC_OIDC, OIDCIssuers
 from fluxd.receiver.verify import ReceiverVerdict, verify_receiver_request
@@ -189,7 +190,11 @@ class ReceiverWebhook:
         else:
             keys = None
             if entry.spec.get("type") == "gcr" and self.google_keys is not None:
-                keys = await self.google_keys.key_set()
+                authorization = next(
+                    (value for key, value in headers.items() if key.lower() == "authorization"),
+                    "",
+                )
+                keys = await self.google_keys.key_set(key_id=token_key_id(authorization))
             verdict = verify_receiver_request(
                 entry.spec,
                 headers=headers,

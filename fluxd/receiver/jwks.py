@@ -35,17 +35,31 @@ class JsonWebKeys:
         self._clock = clock
         self._keys: jwt.PyJWKSet | None = None
         self._fresh_until: float | None = None
+        self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
 
-    async def key_set(self) -> jwt.PyJWKSet | None:
-        """The current key set; None when none could ever be fetched."""
+    async def key_set(self, *, key_id: str | None = None) -> jwt.PyJWKSet | None:
+        """The current key set; None when none could ever be fetched.
+
+        A ``key_id`` the set does not have fetches it again before its max-age
+        (the issuer rotated its keys), at most once per retry delay.
+        """
         async with self._lock:
+            now = self._clock()
             # A failed fetch waits its retry delay too: a flood of requests is no flood of fetches.
-            if self._fresh_until is None or self._clock() >= self._fresh_until:
+            stale = self._fresh_until is None or now >= self._fresh_until
+            rotated = (
+                key_id is not None
+                and self._keys is not None
+                and all(key.key_id != key_id for key in self._keys.keys)
+                and (self._fetched_at is None or now - self._fetched_at >= _RETRY_AFTER)
+            )
+            if stale or rotated:
                 await self._fetch()
             return self._keys
 
     async def _fetch(self) -> None:
+        self._fetched_at = self._clock()
         try:
             timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
             async with (

@@ -199,12 +199,15 @@ class OIDCIssuers:
             return None, (
                 f"failed to initialize OIDC provider for issuer {json.dumps(issuer)}: {error}"
             )
-        keys = await known.keys.key_set()
+        try:
+            key_id = jwt.get_unverified_header(raw).get("kid")
+        except jwt.PyJWTError as error:
+            return None, f"failed to verify OIDC token: {error}"
+        keys = await known.keys.key_set(key_id=None if key_id is None else str(key_id))
         if keys is None:
             return None, f"failed to verify OIDC token: no signing keys for {issuer}"
         audience = str(provider.get("audience") or DEFAULT_OIDC_AUDIENCE)
         try:
-            key_id = jwt.get_unverified_header(raw).get("kid")
             candidates = [key for key in keys.keys if key_id is None or key.key_id == key_id]
             if not candidates:
                 return None, "failed to verify OIDC token: no key matches the token's key id"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fluxd.receiver import JsonWebKeys, ReceiverEntry, ReceiverWebhook
 from fluxd.receiver.google import id_token_problem
@@ -142,3 +145,31 @@ async def test_a_pub_sub_push_reaches_the_trigger_with_the_registry_event(
         async with client.post("/hook/gcr", data=GCR, headers=forged) as response:
             assert response.status == 401
     assert trigger.requests == [{"req": GCR_EVENT}]
+
+
+async def test_a_token_signed_by_a_rotated_in_key_fetches_the_keys_again(
+    certs: tuple[Certs, str],
+) -> None:
+    served, url = certs
+    clock = FakeClock()
+    keys = JsonWebKeys(url=url, clock=clock)
+    await keys.key_set()
+    # Google publishes a new key before signing with it; the cached set lacks it.
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    new_key = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rotated.public_key()))
+    served.document = {"keys": [*GOOGLE_JWKS["keys"], {**new_key, "kid": "k2", "alg": "RS256"}]}
+    token = jwt.encode(
+        jwt.decode(id_token(), options={"verify_signature": False}),
+        rotated,
+        algorithm="RS256",
+        headers={"kid": "k2"},
+    )
+    clock.advance(31)
+
+    found = await keys.key_set(key_id="k2")
+
+    assert len(served.fetches) == 2
+    assert id_token_problem(f"Bearer {token}", keys=found, email=EMAIL, audience=AUDIENCE) == ""
+    # An unknown key id soon after does not fetch again (a forger cannot make it flood Google).
+    await keys.key_set(key_id="k3")
+    assert len(served.fetches) == 2
