@@ -58,6 +58,11 @@ _HASHES: Final[dict[str, Callable[[], Any]]] = {
 }
 
 
+# What a decoded value must be to fit a Go struct field: a str, a list of one
+# shape, or an object whose listed keys have these shapes (others are ignored).
+Shape = type[str] | list["Shape"] | Mapping[str, "Shape"]
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiverVerdict:
     """What to do with one webhook request.
@@ -269,10 +274,6 @@ VERIFIED_TYPES: Final = frozenset({*_CHECKS, "gcr", "generic-oidc"})
 
 
 # -- payloads ---------------------------------------------------------------------------
-
-# What a decoded value must be to fit a Go struct field: a str, a list of one
-# shape, or an object whose listed keys have these shapes (others are ignored).
-Shape = type[str] | list["Shape"] | Mapping[str, "Shape"]
 
 
 def _accept_payload(body: bytes, shape: Shape, *, source: str) -> ReceiverVerdict:
