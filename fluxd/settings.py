@@ -90,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         "webhook pushes to one object within this window cause one more reconcile, not one each",
     ),
+    Setting(
+        "receiver-google-certs-url",
+        "str",
+        "https://www.googleapis.com/oauth2/v3/certs",
+        "Google's OIDC signing keys (JWKS) that gcr Receivers verify Pub/Sub push tokens with",
+    ),
     # work queues
     Setting("gitrepository-concurrency", "int", 4, "GitRepositories reconciled at once"),
     Setting("kustomization-concurrency", "int", 4, "Kustomizations reconciled at once"),
@@ -329,6 +335,7 @@ class Settings:
     events_addr: str = ":9690"
     webhook_body_limit: int = 1048576
     receiver_coalesce_window: float = 2.0
+    receiver_google_certs_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     gitrepository_concurrency: int = 4
     kustomization_concurrency: int = 4
     notification_concurrency: int = 4

@@ -19,6 +19,7 @@ from fluxd.api.schema import (
     CustomResource,
     Default,
     Doc,
+    ItemCount,
     Length,
     Pattern,
 )
@@ -38,12 +39,15 @@ ALERT = ResourceKind(
 # Receivers answer on this path followed by sha256(token + name + namespace) in hex.
 RECEIVER_WEBHOOK_PATH_PREFIX = "/hook/"
 DEFAULT_RECEIVER_INTERVAL = "10m"
+# The 'aud' a generic-oidc Receiver expects when its provider names none (Flux's).
+DEFAULT_OIDC_AUDIENCE = "notification-controller"
 # Flux's default for sending one alert when the Provider sets no timeout.
 DEFAULT_PROVIDER_TIMEOUT = "15s"
 
 ReceiverType = Literal[
     "generic",
     "generic-hmac",
+    "generic-oidc",
     "github",
     "gitlab",
     "bitbucket",
@@ -135,6 +139,55 @@ class CrossNamespaceObjectReference(TypedDict):
     ]
 
 
+class ReceiverResource(CrossNamespaceObjectReference):
+    """A resource a Receiver reconciles, with an optional CEL filter of its own."""
+
+    filter: NotRequired[
+        Annotated[
+            str,
+            Doc(
+                "CEL expression over 'res' and 'req', evaluated for each resource this entry "
+                "matches, in addition to resourceFilter; both must be true."
+            ),
+        ]
+    ]
+
+
+class OIDCVariable(TypedDict):
+    """A named CEL expression over the token's claims, exposed as 'vars.<name>'."""
+
+    name: Annotated[str, Doc("Variable name; a CEL identifier.")]
+    expression: Annotated[str, Doc("CEL expression over 'claims' and earlier 'vars'.")]
+
+
+class OIDCValidation(TypedDict):
+    """A CEL boolean over the token's claims and variables; all must be true."""
+
+    expression: Annotated[str, Doc("CEL boolean expression over 'claims' and 'vars'.")]
+    message: Annotated[str, Doc("Message returned when the expression is false.")]
+
+
+class OIDCProvider(TypedDict):
+    """An OIDC issuer whose tokens authenticate a 'generic-oidc' Receiver's requests."""
+
+    issuerURL: Annotated[
+        str,
+        Doc("Issuer URL used for discovery; must match the token's 'iss' claim."),
+        Pattern("^https?://"),
+    ]
+    audience: NotRequired[
+        Annotated[str, Doc("Expected 'aud' claim; defaults to 'notification-controller'.")]
+    ]
+    variables: NotRequired[
+        Annotated[list[OIDCVariable], Doc("Named CEL expressions, evaluated in order.")]
+    ]
+    validations: Annotated[
+        list[OIDCValidation],
+        Doc("CEL boolean expressions that must all be true for a request to be accepted."),
+        ItemCount(min=1),
+    ]
+
+
 class ReceiverSpec(TypedDict):
     """Desired state of a Receiver: who may call the webhook and what it reconciles."""
 
@@ -149,13 +202,31 @@ class ReceiverSpec(TypedDict):
     ]
     events: NotRequired[Annotated[list[str], Doc("Event types to handle, e.g. 'push' for GitHub.")]]
     resources: Annotated[
-        list[CrossNamespaceObjectReference], Doc("Objects to reconcile when the hook is called.")
+        list[ReceiverResource], Doc("Objects to reconcile when the hook is called.")
     ]
     resourceFilter: NotRequired[
-        Annotated[str, Doc("CEL expression filtering the resources (not supported: refused).")]
+        Annotated[
+            str,
+            Doc(
+                "CEL expression over 'res' (a resource's metadata) and 'req' (the request "
+                "body); only resources it is true for are reconciled."
+            ),
+        ]
     ]
-    secretRef: Annotated[
-        LocalObjectReference, Doc("Secret with the 'token' used to validate payloads.")
+    secretRef: NotRequired[
+        Annotated[
+            LocalObjectReference,
+            Doc(
+                "Secret with the 'token' used to validate payloads; required for every "
+                "type but 'generic-oidc', which must not set it."
+            ),
+        ]
+    ]
+    oidcProviders: NotRequired[
+        Annotated[
+            list[OIDCProvider],
+            Doc("OIDC issuers that authenticate requests; only for type 'generic-oidc'."),
+        ]
     ]
     suspend: NotRequired[Annotated[bool, Doc("Suspend handling of this Receiver's events.")]]
 

@@ -33,11 +33,6 @@ class Refused:
         return f"{self.path}{shown} is not supported by fluxd: {self.why}"
 
 
-# Receiver types whose payloads fluxd verifies (fluxd.notify.receivers has one check each).
-RECEIVER_TYPES_VERIFIED = frozenset(
-    {"generic", "generic-hmac", "github", "gitea", "gitlab", "bitbucket"}
-)
-
 REFUSED: Mapping[str, tuple[Refused, ...]] = {
     "Kustomization": (
         Refused(
@@ -83,17 +78,6 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "Python verifier checks cosign key-based OCI signatures",
         ),
         Refused("spec.proxySecretRef", "proxies for OCI registries are not implemented"),
-    ),
-    "Receiver": (
-        Refused(
-            "spec.type",
-            "deliveries of this type cannot be verified yet; use 'generic-hmac' or 'generic'",
-            unless=RECEIVER_TYPES_VERIFIED,
-        ),
-        Refused(
-            "spec.resourceFilter",
-            "CEL resource filters are not implemented; every listed resource would be requested",
-        ),
     ),
     "Provider": (
         Refused("spec.serviceAccountName", "workload identity for providers is not available"),

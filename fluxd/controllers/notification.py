@@ -1,6 +1,7 @@
 """notification-controller's work inside fluxd: Receivers, Providers, Alerts and alert dispatch.
 
-Receivers are reconciled like every Flux kind (see ``receiver``). Providers
+Receivers are reconciled like every Flux kind (see ``receiver``; the webhook
+side is the ``fluxd.receiver`` package). Providers
 and Alerts in ``v1beta3`` are static objects in Flux: no finalizer, no status.
 fluxd keeps them in memory instead (``NotificationRegistry``): each Provider
 is resolved with its Secrets into a ready sender, each Alert is checked
@@ -37,12 +38,7 @@ from fluxd.aio import Backoff, Result, SystemClock, WorkQueue, supervise
 from fluxd.api import notification
 from fluxd.api.support import refused_fields
 from fluxd.controllers.manager import Components
-from fluxd.controllers.receiver import (
-    RECEIVER,
-    ReceiverIndex,
-    ReceiverReconciler,
-    ReconcileRequests,
-)
+from fluxd.controllers.receiver import ReceiverReconciler
 from fluxd.controllers.runtime import Controller
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
@@ -65,8 +61,14 @@ from fluxd.notify import (
     build_provider,
     route,
 )
+from fluxd.receiver import (
+    RECEIVER,
+    JsonWebKeys,
+    ReceiverIndex,
+    ReceiverWebhook,
+    ReconcileRequests,
+)
 from fluxd.server.events import EventIntake
-from fluxd.server.receivers import ReceiverWebhook
 from fluxd.settings import Settings
 
 log = structlog.get_logger("fluxd.controllers.notification")
@@ -544,6 +546,7 @@ async def wire(
         ),
         body_limit=settings.webhook_body_limit,
         observer=components.journal.record_push,
+        google_keys=JsonWebKeys(url=settings.receiver_google_certs_url),
     )
     registry = NotificationRegistry(kube=kube, recorder=recorder)
     dispatcher = AlertDispatcher(

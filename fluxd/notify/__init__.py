@@ -1,8 +1,8 @@
-"""Alerts, notification providers and webhook receivers, free of Kubernetes.
+"""Alerts and notification providers, free of Kubernetes.
 
 Controllers hand this package plain dicts (Alert, Provider, Receiver objects,
-decoded Secret data) and events; it decides what to send where, sends it, and
-tells the HTTP server which incoming webhooks are genuine.
+decoded Secret data) and events; it decides what to send where, and sends it.
+Incoming webhooks are the ``fluxd.receiver`` package's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from fluxd.notify.providers import (
     RateLimit,
     build_provider,
 )
-from fluxd.notify.receivers import ReceiverVerdict, verify_receiver_request, webhook_path
 
 __all__ = [
     "COMMIT_STATUS_TYPES",
@@ -49,7 +48,6 @@ __all__ = [
     "ProviderConfig",
     "ProviderConfigError",
     "RateLimit",
-    "ReceiverVerdict",
     "RetryPolicy",
     "alert_selects",
     "build_provider",
@@ -58,6 +56,4 @@ __all__ = [
     "parse_duration",
     "provider_is_active",
     "route",
-    "verify_receiver_request",
-    "webhook_path",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import urllib.error
 import urllib.request
 import uuid
@@ -69,13 +70,15 @@ def create_token_secret(api: Api, namespace: str, name: str = "webhook-token") -
     )
 
 
-def create_git_repository(api: Api, namespace: str, name: str) -> None:
+def create_git_repository(
+    api: Api, namespace: str, name: str, *, labels: dict[str, str] | None = None
+) -> None:
     api.create(
         GIT_REPOSITORIES.format(ns=namespace),
         {
             "apiVersion": "source.toolkit.fluxcd.io/v1",
             "kind": "GitRepository",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
             "spec": {
                 "interval": "1h",
                 "url": "http://127.0.0.1:1/x.git",
@@ -86,20 +89,31 @@ def create_git_repository(api: Api, namespace: str, name: str) -> None:
 
 
 def create_receiver(
-    api: Api, namespace: str, name: str, *, resources: list[dict[str, Any]], secret: str
+    api: Api,
+    namespace: str,
+    name: str,
+    *,
+    resources: list[dict[str, Any]],
+    secret: str,
+    receiver_type: str = "gitea",
+    events: list[str] | None = None,
+    resource_filter: str = "",
 ) -> None:
+    spec: dict[str, Any] = {
+        "type": receiver_type,
+        "events": ["push"] if events is None else events,
+        "resources": resources,
+        "secretRef": {"name": secret},
+    }
+    if resource_filter:
+        spec["resourceFilter"] = resource_filter
     api.create(
         RECEIVERS.format(ns=namespace),
         {
             "apiVersion": "notification.toolkit.fluxcd.io/v1",
             "kind": "Receiver",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "type": "gitea",
-                "events": ["push"],
-                "resources": resources,
-                "secretRef": {"name": secret},
-            },
+            "spec": spec,
         },
     )
 
@@ -282,3 +296,121 @@ def test_receiver_without_its_secret_is_not_ready_until_the_secret_appears(
     create_token_secret(api, namespace, name="late-token")
     receiver = wait_until_ready(api, namespace, "early")
     assert receiver["status"]["webhookPath"] == expected_path("early", namespace)
+
+
+CDEVENT = json.dumps(
+    {
+        "context": {
+            "version": "0.4.1",
+            "id": "271069a8-fc18-44f1-b38f-9d70a1695819",
+            "source": "/gitea/repos/k3s",
+            "type": "dev.cdevents.change.merged.0.2.0",
+            "timestamp": "2026-12-01T12:00:00Z",
+        },
+        "subject": {"id": "k3s/pulls/7", "source": "/gitea/repos/k3s", "content": {}},
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("receiver_type", "events", "body", "headers", "forged"),
+    [
+        pytest.param(
+            "harbor",
+            [],
+            b'{"type": "PUSH_ARTIFACT", "event_data": {"repository": {"name": "app"}}}',
+            {"Authorization": TOKEN, "Content-Type": "application/json"},
+            {"Authorization": "not-the-token", "Content-Type": "application/json"},
+            id="harbor",
+        ),
+        pytest.param(
+            "cdevents",
+            ["dev.cdevents.change.merged.0.2.0"],
+            CDEVENT,
+            {"Ce-Type": "dev.cdevents.change.merged.0.2.0", "Content-Type": "application/json"},
+            {"Ce-Type": "dev.cdevents.change.created.0.3.0", "Content-Type": "application/json"},
+            id="cdevents",
+        ),
+    ],
+)
+def test_registry_and_cdevents_receivers_request_a_reconcile(
+    api: Api,
+    daemon: Fluxd,
+    namespace: str,
+    receiver_type: str,
+    events: list[str],
+    body: bytes,
+    headers: dict[str, str],
+    forged: dict[str, str],
+) -> None:
+    create_token_secret(api, namespace)
+    create_git_repository(api, namespace, "app")
+    create_receiver(
+        api,
+        namespace,
+        receiver_type,
+        resources=[{"kind": "GitRepository", "name": "app"}],
+        secret="webhook-token",
+        receiver_type=receiver_type,
+        events=events,
+    )
+    url = (
+        daemon.webhook_url
+        + wait_until_ready(api, namespace, receiver_type)["status"]["webhookPath"]
+    )
+
+    # Refused first (wrong token, or an event the Receiver does not list): nothing requested.
+    assert post(url, body, headers=forged)[0] in (401, 403), daemon.log_tail()
+    assert requested_at(api, namespace, "app") is None
+    assert post(url, body, headers=headers)[0] == 200, daemon.log_tail()
+    wait_for(lambda: requested_at(api, namespace, "app"), timeout=60, what="requestedAt")
+
+
+def test_resource_filter_requests_only_the_selected_labelled_target(
+    api: Api, daemon: Fluxd, namespace: str
+) -> None:
+    create_token_secret(api, namespace)
+    for name in ("api", "web"):
+        create_git_repository(api, namespace, name, labels={"team": "edge"})
+    create_receiver(
+        api,
+        namespace,
+        "filtered",
+        resources=[{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}],
+        secret="webhook-token",
+        receiver_type="generic",
+        events=[],
+        resource_filter="res.metadata.name == req.repository.name",
+    )
+    url = daemon.webhook_url + wait_until_ready(api, namespace, "filtered")["status"]["webhookPath"]
+
+    body = json.dumps({"repository": {"name": "web"}}).encode()
+    assert post(url, body, headers={"Content-Type": "application/json"})[0] == 200
+    wait_for(lambda: requested_at(api, namespace, "web"), timeout=60, what="web requested")
+    # The annotation of both would be written by the same request, before its answer.
+    assert requested_at(api, namespace, "api") is None
+
+
+def test_receiver_with_an_invalid_resource_filter_is_stalled(
+    api: Api, daemon: Fluxd, namespace: str
+) -> None:
+    create_token_secret(api, namespace)
+    create_receiver(
+        api,
+        namespace,
+        "broken-filter",
+        resources=[{"kind": "GitRepository", "name": "repo"}],
+        secret="webhook-token",
+        receiver_type="generic",
+        events=[],
+        resource_filter="res.metadata.name ==",
+    )
+
+    def stalled() -> dict[str, Any] | None:
+        receiver = api.get(f"{RECEIVERS.format(ns=namespace)}/broken-filter")
+        condition = ready_condition(receiver)
+        return condition if condition and condition["reason"] == "InvalidCELExpression" else None
+
+    condition = wait_for(stalled, timeout=60, what="InvalidCELExpression")
+    assert condition["status"] == "False"
+    assert condition["message"].startswith("invalid resourceFilter expression:")

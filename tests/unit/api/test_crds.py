@@ -151,7 +151,7 @@ def test_ready_column_reads_the_ready_condition() -> None:
     [
         pytest.param(GIT_REPOSITORY, ["interval", "url"], id="GitRepository"),
         pytest.param(KUSTOMIZATION, ["interval", "prune", "sourceRef"], id="Kustomization"),
-        pytest.param(RECEIVER, ["resources", "secretRef", "type"], id="Receiver"),
+        pytest.param(RECEIVER, ["resources", "type"], id="Receiver"),
         pytest.param(PROVIDER, ["type"], id="Provider"),
         pytest.param(ALERT, ["eventSources", "providerRef"], id="Alert"),
     ],

@@ -14,9 +14,9 @@ from fluxd.controllers.restarter import Restarter
 from fluxd.dashboard import Journal
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder
-from fluxd.server.receivers import ReceiverEntry, ReceiverWebhook
+from fluxd.receiver import ReceiverEntry, ReceiverWebhook
 from fluxd.settings import Settings
-from tests.unit.notifyctl.test_webhook_handler import (
+from tests.unit.receiver.test_handler import (
     PATH,
     TOKEN,
     Directory,

@@ -17,11 +17,12 @@ from fluxd.controllers.notification import (
     NotificationRegistry,
     NotificationService,
 )
-from fluxd.controllers.receiver import ReceiverIndex, ReceiverReconciler
+from fluxd.controllers.receiver import ReceiverReconciler
 from fluxd.controllers.runtime import Controller
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.resources import SECRET, Resource
 from fluxd.notify import DeliveryQueue
+from fluxd.receiver import ReceiverIndex
 from fluxd.settings import Settings
 from tests.unit.notify.notify_services import make_event
 from tests.unit.notifyctl.notifyctl_fakes import RecordedEvents

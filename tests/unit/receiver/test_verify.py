@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from fluxd.notify import verify_receiver_request, webhook_path
+from fluxd.receiver import verify_receiver_request, webhook_path
 
 TOKEN = "receiver-token"
 BODY = b'{"ref":"refs/heads/master","after":"0123456789abcdef"}'
@@ -196,7 +196,7 @@ def gitea_headers(event: str = "push", *, body: bytes = BODY, key: str = TOKEN) 
             False,
             id="bitbucket-test-connection",
         ),
-        pytest.param({"type": "quay"}, {}, False, 400, False, id="unsupported-type"),
+        pytest.param({"type": "svn"}, {}, False, 400, False, id="unknown-type"),
     ],
 )
 def test_receiver_verification(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxd.metrics import WEBHOOKS
-from fluxd.server.receivers import ReceiverEntry, ReceiverWebhook
+from fluxd.receiver import ReceiverEntry, ReceiverWebhook
 
 TOKEN = "s3cret-token"
 PATH = "/hook/" + "a" * 64
@@ -48,9 +48,11 @@ class Directory:
 class Trigger:
     answer: bool = True
     calls: list[ReceiverEntry] = field(default_factory=list)
+    requests: list[Mapping[str, Any]] = field(default_factory=list)
 
-    async def __call__(self, entry: ReceiverEntry) -> bool:
+    async def __call__(self, entry: ReceiverEntry, variables: Mapping[str, Any]) -> bool:
         self.calls.append(entry)
+        self.requests.append(variables)
         return self.answer
 
 
@@ -176,3 +178,25 @@ async def test_gitea_form_delivery_is_accepted(hook: Hook) -> None:
     headers = signed(PUSH)  # Gitea signs the JSON in the payload field, not the form
     headers["Content-Type"] = "application/x-www-form-urlencoded"
     assert (await hook.post(raw, headers))[0] == 200
+
+
+async def test_the_json_body_is_what_resource_filters_read_as_req(hook: Hook) -> None:
+    assert (await hook.post(PUSH, signed(PUSH)))[0] == 200
+    assert hook.trigger.requests == [{"req": json.loads(PUSH)}]
+
+
+async def test_a_form_delivery_gives_resource_filters_an_empty_req(hook: Hook) -> None:
+    raw = urlencode({"payload": PUSH.decode()}).encode()
+    headers = signed(PUSH)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    assert (await hook.post(raw, headers))[0] == 200
+    assert hook.trigger.requests == [{"req": {}}]
+
+
+async def test_a_json_body_that_is_no_object_fails_a_filtered_receiver(hook: Hook) -> None:
+    filtered = receiver()
+    filtered["spec"]["resourceFilter"] = "req.ref == 'refs/heads/main'"
+    hook.directory.entries[PATH] = ReceiverEntry(receiver=filtered, token=TOKEN)
+    body = b'["refs/heads/main"]'
+    assert (await hook.post(body, signed(body)))[0] == 500
+    assert hook.trigger.calls == []

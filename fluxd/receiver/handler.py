@@ -13,8 +13,10 @@ Answers, in the order they are decided::
     404  no Receiver has this path
     503  the Receiver is suspended or not ready (as Flux answers)
     413  the body is larger than ``webhook-body-limit``
-    401/403/400  ``verify_receiver_request`` said no; 400 for a payload that is not JSON
-    500  a reconcile request could not be written (the sender may retry)
+    401/403/400  ``verify_receiver_request`` (for ``generic-oidc``: ``OIDCIssuers``)
+                 said no; 400 for a payload that is not JSON
+    500  a reconcile request could not be written, or a resource filter
+         failed on this request (the sender may retry)
     200  accepted (also for a signed ping, and when a target does not exist)
 """
 
@@ -31,9 +33,12 @@ import structlog
 from aiohttp import web
 
 from fluxd.metrics import WEBHOOKS
-from fluxd.notify import verify_receiver_request
+from fluxd.receiver.google import token_key_id
+from fluxd.receiver.jwks import JsonWebKeys
+from fluxd.receiver.oidc import GENERIC_OIDC, OIDCIssuers
+from fluxd.receiver.verify import ReceiverVerdict, verify_receiver_request
 
-log = structlog.get_logger("fluxd.server.receivers")
+log = structlog.get_logger("fluxd.receiver.handler")
 
 # Senders that always post a JSON document (Gitea may wrap it in a form field).
 _JSON_SENDERS: Final = frozenset({"github", "gitea", "gitlab", "bitbucket"})
@@ -69,6 +74,8 @@ class ReceiverEntry:
     receiver: Mapping[str, Any]
     token: str = field(repr=False)
     ready: bool = True
+    # The whole Secret, decoded (gcr reads ``email`` and ``audience`` too).
+    secret: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def namespace(self) -> str:
@@ -94,8 +101,12 @@ class ReceiverDirectory(Protocol):
     async def find(self, path: str) -> ReceiverEntry | None: ...
 
 
-ReconcileTrigger = Callable[[ReceiverEntry], Awaitable[bool]]
-"""Requests a reconcile of the Receiver's resources; False when an API write failed."""
+ReconcileTrigger = Callable[[ReceiverEntry, Mapping[str, Any]], Awaitable[bool]]
+"""Requests a reconcile of the Receiver's resources; False when an API write failed.
+
+The second argument is what resource filters read: ``req`` (the request
+document) and, for ``generic-oidc``, the token's verified ``claims``.
+"""
 
 
 class DeliveryObserver(Protocol):
@@ -118,11 +129,15 @@ class ReceiverWebhook:
         trigger: ReconcileTrigger,
         body_limit: int,
         observer: DeliveryObserver | None = None,
+        google_keys: JsonWebKeys | None = None,
+        oidc_issuers: OIDCIssuers | None = None,
     ) -> None:
         self.directory = directory
         self.trigger = trigger
         self.body_limit = body_limit
         self.observer = observer
+        self.google_keys = google_keys
+        self.oidc_issuers = oidc_issuers or OIDCIssuers()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         heard: dict[str, str] = {}
@@ -160,7 +175,34 @@ class ReceiverWebhook:
             bound.warning("webhook refused: body too large", limit=self.body_limit)
             return _answer(413, WebhookOutcome.TOO_LARGE)
         headers = {key: value for key, value in request.headers.items()}
-        verdict = verify_receiver_request(entry.spec, headers=headers, body=body, token=entry.token)
+        claims: dict[str, Any] | None = None
+        if entry.spec.get("type") == GENERIC_OIDC:
+            # Discovery and keys are fetched over the network: not a pure check.
+            authorization = next(
+                (value for key, value in headers.items() if key.lower() == "authorization"), ""
+            )
+            claims, problem = await self.oidc_issuers.verify(entry.spec, authorization)
+            verdict = (
+                ReceiverVerdict(accepted=True, status=200, reconcile=True)
+                if claims is not None
+                else ReceiverVerdict(accepted=False, status=401, reason=problem)
+            )
+        else:
+            keys = None
+            if entry.spec.get("type") == "gcr" and self.google_keys is not None:
+                authorization = next(
+                    (value for key, value in headers.items() if key.lower() == "authorization"),
+                    "",
+                )
+                keys = await self.google_keys.key_set(key_id=token_key_id(authorization))
+            verdict = verify_receiver_request(
+                entry.spec,
+                headers=headers,
+                body=body,
+                token=entry.token,
+                secret=entry.secret,
+                google_keys=keys,
+            )
         heard["event"] = verdict.event or ""
         if not verdict.accepted:
             bound.warning(
@@ -179,7 +221,19 @@ class ReceiverWebhook:
             bound.info("webhook ping acknowledged", webhook_event=verdict.event)
             return _answer(200, WebhookOutcome.PING)
         bound.info("webhook accepted", webhook_event=verdict.event)
-        if not await self.trigger(entry):
+        req = _request_document(headers, verdict.payload if verdict.payload is not None else body)
+        filtered = entry.spec.get("resourceFilter") or any(
+            isinstance(reference, Mapping) and reference.get("filter")
+            for reference in entry.spec.get("resources") or ()
+        )
+        if req is None and filtered:
+            # Flux cannot build its filters then, and answers 500.
+            bound.warning("webhook refused: the JSON body is not an object for the filters")
+            return _answer(500, WebhookOutcome.FAILED)
+        variables: dict[str, Any] = {"req": req or {}}
+        if claims is not None:
+            variables["claims"] = claims
+        if not await self.trigger(entry, variables):
             return _answer(500, WebhookOutcome.FAILED)
         return _answer(200, WebhookOutcome.ACCEPTED)
 
@@ -217,6 +271,25 @@ def _payload_is_well_formed(
     except (ValueError, UnicodeDecodeError):
         return False
     return True
+
+
+def _request_document(headers: Mapping[str, str], payload: bytes) -> dict[str, Any] | None:
+    """``req`` of resource filters: the body when it is sent as JSON, else ``{}``.
+
+    As Flux reads it: only an ``application/json`` body is decoded; None when
+    such a body is not a JSON object.
+    """
+    content_type = next(
+        (value for key, value in headers.items() if key.lower() == "content-type"), ""
+    )
+    media_types = (part.split(";", 1)[0].strip().lower() for part in content_type.split(","))
+    if "application/json" not in media_types:
+        return {}
+    try:
+        document = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _answer(

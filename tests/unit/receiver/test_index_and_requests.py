@@ -10,18 +10,13 @@ import pytest
 import structlog
 
 from fluxd import aio
-from fluxd.controllers.outcomes import Reconciled, Transient
-from fluxd.controllers.receiver import (
-    RECEIVER,
-    TRAILING_REQUESTS,
-    ReceiverIndex,
-    ReceiverReconciler,
-    ReconcileRequests,
-)
+from fluxd.controllers.outcomes import Reconciled, Stalled, Transient
+from fluxd.controllers.receiver import ReceiverReconciler
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
 from fluxd.kube.resources import SECRET
-from fluxd.server.receivers import ReceiverEntry
+from fluxd.receiver import RECEIVER, ReceiverEntry, ReceiverIndex, ReconcileRequests
+from fluxd.receiver.requests import TRAILING_REQUESTS
 from tests.unit.notifyctl.notifyctl_fakes import (
     GIT_REPOSITORY,
     FakeClock,
@@ -176,7 +171,7 @@ async def test_accepted_hook_annotates_the_target(kube: FakeKube, recorded: Reco
     kube.add(GIT_REPOSITORY, git_repository("repo"))
     requests = requests_for(kube, recorded)
 
-    assert await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
+    assert await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN), {})
 
     annotations = kube.objects[("gitrepositories", NS, "repo")]["metadata"]["annotations"]
     assert annotations[REQUESTED_AT].endswith("Z")
@@ -192,7 +187,7 @@ async def test_wildcard_annotates_every_labelled_target_in_the_namespace(
     resources = [{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}]
     requests = requests_for(kube, recorded)
 
-    await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
+    await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN), {})
 
     assert sorted(name for _, _, name, _ in kube.patches) == ["a", "b"]
 
@@ -229,11 +224,121 @@ async def test_target_problems_are_events_on_the_receiver_not_failures(
 ) -> None:
     requests = requests_for(kube, recorded)
 
-    assert await requests(ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN))
+    assert await requests(
+        ReceiverEntry(receiver=receiver_object(resources=resources), token=TOKEN), {}
+    )
 
     events = recorded.of("Receiver", "gitea")
     assert len(events) == 1
     assert events[0].type == "Warning" and expected in events[0].message
+
+
+async def test_resource_filter_requests_only_the_targets_it_accepts(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("api", {"team": "edge"}))
+    kube.add(GIT_REPOSITORY, git_repository("web", {"team": "edge"}))
+    resources = [{"kind": "GitRepository", "name": "*", "matchLabels": {"team": "edge"}}]
+    obj = receiver_object(resources=resources)
+    obj["spec"]["resourceFilter"] = "res.metadata.name == req.repository.name"
+    requests = requests_for(kube, recorded)
+
+    assert await requests(
+        ReceiverEntry(receiver=obj, token=TOKEN), {"req": {"repository": {"name": "web"}}}
+    )
+
+    assert [name for _, _, name, _ in kube.patches] == ["web"]
+    assert recorded.events == []
+
+
+async def test_resource_filter_reads_a_named_target_s_metadata(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo", {"team": "core"}))
+    obj = receiver_object()
+    obj["spec"]["resourceFilter"] = (
+        "res.kind == 'GitRepository' && res.metadata.labels.team == 'edge'"
+    )
+    requests = requests_for(kube, recorded)
+
+    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {})
+
+    assert kube.patches == []
+
+
+async def test_resource_filter_that_fails_on_a_request_fails_the_delivery(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("repo"))
+    obj = receiver_object()
+    obj["spec"]["resourceFilter"] = "req.tag.contains(res.metadata.name)"
+    requests = requests_for(kube, recorded)
+
+    assert not await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"req": {"action": "push"}})
+
+    assert kube.patches == []
+    assert "failed to evaluate" in recorded.of("Receiver", "gitea")[0].message
+
+
+async def test_a_resource_s_own_filter_stacks_on_the_resource_filter(
+    kube: FakeKube, recorded: RecordedEvents
+) -> None:
+    kube.add(GIT_REPOSITORY, git_repository("api", {"team": "edge", "env": "prod"}))
+    kube.add(GIT_REPOSITORY, git_repository("web", {"team": "edge", "env": "prod"}))
+    kube.add(GIT_REPOSITORY, git_repository("web-dev", {"team": "edge", "env": "dev"}))
+    resources = [
+        {
+            "kind": "GitRepository",
+            "name": "*",
+            "matchLabels": {"team": "edge"},
+            "filter": "res.metadata.labels.env == 'prod'",
+        }
+    ]
+    obj = receiver_object(resources=resources)
+    obj["spec"]["resourceFilter"] = "res.metadata.name.startsWith(req.app)"
+    requests = requests_for(kube, recorded)
+
+    assert await requests(ReceiverEntry(receiver=obj, token=TOKEN), {"req": {"app": "web"}})
+
+    assert [name for _, _, name, _ in kube.patches] == ["web"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            {"resourceFilter": "res.metadata.name =="},
+            "invalid resourceFilter expression: ",
+            id="syntax",
+        ),
+        pytest.param(
+            {"resourceFilter": "claims.sub == 'x'"},
+            "invalid resourceFilter expression: ",
+            id="undeclared-variable",
+        ),
+        pytest.param(
+            {"resources": [{"kind": "GitRepository", "name": "repo", "filter": "res.("}]},
+            'invalid filter expression for resources[0] (kind="GitRepository", name="repo"): ',
+            id="resource-filter",
+        ),
+    ],
+)
+async def test_reconciler_stalls_a_receiver_with_an_invalid_filter(
+    kube: FakeKube, spec: dict[str, Any], message: str
+) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
+    obj = receiver_object()
+    obj["spec"].update(spec)
+    index.put(obj["status"]["webhookPath"], ReceiverEntry(receiver=obj, token=TOKEN))
+
+    with pytest.raises(Stalled) as failure:
+        await reconciler.reconcile(obj)
+
+    assert failure.value.reason == "InvalidCELExpression"
+    assert failure.value.message.startswith(message)
+    assert len(index) == 0  # deliveries meet the API's not-ready copy: 503
 
 
 async def test_api_failure_is_reported_as_a_failed_request(
@@ -243,7 +348,7 @@ async def test_api_failure_is_reported_as_a_failed_request(
     kube.fail_patch_with = kube_errors.Forbidden("forbidden", status=403)
     requests = requests_for(kube, recorded)
 
-    assert not await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN))
+    assert not await requests(ReceiverEntry(receiver=receiver_object(), token=TOKEN), {})
     assert "cannot annotate" in recorded.of("Receiver", "gitea")[0].message
 
 
@@ -256,7 +361,7 @@ async def test_a_burst_of_pushes_patches_once_now_and_once_after_the_window(
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
 
     for _ in range(10):
-        await requests(entry)
+        await requests(entry, {})
     assert len(kube.patches) == 1
     await clock.run_for(1.9)
     assert len(kube.patches) == 1
@@ -273,8 +378,8 @@ async def test_stopping_cancels_a_pending_trailing_patch(
     clock = aio.FakeClock()
     requests = requests_for(kube, recorded, clock)
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
-    await requests(entry)
-    await requests(entry)
+    await requests(entry, {})
+    await requests(entry, {})
     assert len(trailing_tasks()) == 1
 
     await requests.aclose()
@@ -291,8 +396,8 @@ async def test_a_crash_writing_a_trailing_patch_is_logged_with_the_task_name(
     clock = aio.FakeClock()
     requests = requests_for(kube, recorded, clock)
     entry = ReceiverEntry(receiver=receiver_object(), token=TOKEN)
-    await requests(entry)
-    await requests(entry)
+    await requests(entry, {})
+    await requests(entry, {})
     kube.fail_patch_with = cast(kube_errors.KubeError, RuntimeError("bug"))
 
     with structlog.testing.capture_logs() as logs:
@@ -303,3 +408,45 @@ async def test_a_crash_writing_a_trailing_patch_is_logged_with_the_task_name(
         for log in logs
     )
     await requests.aclose()
+
+
+async def test_a_generic_oidc_receiver_needs_no_secret_and_gets_flux_s_path(
+    kube: FakeKube,
+) -> None:
+    index = ReceiverIndex(kube=cast(Kube, kube))
+    reconciler = ReceiverReconciler(kube=cast(Kube, kube), index=index)
+    obj = receiver_object("ci")
+    obj["spec"]["type"] = "generic-oidc"
+    del obj["spec"]["secretRef"]
+    obj["spec"]["oidcProviders"] = [
+        {
+            "issuerURL": "https://token.actions.githubusercontent.com",
+            "validations": [{"expression": "claims.repository_owner == 'acme'", "message": "m"}],
+        }
+    ]
+    kube.add(RECEIVER, {**obj, "status": {}})
+
+    outcome = await reconciler.reconcile(obj)
+
+    # Flux: sha256 of token + name + namespace, with an empty token.
+    path = "/hook/" + hashlib.sha256(f"ci{NS}".encode()).hexdigest()
+    assert outcome.status == {"webhookPath": path}
+    found = await index.find(path)
+    assert found is not None and found.token == ""
+
+
+async def test_reconciler_stalls_a_receiver_whose_oidc_settings_do_not_fit(
+    kube: FakeKube,
+) -> None:
+    kube.add(SECRET, secret(NS, "hook-token", {"token": TOKEN}))
+    reconciler = ReceiverReconciler(
+        kube=cast(Kube, kube), index=ReceiverIndex(kube=cast(Kube, kube))
+    )
+    obj = receiver_object()
+    obj["spec"]["type"] = "generic-oidc"
+
+    with pytest.raises(Stalled) as failure:
+        await reconciler.reconcile(obj)
+
+    assert failure.value.reason == "ValidationFailed"
+    assert failure.value.message == "generic-oidc receiver requires at least one oidcProvider"
