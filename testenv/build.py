@@ -90,8 +90,23 @@ FLUX_CONTROLLERS = Group(
         ),
     ),
 )
+# The real helm CLI, for the tests that package, index and render charts: v4, the
+# major version whose libraries source-controller (FLUX_CONTROLLERS_VERSION) loads charts with.
+HELM_VERSION = "4.2.4"
+HELM = Group(
+    "helm",
+    f"helm-{HELM_VERSION}_b1",
+    (
+        Component(
+            "helm",
+            "helm",
+            "helm.sh/helm/v4/cmd/helm",
+            stamps=(f"helm.sh/helm/v4/internal/version.version=v{HELM_VERSION}",),
+        ),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
-GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI, FLUX_CONTROLLERS)
+GROUPS: tuple[Group, ...] = (CONTROL_PLANE, FLUX_CLI, FLUX_CONTROLLERS, HELM)
 
 
 class BuildError(RuntimeError):
