@@ -316,6 +316,11 @@ def _add_get(commands: Subcommands) -> None:
     _global_flags(sources, suppress=False)
     source_kind = sources.add_subparsers(dest="source_kind", metavar="SOURCE")
     leaf(source_kind, "git", (kinds.GIT_REPOSITORIES,), help="GitRepository statuses", nested=True)
+    leaf(
+        source_kind, "helm", (kinds.HELM_REPOSITORIES,), help="HelmRepository statuses", nested=True
+    )
+    leaf(source_kind, "chart", (kinds.HELM_CHARTS,), help="HelmChart statuses", nested=True)
+    leaf(source_kind, "bucket", (kinds.BUCKETS,), help="Bucket statuses", nested=True)
     leaf(source_kind, "all", kinds.SOURCES, help="every source kind", with_kind=True, nested=True)
     # ``fluxd get sources`` alone lists every source kind, like ``flux get sources all``.
     sources.add_argument(
@@ -397,7 +402,13 @@ def _add_reconcile(commands: Subcommands) -> None:
     _kind_leaves(
         verb,
         handler=_cmd_reconcile,
-        chosen=(kinds.GIT_REPOSITORIES, kinds.KUSTOMIZATIONS, kinds.RECEIVERS),
+        chosen=(
+            kinds.GIT_REPOSITORIES,
+            kinds.HELM_REPOSITORIES,
+            kinds.HELM_CHARTS,
+            kinds.KUSTOMIZATIONS,
+            kinds.RECEIVERS,
+        ),
         extra=with_source,
     )
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fluxd.controllers import gitrepository, kustomization, notification, restarter
+from fluxd.controllers import (
+    bucket,
+    gitrepository,
+    helmchart,
+    helmrepository,
+    kustomization,
+    notification,
+    restarter,
+)
 from fluxd.controllers.manager import Components
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder
@@ -21,6 +29,10 @@ Wiring = Callable[..., Awaitable[None]]
 def _parts() -> list[Wiring]:
     parts: list[Wiring] = []
     parts.append(gitrepository.wire)
+    parts.append(helmrepository.wire)
+    # After the sources it builds from, so it can hook into their new artifacts.
+    parts.append(helmchart.wire)
+    parts.append(bucket.wire)
     parts.append(kustomization.wire)
     parts.append(notification.wire)
     parts.append(restarter.wire)

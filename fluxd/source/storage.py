@@ -16,6 +16,7 @@ storage root (``..``, absolute paths, symlinks pointing out).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import tempfile
@@ -172,6 +173,56 @@ class Storage:
             collected.extend(deleted)
         return artifact
 
+    def store_file_sync(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        filename: str,
+        revision: str,
+        content: bytes,
+        collected: list[Path] | None = None,
+    ) -> Artifact:
+        """Store ``content`` as the artifact file ``filename`` (a Helm index or chart).
+
+        Written and renamed into place like a tarball, then old artifacts are collected.
+        """
+        relpath = self.artifact_path(kind=kind, namespace=namespace, name=name, filename=filename)
+        final = self.root.joinpath(*relpath.split("/"))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
+                prefix=_TEMP_PREFIX, dir=final.parent, delete=False
+            )
+            temp = Path(handle.name)
+            try:
+                with handle:
+                    handle.write(content)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                temp.chmod(0o644)
+                os.replace(temp, final)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"unable to save artifact {relpath}: {error.strerror or error}"
+            ) from None
+        artifact: Artifact = {
+            "path": relpath,
+            "url": self.url_for(relpath),
+            "revision": revision,
+            "digest": f"sha256:{hashlib.sha256(content).hexdigest()}",
+            "lastUpdateTime": _now_rfc3339(),
+            "size": len(content),
+        }
+        deleted = self.collect_garbage_sync(current=relpath)
+        if collected is not None:
+            collected.extend(deleted)
+        return artifact
+
     # collecting
 
     async def collect_garbage(self, *, current: str) -> list[Path]:
@@ -186,7 +237,8 @@ class Storage:
             candidates = [
                 entry
                 for entry in directory.iterdir()
-                if entry.name.endswith(_ARCHIVE_SUFFIX) and entry.is_file() and entry != keep
+                # Every kind keeps one file per artifact here (tarball, index, chart).
+                if not entry.name.startswith(_TEMP_PREFIX) and entry.is_file() and entry != keep
             ]
             candidates.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
         except OSError as error:
