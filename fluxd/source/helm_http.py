@@ -10,6 +10,7 @@ client certificate and/or CA from ``certSecretRef`` (or, deprecated, the
 
 from __future__ import annotations
 
+import base64
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -97,17 +98,20 @@ async def download(
     max_size: int,
 ) -> bytes:
     """GET ``url``; the basic auth goes along when it is the repository's host (or allowed)."""
-    auth = None
+    headers: dict[str, str] = {}
     if credentials.username is not None and (
         credentials.pass_credentials or same_host(url, repository_url)
     ):
-        auth = aiohttp.BasicAuth(credentials.username, credentials.password or "")
+        pair = f"{credentials.username}:{credentials.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     context = credentials.ssl_context()
     shown = redact_url(url)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url, auth=auth, ssl=context if context is not None else True) as response,
+            session.get(
+                url, headers=headers, ssl=context if context is not None else True
+            ) as response,
         ):
             if response.status in (401, 403):
                 raise AuthenticationFailed(
