@@ -32,7 +32,7 @@ from fluxd.api.helm import (
 )
 from fluxd.api.source import GIT_REPOSITORY
 from fluxd.controllers.gitrepository import storage_base_url
-from fluxd.controllers.helmrepository import repository_credentials
+from fluxd.controllers.helmrepository import link_latest, repository_credentials
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Controller, Reconciler
@@ -64,6 +64,9 @@ FETCH_FAILED = meta.ConditionType.FETCH_FAILED
 BUILD_FAILED = meta.ConditionType.BUILD_FAILED
 STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
 FAILURE_CONDITIONS = (FETCH_FAILED, BUILD_FAILED, STORAGE_FAILED)
+
+# Flux's name for the link to a chart's latest artifact (status.url), .tgz or not.
+LATEST_LINK = "latest.tar.gz"
 
 SourceKey = tuple[str, str, str]  # namespace, kind, name
 
@@ -124,7 +127,9 @@ class HelmChartReconciler(Reconciler):
             else:
                 chart = await self._package(obj, artifact, scratch)
             if chart is None:
-                return self._ready(obj, artifact, new=False)
+                done = self._ready(obj, artifact, new=False)
+                await link_latest(self.storage, done, LATEST_LINK)
+                return done
             stored = await anyio.to_thread.run_sync(
                 lambda: self.storage.store_file_sync(
                     kind=HELM_CHART.kind,
@@ -147,7 +152,9 @@ class HelmChartReconciler(Reconciler):
             ) from error
         finally:
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
-        return self._ready(obj, artifact, new=True, chart=chart, stored=dict(stored))
+        done = self._ready(obj, artifact, new=True, chart=chart, stored=dict(stored))
+        await link_latest(self.storage, done, LATEST_LINK)
+        return done
 
     async def _source(self, namespace: str, kind: str, name: str) -> Object:
         resources = {HELM_REPOSITORY.kind: HELM_REPOSITORY, GIT_REPOSITORY.kind: GIT_REPOSITORY}
@@ -178,13 +185,12 @@ class HelmChartReconciler(Reconciler):
         """Whether the published chart is this version, built for this generation's spec."""
         status = obj.get("status", {})
         current = status.get("artifact")
-        spec = obj.get("spec", {})
+        # Any spec change (valuesFiles too) is a new generation, built anew as in Flux.
         return (
             current is not None
             and current.get("revision") == version
             and self.storage.exists(current)
             and status.get("observedChartName") == chart_name
-            and (status.get("observedValuesFiles") or []) == (spec.get("valuesFiles") or [])
             and obj["metadata"].get("generation") == status.get("observedGeneration")
         )
 
@@ -292,7 +298,7 @@ class HelmChartReconciler(Reconciler):
             packaged = from_git
             reason = CHART_PACKAGE_SUCCEEDED if packaged else CHART_PULL_SUCCEEDED
             message = str(ready.get("message") or "") if ready.get("status") == "True" else ""
-            values_files = list(status.get("observedValuesFiles") or [])
+            values_files = list(status.get("observedValuesFiles") or spec.get("valuesFiles") or [])
             if not message:
                 message = _summary(packaged, status, artifact)
         events = []
@@ -318,10 +324,12 @@ class HelmChartReconciler(Reconciler):
             message=message,
             status={
                 "artifact": artifact,
-                "url": artifact.get("url"),
                 "observedSourceArtifactRevision": source_artifact.get("revision"),
                 "observedChartName": chart.name if chart else status.get("observedChartName"),
-                "observedValuesFiles": values_files or None,
+                # As Flux: recorded only when missing files may have been skipped.
+                "observedValuesFiles": (
+                    (values_files or None) if spec.get("ignoreMissingValuesFiles") else None
+                ),
             },
             conditions=[
                 ConditionUpdate(ARTIFACT_IN_STORAGE, "True", reason, message),

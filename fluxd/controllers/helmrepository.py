@@ -103,6 +103,7 @@ class HelmRepositoryReconciler(Reconciler):
                 and self.storage.exists(current)
             ):
                 done = self._ready(dict(current), status, new=False)
+                await link_latest(self.storage, done, "index.yaml")
                 done.events.append(
                     EventNote(
                         TRACE,
@@ -128,6 +129,7 @@ class HelmRepositoryReconciler(Reconciler):
         except SourceError as error:
             raise _failure(error, stalled=False) from error
         done = self._ready(dict(artifact), status, new=True, url=url)
+        await link_latest(self.storage, done, "index.yaml")
         if collected:
             done.events.append(
                 EventNote(
@@ -173,7 +175,7 @@ class HelmRepositoryReconciler(Reconciler):
         return Reconciled(
             reason=meta.Reason.SUCCEEDED,
             message=message,
-            status={"artifact": artifact, "url": self.index_url(artifact)},
+            status={"artifact": artifact},
             conditions=[
                 ConditionUpdate(ARTIFACT_IN_STORAGE, "True", meta.Reason.SUCCEEDED, message),
                 ConditionUpdate(FETCH_FAILED, None),
@@ -182,9 +184,19 @@ class HelmRepositoryReconciler(Reconciler):
             events=events,
         )
 
-    def index_url(self, artifact: dict[str, Any]) -> str:
-        """status.url: where the latest index is served (Flux: ``.../index.yaml``)."""
-        return str(artifact.get("url", ""))
+
+async def link_latest(storage: Storage, done: Reconciled, link_name: str) -> None:
+    """Point ``link_name`` at the artifact of ``done`` and make it status.url, as Flux does.
+
+    Best effort, as in Flux: a link that cannot be made is a Trace event, not a failure.
+    """
+    relpath = str(done.status["artifact"]["path"])
+    try:
+        done.status["url"] = await anyio.to_thread.run_sync(
+            lambda: storage.link_latest_sync(relpath=relpath, link_name=link_name)
+        )
+    except SourceError as error:
+        done.events.append(EventNote(TRACE, meta.Reason.SYMLINK_UPDATE_FAILED, error.message))
 
 
 async def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, bytes]:

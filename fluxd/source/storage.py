@@ -223,6 +223,21 @@ class Storage:
             collected.extend(deleted)
         return artifact
 
+    def link_latest_sync(self, *, relpath: str, link_name: str) -> str:
+        """Point ``link_name`` beside the artifact at it; return the link's URL (status.url)."""
+        target = self.local_path(relpath)
+        link = target.parent / link_name
+        temp = target.parent / f"{_TEMP_PREFIX}{link_name}"
+        try:
+            temp.unlink(missing_ok=True)
+            temp.symlink_to(target.name)
+            os.replace(temp, link)
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"failed to update status URL symlink: {error.strerror or error}"
+            ) from None
+        return self.url_for(f"{relpath.rsplit('/', 1)[0]}/{link_name}")
+
     # collecting
 
     async def collect_garbage(self, *, current: str) -> list[Path]:
@@ -237,8 +252,12 @@ class Storage:
             candidates = [
                 entry
                 for entry in directory.iterdir()
-                # Every kind keeps one file per artifact here (tarball, index, chart).
-                if not entry.name.startswith(_TEMP_PREFIX) and entry.is_file() and entry != keep
+                # Every kind keeps one file per artifact here (tarball, index, chart), and
+                # maybe a link to the latest one (status.url), which is not an artifact.
+                if not entry.name.startswith(_TEMP_PREFIX)
+                and not entry.is_symlink()
+                and entry.is_file()
+                and entry != keep
             ]
             candidates.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
         except OSError as error:

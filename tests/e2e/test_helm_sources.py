@@ -202,7 +202,9 @@ def test_a_chart_from_a_helm_repository_follows_a_version_bump(
     artifact = ready["status"]["artifact"]
     digest = artifact["revision"].removeprefix("sha256:")
     assert artifact["path"] == f"helmrepository/{namespace}/charts/index-{digest}.yaml"
-    index = yaml.safe_load(urllib.request.urlopen(artifact["url"], timeout=10).read())
+    # status.url is the latest index, as Flux links it.
+    assert ready["status"]["url"].endswith(f"/helmrepository/{namespace}/charts/index.yaml")
+    index = yaml.safe_load(urllib.request.urlopen(ready["status"]["url"], timeout=10).read())
     assert [entry["version"] for entry in index["entries"]["app"]] == ["0.1.0"]
 
     chart_path = _source(
@@ -295,10 +297,9 @@ def test_a_chart_from_a_git_repository_is_packaged_for_helm(
     packaged = wait_condition(api, values_chart, reason="ChartPackageSucceeded")
     # The generation marks the version, so consumers see a change of values files.
     assert packaged["status"]["artifact"]["revision"] == "1.4.0+1"
-    assert packaged["status"]["observedValuesFiles"] == [
-        "charts/app/values.yaml",
-        "deploy/prod.yaml",
-    ]
+    # As Flux: values files are recorded only with ignoreMissingValuesFiles.
+    assert "observedValuesFiles" not in packaged["status"]
+    assert packaged["status"]["url"].endswith(f"/helmchart/{namespace}/app-prod/latest.tar.gz")
     assert condition(packaged)["message"] == (  # type: ignore[index]
         "packaged 'app' chart with version '1.4.0+1' and merged values files "
         "[charts/app/values.yaml deploy/prod.yaml]"

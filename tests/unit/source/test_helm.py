@@ -292,9 +292,16 @@ def test_old_helm_artifacts_are_collected_by_the_same_retention(tmp_path: Path) 
             revision=version,
             content=version.encode(),
         )
+        url = storage.link_latest_sync(relpath=artifact["path"], link_name="latest.tar.gz")
     assert artifact["path"] == "helmchart/ns/app/app-1.2.0.tgz"
     assert artifact["url"] == "http://fluxd/helmchart/ns/app/app-1.2.0.tgz"
-    assert sorted(p.name for p in (tmp_path / "helmchart" / "ns" / "app").iterdir()) == [
+    assert url == "http://fluxd/helmchart/ns/app/latest.tar.gz"
+    assert storage.collect_garbage_sync(current=artifact["path"]) == []
+    directory = tmp_path / "helmchart" / "ns" / "app"
+    # The link to the latest artifact is neither an artifact kept nor one collected.
+    assert sorted(p.name for p in directory.iterdir()) == [
         "app-1.1.0.tgz",
         "app-1.2.0.tgz",
+        "latest.tar.gz",
     ]
+    assert (directory / "latest.tar.gz").read_bytes() == b"1.2.0"

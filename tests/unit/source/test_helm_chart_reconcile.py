@@ -133,7 +133,9 @@ async def test_a_new_generation_with_values_files_publishes_a_new_version(
     first = await reconciler.reconcile(_chart(valuesFiles=["prod.yaml"]))
     chart = _after(_chart(valuesFiles=["prod.yaml"]), first)
     assert chart["status"]["artifact"]["revision"] == "1.0.0+1"
-    assert chart["status"]["observedValuesFiles"] == ["prod.yaml"]
+    # As Flux: the values files are recorded only when missing ones may be skipped.
+    assert chart["status"]["observedValuesFiles"] is None
+    assert chart["status"]["url"] == "http://fluxd.test/helmchart/apps/app/latest.tar.gz"
 
     edited = {**chart, "metadata": {**chart["metadata"], "generation": 2}}
     edited["spec"] = {**chart["spec"], "valuesFiles": ["charts/app/values.yaml", "prod.yaml"]}
@@ -143,6 +145,15 @@ async def test_a_new_generation_with_values_files_publishes_a_new_version(
         "packaged 'app' chart with version '1.0.0+2' and merged values files "
         "[charts/app/values.yaml prod.yaml]"
     )
+
+
+async def test_skipped_values_files_are_recorded(
+    reconciler: HelmChartReconciler, storage: Storage, sources: _Sources, tmp_path: Path
+) -> None:
+    await _commit(storage, sources, tmp_path, COMMITS[0], version="1.0.0")
+    spec: dict[str, Any] = {"valuesFiles": ["missing.yaml", "prod.yaml"]}
+    done = await reconciler.reconcile(_chart(ignoreMissingValuesFiles=True, **spec))
+    assert done.status["observedValuesFiles"] == ["prod.yaml"]
 
 
 async def test_a_missing_values_file_stalls_the_chart(
