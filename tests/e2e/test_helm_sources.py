@@ -174,8 +174,22 @@ def _rendered_kinds(helm: Path, chart: Path, *args: str) -> list[dict[str, Any]]
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
+def _flux(cluster: Cluster, *args: str) -> str:
+    flux = build.ensure_binaries(build.FLUX_CLI) / "flux"
+    result = subprocess.run(
+        [str(flux), *args, f"--kubeconfig={cluster.kubeconfig}", "--timeout=60s"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=90,
+    )
+    assert result.returncode == 0, f"flux {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
 def test_a_chart_from_a_helm_repository_follows_a_version_bump(
     api: Api,
+    cluster: Cluster,
     daemon: Fluxd,
     helm: Path,
     repository: _ChartRepository,
@@ -243,6 +257,12 @@ def test_a_chart_from_a_helm_repository_follows_a_version_bump(
     assert "app-0.2.0" in labels
     reasons = [event.get("reason") for event in events_for(api, namespace, "app")]
     assert "ChartPullSucceeded" in reasons
+
+    # The real flux CLI reads and reconciles them as its own.
+    listed = _flux(cluster, "get", "sources", "chart", "app", "-n", namespace)
+    assert "pulled 'app' chart with version '0.2.0'" in listed
+    reconciled = _flux(cluster, "reconcile", "source", "helm", "charts", "-n", namespace)
+    assert "fetched revision sha256:" in reconciled
 
 
 def test_a_chart_from_a_git_repository_is_packaged_for_helm(
