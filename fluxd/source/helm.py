@@ -73,6 +73,7 @@ class ChartBuildFailed(SourceError):
     METADATA = ("MetadataPatchError", "chart metadata patch error")
     VALUES = ("ValuesFilesError", "values files merge error")
     PACKAGE = ("ChartPackageError", "chart package error")
+    DEPENDENCY = ("DependencyBuildError", "dependency build error")
 
     def __init__(self, kind: tuple[str, str], detail: str) -> None:
         super().__init__(f"{kind[1]}: {detail}")
@@ -330,6 +331,29 @@ def _chart_metadata(chart_dir: Path) -> dict[str, Any]:
     return metadata
 
 
+def _check_dependencies(chart_dir: Path, metadata: Mapping[str, Any]) -> None:
+    """Refuse a chart whose dependencies are not vendored in ``charts/``: fluxd cannot fetch them.
+
+    Flux downloads missing dependencies; packaging without them would publish a
+    chart that Helm refuses to render, so the build fails and says which.
+    """
+    vendored = chart_dir / "charts"
+    missing = []
+    for dependency in metadata.get("dependencies") or []:
+        name = str((dependency or {}).get("name", ""))
+        if not name:
+            continue
+        present = (vendored / name).is_dir() or any(vendored.glob(f"{name}-*.tgz"))
+        if not present:
+            missing.append(name)
+    if missing:
+        raise ChartBuildFailed(
+            ChartBuildFailed.DEPENDENCY,
+            f"chart dependencies {missing} are not in the chart's charts/ directory, and fluxd "
+            "does not download dependencies: vendor them (helm dependency build) in the source",
+        )
+
+
 def _helmignore(chart_dir: Path) -> pathspec.GitIgnoreSpec:
     path = chart_dir / ".helmignore"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
@@ -394,6 +418,7 @@ def package_chart(
     in order, they replace the chart's ``values.yaml``.
     """
     metadata = _chart_metadata(chart_dir)
+    _check_dependencies(chart_dir, metadata)
     name = str(metadata["name"])
     version = with_version_metadata(str(metadata["version"]), version_metadata)
     metadata["version"] = version

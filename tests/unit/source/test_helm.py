@@ -305,3 +305,20 @@ def test_old_helm_artifacts_are_collected_by_the_same_retention(tmp_path: Path) 
         "latest.tar.gz",
     ]
     assert (directory / "latest.tar.gz").read_bytes() == b"1.2.0"
+
+
+def test_a_chart_with_dependencies_not_vendored_is_refused(tmp_path: Path) -> None:
+    chart_dir = _chart(tmp_path)
+    chart_file = chart_dir / "Chart.yaml"
+    chart_file.write_text(
+        chart_file.read_text()
+        + "dependencies:\n- name: redis\n  version: 1.x\n  repository: https://charts.example\n"
+    )
+    with pytest.raises(ChartBuildFailed) as raised:
+        package_chart(chart_dir)
+    assert raised.value.reason == "DependencyBuildError"
+    assert "['redis']" in raised.value.message
+    # Vendored (as helm dependency build leaves it), the chart is packaged with it.
+    (chart_dir / "charts").mkdir()
+    (chart_dir / "charts" / "redis-1.2.0.tgz").write_bytes(b"vendored")
+    assert "app/charts/redis-1.2.0.tgz" in _members(package_chart(chart_dir).content)
