@@ -414,7 +414,15 @@ def _add_reconcile(commands: Subcommands) -> None:
 
 
 def _add_suspend_resume(commands: Subcommands) -> None:
-    chosen = (kinds.GIT_REPOSITORIES, kinds.KUSTOMIZATIONS, kinds.RECEIVERS, kinds.ALERTS)
+    chosen = (
+        kinds.GIT_REPOSITORIES,
+        kinds.HELM_REPOSITORIES,
+        kinds.HELM_CHARTS,
+        kinds.BUCKETS,
+        kinds.KUSTOMIZATIONS,
+        kinds.RECEIVERS,
+        kinds.ALERTS,
+    )
     suspend = commands.add_parser("suspend", help="stop reconciling an object")
     _kind_leaves(suspend, handler=_cmd_suspend, chosen=chosen)
     resume = commands.add_parser("resume", help="reconcile a suspended object again and wait")

@@ -71,6 +71,22 @@ def test_reconcile_source_names_helm_kinds(word: str, kind: kinds.CliKind) -> No
     assert parsed.kind is kind and parsed.name == "podinfo"
 
 
+@pytest.mark.parametrize("verb", ["suspend", "resume"])
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [
+        pytest.param("helm", kinds.HELM_REPOSITORIES, id="helm"),
+        pytest.param("chart", kinds.HELM_CHARTS, id="chart"),
+        pytest.param("bucket", kinds.BUCKETS, id="bucket"),
+    ],
+)
+def test_suspend_and_resume_name_the_source_kinds(
+    verb: str, word: str, kind: kinds.CliKind
+) -> None:
+    parsed = parser().parse_args([verb, "source", word, "podinfo"])
+    assert parsed.kind is kind and parsed.name == "podinfo"
+
+
 def test_short_names_find_the_kinds() -> None:
     assert kinds.by_kind_name("helmrepo") is kinds.HELM_REPOSITORIES
     assert kinds.by_kind_name("hc") is kinds.HELM_CHARTS
