@@ -6,6 +6,7 @@ directory served over HTTP on loopback, which is what a chart repository is.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from fluxd.controllers.helmrepository import HelmRepositoryReconciler
 from fluxd.controllers.outcomes import Stalled, Transient
 from fluxd.kube.client import Kube
-from fluxd.source import Storage
+from fluxd.source import AuthenticationFailed, Storage
 from fluxd.source.helm_http import HelmCredentials, download
+from testenv.certs import issue, make_ca
 
 INDEX = (
     "apiVersion: v1\nentries:\n  app:\n  - name: app\n    version: {version}\n    urls: [app.tgz]\n"
@@ -137,3 +140,60 @@ async def test_credentials_go_to_another_host_only_with_pass_credentials(tmp_pat
         other.shutdown()
         other.server_close()
     assert seen == [None, "Basic dTpw"]
+
+
+@pytest.fixture
+def mutual_tls(tmp_path: Path) -> Iterator[tuple[str, bytes, bytes, bytes]]:
+    """An HTTPS chart repository that wants a client certificate signed by its CA."""
+    ca = make_ca("fluxd test helm CA")
+    ca_pem = ca[0].public_bytes(serialization.Encoding.PEM)
+    server_cert, server_key = issue(ca=ca, common_name="127.0.0.1", hosts=("127.0.0.1",))
+    client_cert, client_key = issue(ca=ca, common_name="fluxd", client=True)
+    (tmp_path / "index.yaml").write_text(INDEX.format(version="1.0.0"))
+    (tmp_path / "server.crt").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(_pem_key(server_key))
+    server, _ = _serve(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    context.load_verify_locations(cadata=ca_pem.decode())
+    context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield (
+        f"https://127.0.0.1:{server.server_address[1]}",
+        ca_pem,
+        client_cert.public_bytes(serialization.Encoding.PEM),
+        _pem_key(client_key),
+    )
+    server.shutdown()
+    server.server_close()
+
+
+def _pem_key(key: Any) -> bytes:
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+async def test_cert_secret_ref_brings_the_ca_and_the_client_certificate(
+    mutual_tls: tuple[str, bytes, bytes, bytes],
+) -> None:
+    url, ca, cert, key = mutual_tls
+    tls = {"ca.crt": ca, "tls.crt": cert, "tls.key": key}
+    credentials = HelmCredentials.from_secrets(auth=None, tls=tls)
+    index = await download(
+        f"{url}/index.yaml", repository_url=url, credentials=credentials, timeout=5, max_size=10**6
+    )
+    assert b"version: 1.0.0" in index
+    # Without the CA the server is not trusted, and the failure says it is TLS.
+    with pytest.raises(AuthenticationFailed, match="tls"):
+        await download(
+            f"{url}/index.yaml",
+            repository_url=url,
+            credentials=HelmCredentials(),
+            timeout=5,
+            max_size=10**6,
+        )
