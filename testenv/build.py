@@ -147,6 +147,21 @@ GITEA = Group(
         ),
     ),
 )
+# The real helm CLI, for the tests that package, index and render charts: v4, the
+# major version whose libraries source-controller (FLUX_CONTROLLERS_VERSION) loads charts with.
+HELM_VERSION = "4.2.4"
+HELM = Group(
+    "helm",
+    f"helm-{HELM_VERSION}_b1",
+    (
+        Component(
+            "helm",
+            "helm",
+            "helm.sh/helm/v4/cmd/helm",
+            stamps=(f"helm.sh/helm/v4/internal/version.version=v{HELM_VERSION}",),
+        ),
+    ),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
 GROUPS: tuple[Group, ...] = (
     CONTROL_PLANE,
@@ -155,6 +170,7 @@ GROUPS: tuple[Group, ...] = (
     NOTIFY_PEERS,
     OCI_REGISTRY,
     GITEA,
+    HELM,
 )
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from fluxd.api.bucket import BUCKET_RESOURCE
 from fluxd.api.errors import UnknownKind
+from fluxd.api.helm import HELM_CHART_RESOURCE, HELM_REPOSITORY_RESOURCE
 from fluxd.api.kustomize import KUSTOMIZATION_RESOURCE
 from fluxd.api.meta import DISABLED_VALUE, SUBSTITUTE_ANNOTATION, ResourceKind
 from fluxd.api.notification import ALERT_RESOURCE, PROVIDER_RESOURCE, RECEIVER_RESOURCE
@@ -44,6 +46,9 @@ _RESOURCES: tuple[CustomResource, ...] = (
     PROVIDER_RESOURCE,
     ALERT_RESOURCE,
     OCI_REPOSITORY_RESOURCE,
+    HELM_REPOSITORY_RESOURCE,
+    HELM_CHART_RESOURCE,
+    BUCKET_RESOURCE,
 )
 
 

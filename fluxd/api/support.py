@@ -61,6 +61,26 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             "it only serves cloud workload identity, which is not available; use a secretRef",
         ),
     ),
+    "HelmRepository": (
+        Refused(
+            "spec.provider",
+            "cloud workload identity is not available; use a secretRef (provider: generic)",
+            unless=frozenset({"generic"}),
+        ),
+        Refused(
+            "spec.insecure",
+            "it only applies to pulling charts from OCI registries, which fluxd does not do yet",
+        ),
+        Refused(
+            "spec.accessFrom", "cross-namespace access lists are not implemented (nor in Flux)"
+        ),
+    ),
+    "HelmChart": (
+        Refused(
+            "spec.verify",
+            "verifying chart signatures (cosign, notation) is not implemented",
+        ),
+    ),
     "OCIRepository": (
         Refused(
             "spec.provider",
@@ -81,6 +101,16 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
     ),
     "Provider": (
         Refused("spec.serviceAccountName", "workload identity for providers is not available"),
+    ),
+}
+
+
+# Kinds served so that Flux's YAML is accepted, but not reconciled at all: each object of
+# them is Stalled with this message (fluxd.controllers.bucket), whatever its fields say.
+REFUSED_KINDS: Mapping[str, str] = {
+    "Bucket": (
+        "Bucket is not supported by fluxd: fetching from object storage (S3, GCS, Azure Blob "
+        "Storage) is not implemented; publish the files in a GitRepository instead"
     ),
 }
 

@@ -319,6 +319,11 @@ def _add_get(commands: Subcommands) -> None:
     source_kind = sources.add_subparsers(dest="source_kind", metavar="SOURCE")
     leaf(source_kind, "git", (kinds.GIT_REPOSITORIES,), help="GitRepository statuses", nested=True)
     leaf(source_kind, "oci", (kinds.OCI_REPOSITORIES,), help="OCIRepository statuses", nested=True)
+    leaf(
+        source_kind, "helm", (kinds.HELM_REPOSITORIES,), help="HelmRepository statuses", nested=True
+    )
+    leaf(source_kind, "chart", (kinds.HELM_CHARTS,), help="HelmChart statuses", nested=True)
+    leaf(source_kind, "bucket", (kinds.BUCKETS,), help="Bucket statuses", nested=True)
     leaf(source_kind, "all", kinds.SOURCES, help="every source kind", with_kind=True, nested=True)
     # ``fluxd get sources`` alone lists every source kind, like ``flux get sources all``.
     sources.add_argument(
@@ -403,6 +408,8 @@ def _add_reconcile(commands: Subcommands) -> None:
         chosen=(
             kinds.GIT_REPOSITORIES,
             kinds.OCI_REPOSITORIES,
+            kinds.HELM_REPOSITORIES,
+            kinds.HELM_CHARTS,
             kinds.KUSTOMIZATIONS,
             kinds.RECEIVERS,
         ),
@@ -414,6 +421,9 @@ def _add_suspend_resume(commands: Subcommands) -> None:
     chosen = (
         kinds.GIT_REPOSITORIES,
         kinds.OCI_REPOSITORIES,
+        kinds.HELM_REPOSITORIES,
+        kinds.HELM_CHARTS,
+        kinds.BUCKETS,
         kinds.KUSTOMIZATIONS,
         kinds.RECEIVERS,
         kinds.ALERTS,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxd.api import meta
+from fluxd.api.bucket import BUCKET
+from fluxd.api.helm import HELM_CHART, HELM_REPOSITORY, HELM_REPOSITORY_TYPE_OCI
 from fluxd.api.kustomize import KUSTOMIZATION
 from fluxd.api.meta import ResourceKind
 from fluxd.api.notification import ALERT, PROVIDER, RECEIVER
@@ -126,6 +128,57 @@ OCI_REPOSITORIES = CliKind(
         + str(((obj.get("status") or {}).get("artifact") or {}).get("revision", ""))
     ),
 )
+
+
+def _fetched_revision(obj: Object) -> str:
+    return "fetched revision " + str(
+        ((obj.get("status") or {}).get("artifact") or {}).get("revision", "")
+    )
+
+
+def _is_oci(obj: Object) -> bool:
+    return (obj.get("spec") or {}).get("type") == HELM_REPOSITORY_TYPE_OCI
+
+
+def _helm_ready(obj: Object) -> str:
+    # flux shows an OCI HelmRepository, a static object, as ready.
+    return "True" if _is_oci(obj) else _ready(obj)
+
+
+def _helm_message(obj: Object) -> str:
+    return "Helm repository is Ready" if _is_oci(obj) else _message(obj)
+
+
+def _helm_success(obj: Object) -> str:
+    if _is_oci(obj):
+        return str((ready_condition(obj) or {}).get("message", ""))
+    return _fetched_revision(obj)
+
+
+HELM_REPOSITORIES = CliKind(
+    api=HELM_REPOSITORY,
+    words=("source", "helm"),
+    columns=(
+        _NAME,
+        _REVISION_OF_ARTIFACT,
+        _SUSPENDED,
+        Column("Ready", _helm_ready),
+        Column("Message", _helm_message),
+    ),
+    success=_helm_success,
+)
+HELM_CHARTS = CliKind(
+    api=HELM_CHART,
+    words=("source", "chart"),
+    columns=(_NAME, _REVISION_OF_ARTIFACT, _SUSPENDED, _READY, _MESSAGE),
+    success=_fetched_revision,
+)
+BUCKETS = CliKind(
+    api=BUCKET,
+    words=("source", "bucket"),
+    columns=(_NAME, _REVISION_OF_ARTIFACT, _SUSPENDED, _READY, _MESSAGE),
+    success=_fetched_revision,
+)
 KUSTOMIZATIONS = CliKind(
     api=KUSTOMIZATION,
     words=("kustomization",),
@@ -153,10 +206,19 @@ PROVIDERS = CliKind(
     success=lambda obj: "Provider reconciliation completed",
 )
 
-SOURCES: tuple[CliKind, ...] = (GIT_REPOSITORIES, OCI_REPOSITORIES)
+SOURCES: tuple[CliKind, ...] = (
+    GIT_REPOSITORIES,
+    OCI_REPOSITORIES,
+    HELM_REPOSITORIES,
+    HELM_CHARTS,
+    BUCKETS,
+)
 ALL: tuple[CliKind, ...] = (
     GIT_REPOSITORIES,
     OCI_REPOSITORIES,
+    HELM_REPOSITORIES,
+    HELM_CHARTS,
+    BUCKETS,
     KUSTOMIZATIONS,
     RECEIVERS,
     ALERTS,

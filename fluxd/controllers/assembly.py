@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fluxd.controllers import (
+    bucket,
     gitrepository,
+    helmchart,
+    helmrepository,
     kustomization,
     notification,
     ocirepository,
@@ -28,6 +31,10 @@ def _parts() -> list[Wiring]:
     parts: list[Wiring] = []
     parts.append(gitrepository.wire)
     parts.append(ocirepository.wire)
+    parts.append(helmrepository.wire)
+    # After the sources it builds from, so it can hook into their new artifacts.
+    parts.append(helmchart.wire)
+    parts.append(bucket.wire)
     parts.append(kustomization.wire)
     parts.append(notification.wire)
     parts.append(restarter.wire)

@@ -5,9 +5,10 @@
 - metrics address (default ``:8080``, internal): ``/metrics``, ``/healthz``,
   ``/readyz``;
 - storage address (default ``127.0.0.1:9090``): artifact downloads
-  (``/gitrepository/<ns>/<name>/<file>``). fluxd reads its artifacts from
-  disk, and those of a private repository hold its secrets, so by default
-  nothing outside the pod can download them;
+  (``/gitrepository/<ns>/<name>/<file>``, likewise ``/helmrepository/`` and
+  ``/helmchart/``). fluxd reads its artifacts from disk, and those of a
+  private repository hold its secrets, so by default nothing outside the pod
+  can download them;
 - dashboard address (``dashboard-addr``, empty by default: not served): the
   read-only dashboard (``fluxd.dashboard``), given here as a ready-made
   application. It has its own listener so that neither the public webhook port
@@ -88,7 +89,9 @@ class HttpServer:
 
     def storage_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/{path:(?:gitrepository|ocirepository)/.+}", self._artifact)
+        app.router.add_get(
+            "/{path:(?:gitrepository|ocirepository|helmrepository|helmchart)/.+}", self._artifact
+        )
         return app
 
     def webhook_app(self) -> web.Application:

@@ -263,6 +263,71 @@ class Storage:
             collected.extend(deleted)
         return artifact
 
+    def store_file_sync(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        filename: str,
+        revision: str,
+        content: bytes,
+        collected: list[Path] | None = None,
+    ) -> Artifact:
+        """Store ``content`` as the artifact file ``filename`` (a Helm index or chart).
+
+        Written and renamed into place like a tarball, then old artifacts are collected.
+        """
+        relpath = self.artifact_path(kind=kind, namespace=namespace, name=name, filename=filename)
+        final = self.root.joinpath(*relpath.split("/"))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
+                prefix=_TEMP_PREFIX, dir=final.parent, delete=False
+            )
+            temp = Path(handle.name)
+            try:
+                with handle:
+                    handle.write(content)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                temp.chmod(0o644)
+                os.replace(temp, final)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"unable to save artifact {relpath}: {error.strerror or error}"
+            ) from None
+        artifact: Artifact = {
+            "path": relpath,
+            "url": self.url_for(relpath),
+            "revision": revision,
+            "digest": f"sha256:{hashlib.sha256(content).hexdigest()}",
+            "lastUpdateTime": _now_rfc3339(),
+            "size": len(content),
+        }
+        deleted = self.collect_garbage_sync(current=relpath)
+        if collected is not None:
+            collected.extend(deleted)
+        return artifact
+
+    def link_latest_sync(self, *, relpath: str, link_name: str) -> str:
+        """Point ``link_name`` beside the artifact at it; return the link's URL (status.url)."""
+        target = self.local_path(relpath)
+        link = target.parent / link_name
+        temp = target.parent / f"{_TEMP_PREFIX}{link_name}"
+        try:
+            temp.unlink(missing_ok=True)
+            temp.symlink_to(target.name)
+            os.replace(temp, link)
+        except OSError as error:
+            raise StorageOperationFailed(
+                f"failed to update status URL symlink: {error.strerror or error}"
+            ) from None
+        return self.url_for(f"{relpath.rsplit('/', 1)[0]}/{link_name}")
+
     # collecting
 
     async def collect_garbage(self, *, current: str) -> list[Path]:
@@ -277,7 +342,12 @@ class Storage:
             candidates = [
                 entry
                 for entry in directory.iterdir()
-                if entry.name.endswith(_ARCHIVE_SUFFIX) and entry.is_file() and entry != keep
+                # Every kind keeps one file per artifact here (tarball, index, chart), and
+                # maybe a link to the latest one (status.url), which is not an artifact.
+                if not entry.name.startswith(_TEMP_PREFIX)
+                and not entry.is_symlink()
+                and entry.is_file()
+                and entry != keep
             ]
             candidates.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
         except OSError as error:

@@ -70,6 +70,9 @@ def test_render_is_deterministic_multi_document_yaml() -> None:
         "providers.notification.toolkit.fluxcd.io",
         "alerts.notification.toolkit.fluxcd.io",
         "ocirepositories.source.toolkit.fluxcd.io",
+        "helmrepositories.source.toolkit.fluxcd.io",
+        "helmcharts.source.toolkit.fluxcd.io",
+        "buckets.source.toolkit.fluxcd.io",
     ]
     assert "&id" not in text and "*id" not in text  # no YAML anchors/aliases
 

@@ -19,7 +19,7 @@ from fluxd.cli.building import (
 )
 from fluxd.cli.checks import PERMISSIONS, contains, lease_finding, parse_version
 from fluxd.cli.failures import UsageError, connection_problem
-from fluxd.cli.kinds import GIT_REPOSITORIES, KUSTOMIZATIONS, OCI_REPOSITORIES
+from fluxd.cli.kinds import GIT_REPOSITORIES, KUSTOMIZATIONS, OCI_REPOSITORIES, SOURCES
 from fluxd.cli.terminal import Terminal
 
 
@@ -198,7 +198,7 @@ def test_flags_after_the_command_words(argv: list[str], kind: object, namespace:
 
 def test_get_sources_alone_lists_every_source_kind() -> None:
     parsed = parser().parse_args(["get", "sources", "-n", "x", "-A"])
-    assert parsed.kinds == (GIT_REPOSITORIES, OCI_REPOSITORIES)
+    assert parsed.kinds == SOURCES
     assert parsed.with_kind and parsed.all_namespaces and parsed.namespace == "x"
     nested = parser().parse_args(["get", "sources", "git", "-A", "--timeout", "30s"])
     assert nested.all_namespaces and nested.timeout == 30.0 and not nested.with_kind

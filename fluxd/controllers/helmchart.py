@@ -1,0 +1,392 @@
+"""The HelmChart reconciler: publish one packaged chart from a HelmRepository or a GitRepository.
+
+From a HelmRepository, the chart version is picked in the repository's
+index artifact by ``spec.version`` and downloaded with the repository's
+credentials; from a GitRepository, the directory ``spec.chart`` of its
+artifact is packaged. ``spec.valuesFiles`` are merged into the chart's
+values.yaml (the generation then goes into the version's build metadata,
+as Flux does, so consumers notice). The artifact is
+``helmchart/<ns>/<name>/<chart>-<version>.tgz``, its revision the version.
+A new artifact of a source requeues the HelmCharts that use it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import structlog
+
+from fluxd.api import meta
+from fluxd.api.helm import (
+    HELM_CHART,
+    HELM_REPOSITORY,
+    HELM_REPOSITORY_TYPE_OCI,
+    RECONCILE_STRATEGY_REVISION,
+    helm_timeout_seconds,
+)
+from fluxd.api.source import GIT_REPOSITORY
+from fluxd.controllers.gitrepository import storage_base_url
+from fluxd.controllers.helmrepository import link_latest, repository_credentials
+from fluxd.controllers.manager import Components
+from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
+from fluxd.controllers.runtime import Controller, Reconciler
+from fluxd.kube.client import Kube, Object
+from fluxd.kube.events import EventRecorder
+from fluxd.kube.informer import Key
+from fluxd.kube.resources import Resource
+from fluxd.settings import Settings
+from fluxd.source import InvalidSource, SourceError, Storage, unpack
+from fluxd.source.helm import (
+    CHART_PACKAGE_SUCCEEDED,
+    CHART_PULL_SUCCEEDED,
+    MAX_CHART_SIZE,
+    ChartBuildFailed,
+    ChartPackage,
+    chart_download_url,
+    local_chart_dir,
+    package_chart,
+    pulled_chart,
+    repackage_chart,
+    select_chart_version,
+)
+from fluxd.source.helm_http import download
+
+log = structlog.get_logger("fluxd.controllers.helmchart")
+
+ARTIFACT_IN_STORAGE = meta.ConditionType.ARTIFACT_IN_STORAGE
+FETCH_FAILED = meta.ConditionType.FETCH_FAILED
+BUILD_FAILED = meta.ConditionType.BUILD_FAILED
+STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
+FAILURE_CONDITIONS = (FETCH_FAILED, BUILD_FAILED, STORAGE_FAILED)
+
+# Flux's name for the link to a chart's latest artifact (status.url), .tgz or not.
+LATEST_LINK = "latest.tar.gz"
+
+SourceKey = tuple[str, str, str]  # namespace, kind, name
+
+
+class HelmChartReconciler(Reconciler):
+    resource = Resource.of(HELM_CHART)
+    owned_conditions = (ARTIFACT_IN_STORAGE, FETCH_FAILED, BUILD_FAILED, STORAGE_FAILED)
+
+    def __init__(self, *, kube: Kube, storage: Storage) -> None:
+        self.kube = kube
+        self.storage = storage
+        self.workdir = storage.root / ".work"
+        #: (namespace, source kind, source name) -> the HelmCharts built from it.
+        self.dependents: dict[SourceKey, set[Key]] = {}
+
+    def _index_source(self, key: Key, source: SourceKey) -> None:
+        self.forget(key)
+        self.dependents.setdefault(source, set()).add(key)
+
+    def forget(self, key: Key) -> None:
+        for charts in self.dependents.values():
+            charts.discard(key)
+
+    async def finalize(self, obj: Object) -> None:
+        metadata = obj["metadata"]
+        await self.storage.remove_all(
+            kind=HELM_CHART.kind, namespace=metadata["namespace"], name=metadata["name"]
+        )
+
+    async def reconcile(self, obj: Object) -> Reconciled:
+        metadata = obj["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        spec = obj.get("spec", {})
+        source_ref = spec.get("sourceRef") or {}
+        kind, source_name = str(source_ref.get("kind", "")), str(source_ref.get("name", ""))
+        self._index_source((namespace, name), (namespace, kind, source_name))
+        source = await self._source(namespace, kind, source_name)
+        source_spec = source.get("spec", {})
+        if kind == HELM_REPOSITORY.kind and source_spec.get("type") == HELM_REPOSITORY_TYPE_OCI:
+            raise Stalled(
+                meta.Reason.UNSUPPORTED_FIELD,
+                f"charts from the OCI HelmRepository '{source_name}' are not supported by fluxd "
+                "yet: use a HelmRepository of type 'default' or a GitRepository",
+            )
+        artifact = (source.get("status") or {}).get("artifact")
+        if not artifact or not self.storage.exists(artifact):
+            message = f"no artifact available for {kind} source '{source_name}'"
+            raise Transient(
+                "NoSourceArtifact",
+                message,
+                conditions=[ConditionUpdate(FETCH_FAILED, "True", "NoSourceArtifact", message)],
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"chart-{namespace}-{name}-", dir=self.workdir))
+        try:
+            if kind == HELM_REPOSITORY.kind:
+                chart = await self._pull(obj, source, artifact, scratch)
+            else:
+                chart = await self._package(obj, artifact, scratch)
+            if chart is None:
+                done = self._ready(obj, artifact, new=False)
+                await link_latest(self.storage, done, LATEST_LINK)
+                return done
+            stored = await anyio.to_thread.run_sync(
+                lambda: self.storage.store_file_sync(
+                    kind=HELM_CHART.kind,
+                    namespace=namespace,
+                    name=name,
+                    filename=chart.filename,
+                    revision=chart.version,
+                    content=chart.content,
+                )
+            )
+        except ChartBuildFailed as error:
+            raise _build_failure(error) from error
+        except SourceError as error:
+            condition = STORAGE_FAILED if error.reason == "StorageOperationFailed" else FETCH_FAILED
+            failure = Stalled if isinstance(error, InvalidSource) else Transient
+            raise failure(
+                error.reason,
+                error.message,
+                conditions=[ConditionUpdate(condition, "True", error.reason, error.message)],
+            ) from error
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
+        done = self._ready(obj, artifact, new=True, chart=chart, stored=dict(stored))
+        await link_latest(self.storage, done, LATEST_LINK)
+        return done
+
+    async def _source(self, namespace: str, kind: str, name: str) -> Object:
+        resources = {HELM_REPOSITORY.kind: HELM_REPOSITORY, GIT_REPOSITORY.kind: GIT_REPOSITORY}
+        if kind not in resources:
+            # A Bucket never has an artifact in fluxd (the kind is refused).
+            message = f"no artifact available for {kind} source '{name}'"
+            raise Transient(
+                "NoSourceArtifact",
+                message,
+                conditions=[ConditionUpdate(FETCH_FAILED, "True", "NoSourceArtifact", message)],
+            )
+        source = await self.kube.get_or_none(
+            Resource.of(resources[kind]), name, namespace=namespace
+        )
+        if source is None:
+            message = (
+                f"failed to get source: {resources[kind].plural}.{resources[kind].group} "
+                f'"{name}" not found'
+            )
+            raise Transient(
+                "SourceUnavailable",
+                message,
+                conditions=[ConditionUpdate(FETCH_FAILED, "True", "SourceUnavailable", message)],
+            )
+        return source
+
+    def _up_to_date(self, obj: Object, version: str, chart_name: str) -> bool:
+        """Whether the published chart is this version, built for this generation's spec."""
+        status = obj.get("status", {})
+        current = status.get("artifact")
+        # Any spec change (valuesFiles too) is a new generation, built anew as in Flux.
+        return (
+            current is not None
+            and current.get("revision") == version
+            and self.storage.exists(current)
+            and status.get("observedChartName") == chart_name
+            and obj["metadata"].get("generation") == status.get("observedGeneration")
+        )
+
+    async def _pull(
+        self,
+        obj: Object,
+        repository: Object,
+        index_artifact: Mapping[str, Any],
+        scratch: Path,
+    ) -> ChartPackage | None:
+        """The chart version the index names, downloaded (None: the published one is it)."""
+        spec = obj.get("spec", {})
+        chart_name = str(spec.get("chart", ""))
+        index_file = self.storage.local_path(str(index_artifact["path"]))
+        index = json.loads(await anyio.to_thread.run_sync(index_file.read_bytes))
+        entry = select_chart_version(index, chart_name, str(spec.get("version") or "*"))
+        values_files = list(spec.get("valuesFiles") or [])
+        metadata = str(obj["metadata"].get("generation", 0)) if values_files else ""
+        expected = f"{entry.version}+{metadata}" if metadata else entry.version
+        if self._up_to_date(obj, expected, chart_name):
+            return None
+        repository_spec = repository.get("spec", {})
+        repository_url = str(repository_spec.get("url", ""))
+        credentials = await repository_credentials(
+            self.kube, repository["metadata"]["namespace"], repository_spec
+        )
+        url = chart_download_url(repository_url, entry)
+        try:
+            content = await download(
+                url,
+                repository_url=repository_url,
+                credentials=credentials,
+                timeout=helm_timeout_seconds(repository_spec),
+                max_size=MAX_CHART_SIZE,
+            )
+        except SourceError as error:
+            raise ChartBuildFailed(
+                ChartBuildFailed.PULL,
+                f"failed to download chart for remote reference: {error.message}",
+            ) from None
+        if not values_files:
+            return pulled_chart(content, expected_name=entry.name, expected_version=entry.version)
+        return await anyio.to_thread.run_sync(
+            lambda: repackage_chart(
+                content,
+                scratch,
+                version_metadata=metadata,
+                values_files=values_files,
+                ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+            )
+        )
+
+    async def _package(
+        self, obj: Object, source_artifact: Mapping[str, Any], scratch: Path
+    ) -> ChartPackage | None:
+        """The chart directory of a GitRepository artifact, packaged (None: already published)."""
+        spec = obj.get("spec", {})
+        chart_path = str(spec.get("chart", ""))
+        source_dir = scratch / "source"
+        await anyio.to_thread.run_sync(
+            lambda: unpack(self.storage.local_path(str(source_artifact["path"])), source_dir)
+        )
+        values_files = list(spec.get("valuesFiles") or [])
+        metadata = ""
+        if spec.get("reconcileStrategy") == RECONCILE_STRATEGY_REVISION:
+            # Flux: the commit's first 12 hex digits, short enough for label values.
+            metadata = str(source_artifact.get("revision", "")).rsplit(":", 1)[-1][:12]
+        if values_files:
+            metadata = ".".join(
+                part for part in (metadata, str(obj["metadata"].get("generation", 0))) if part
+            )
+        chart = await anyio.to_thread.run_sync(
+            lambda: package_chart(
+                local_chart_dir(source_dir, chart_path),
+                version_metadata=metadata,
+                values_files=values_files,
+                values_root=source_dir,
+                ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+            )
+        )
+        if self._up_to_date(obj, chart.version, chart.name):
+            return None
+        return chart
+
+    def _ready(
+        self,
+        obj: Object,
+        source_artifact: Mapping[str, Any],
+        *,
+        new: bool,
+        chart: ChartPackage | None = None,
+        stored: dict[str, Any] | None = None,
+    ) -> Reconciled:
+        status = obj.get("status", {})
+        spec = obj.get("spec", {})
+        from_git = (spec.get("sourceRef") or {}).get("kind") == GIT_REPOSITORY.kind
+        artifact = stored if stored is not None else dict(status.get("artifact") or {})
+        if chart is not None:
+            reason = CHART_PULL_SUCCEEDED if not chart.packaged else CHART_PACKAGE_SUCCEEDED
+            message = chart.summary()
+            values_files = list(chart.values_files)
+        else:
+            # Unchanged: the message and reason it was published with still hold.
+            ready: Mapping[str, Any] = meta.condition_of(obj, meta.ConditionType.READY) or {}
+            packaged = from_git
+            reason = CHART_PACKAGE_SUCCEEDED if packaged else CHART_PULL_SUCCEEDED
+            message = str(ready.get("message") or "") if ready.get("status") == "True" else ""
+            values_files = list(status.get("observedValuesFiles") or spec.get("valuesFiles") or [])
+            if not message:
+                message = _summary(packaged, status, artifact)
+        events = []
+        before = (status.get("artifact") or {}).get("digest")
+        recovered = any(
+            entry.get("type") in FAILURE_CONDITIONS and entry.get("status") == "True"
+            for entry in status.get("conditions") or []
+        )
+        if (new and artifact.get("digest") != before) or recovered:
+            events.append(
+                EventNote(
+                    "Normal",
+                    reason,
+                    message,
+                    metadata={
+                        "revision": str(artifact.get("revision", "")),
+                        "digest": str(artifact.get("digest", "")),
+                    },
+                )
+            )
+        return Reconciled(
+            reason=reason,
+            message=message,
+            status={
+                "artifact": artifact,
+                "observedSourceArtifactRevision": source_artifact.get("revision"),
+                "observedChartName": chart.name if chart else status.get("observedChartName"),
+                # As Flux: recorded only when missing files may have been skipped.
+                "observedValuesFiles": (
+                    (values_files or None) if spec.get("ignoreMissingValuesFiles") else None
+                ),
+            },
+            conditions=[
+                ConditionUpdate(ARTIFACT_IN_STORAGE, "True", reason, message),
+                ConditionUpdate(FETCH_FAILED, None),
+                ConditionUpdate(BUILD_FAILED, None),
+                ConditionUpdate(STORAGE_FAILED, None),
+            ],
+            events=events,
+        )
+
+
+def _summary(packaged: bool, status: Mapping[str, Any], artifact: Mapping[str, Any]) -> str:
+    chart = ChartPackage(
+        str(status.get("observedChartName", "")),
+        str(artifact.get("revision", "")),
+        b"",
+        tuple(status.get("observedValuesFiles") or ()),
+        packaged,
+    )
+    return chart.summary()
+
+
+def _build_failure(error: ChartBuildFailed) -> Transient | Stalled:
+    failure = Stalled if error.persistent else Transient
+    condition = FETCH_FAILED if error.reason == ChartBuildFailed.PULL[0] else BUILD_FAILED
+    return failure(
+        error.reason,
+        error.message,
+        conditions=[ConditionUpdate(condition, "True", error.reason, error.message)],
+    )
+
+
+async def wire(
+    *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
+) -> None:
+    storage = Storage(
+        Path(settings.storage_path),
+        base_url=storage_base_url(settings),
+        retention=settings.artifact_retention_records,
+    )
+    reconciler = HelmChartReconciler(kube=kube, storage=storage)
+    controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
+    components.controllers.append(controller)
+
+    for kind in (HELM_REPOSITORY.kind, GIT_REPOSITORY.kind):
+        source_controller = components.controller(kind)
+        if source_controller is None:
+            continue
+
+        def announce(old: Object, new: Object, kind: str = kind) -> None:
+            # A new artifact of a source is new input for the charts built from it.
+            before = (old.get("status", {}).get("artifact") or {}).get("revision")
+            after = (new.get("status", {}).get("artifact") or {}).get("revision")
+            if after and after != before:
+                metadata = new["metadata"]
+                key = (metadata["namespace"], kind, metadata["name"])
+                for chart in sorted(reconciler.dependents.get(key, ())):
+                    controller.request(*chart)
+
+        source_controller.after_reconcile.append(announce)
