@@ -355,8 +355,10 @@ class AlertDispatcher:
                     error=state.problem if state else "not loaded",
                 )
                 continue
-            if provider_type in COMMIT_STATUS_TYPES and dispatch.notification.revision() is None:
-                # A commit status needs a commit; events without one are not for this provider.
+            if (
+                provider_type in COMMIT_STATUS_TYPES
+                and not dispatch.notification.is_for_commit_status()
+            ):
                 continue
             delivery.submit(state.sender, dispatch.notification)
         return len(dispatches)

@@ -119,6 +119,17 @@ class Event:
     def is_commit_status_update(self) -> bool:
         return self.metadata.get(META_COMMIT_STATUS) == META_COMMIT_STATUS_UPDATE
 
+    def is_for_commit_status(self) -> bool:
+        """Whether a commit status provider is sent this event, as notification-controller
+        decides: a commit status update, a failure, or an event naming a commit; and in
+        every case one that has a revision to put the status on."""
+        wanted = (
+            self.is_commit_status_update()
+            or self.severity == SEVERITY_ERROR
+            or bool(self.metadata.get(META_COMMIT))
+        )
+        return wanted and self.revision() is not None
+
     def with_metadata(self, metadata: Mapping[str, str]) -> Event:
         return replace(self, metadata=dict(metadata))
 

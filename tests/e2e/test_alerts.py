@@ -16,6 +16,7 @@ from testenv.gitserver import GitServer
 from tests.support.chat import ChatServer
 from tests.support.daemon import Fluxd
 
+KUSTOMIZATIONS = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{ns}/kustomizations"
 NOTIFICATION = "/apis/notification.toolkit.fluxcd.io/v1beta3/namespaces/{ns}"
 GIT_REPOSITORIES = "/apis/source.toolkit.fluxcd.io/v1/namespaces/{ns}/gitrepositories"
 RECEIVERS = "/apis/notification.toolkit.fluxcd.io/v1/namespaces/{ns}/receivers"
@@ -73,7 +74,13 @@ def provider(api: Api, namespace: str, name: str, spec: dict[str, Any]) -> dict[
 
 
 def alert(
-    api: Api, namespace: str, name: str, *, provider_name: str, severity: str = "info"
+    api: Api,
+    namespace: str,
+    name: str,
+    *,
+    provider_name: str,
+    severity: str = "info",
+    kind: str = "GitRepository",
 ) -> None:
     api.create(
         f"{NOTIFICATION.format(ns=namespace)}/alerts",
@@ -84,7 +91,7 @@ def alert(
             "spec": {
                 "providerRef": {"name": provider_name},
                 "eventSeverity": severity,
-                "eventSources": [{"kind": "GitRepository", "name": "*"}],
+                "eventSources": [{"kind": kind, "name": "*"}],
             },
         },
     )
@@ -210,9 +217,14 @@ def test_provider_answering_500_is_retried_then_given_up_and_reconciling_goes_on
 def test_new_revision_is_posted_as_a_gitea_commit_status(
     api: Api, daemon: Fluxd, chat: ChatServer, namespace: str
 ) -> None:
+    """The applied revision gets a status; the source's own new artifact does not (as Flux)."""
     with GitServer() as git:
         git.create_repo("k3s/k3s-private")
-        sha = git.commit("k3s/k3s-private", {"realm/ix/realm_ix.toml": "listen = 1\n"})
+        config_map = (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: realm-ix\n"
+            f"  namespace: {namespace}\ndata:\n  listen: '1'\n"
+        )
+        sha = git.commit("k3s/k3s-private", {"deploy/realm.yaml": config_map})
         secret(api, namespace, "gitea-api", {"token": chat.gitea_token})
         created = provider(
             api,
@@ -224,10 +236,26 @@ def test_new_revision_is_posted_as_a_gitea_commit_status(
                 "secretRef": {"name": "gitea-api"},
             },
         )
-        alert(api, namespace, "commit-status", provider_name="gitea-status")
+        # GitRepository events reach the Provider too, and must not become statuses.
+        alert(api, namespace, "source-status", provider_name="gitea-status")
+        alert(api, namespace, "commit-status", provider_name="gitea-status", kind="Kustomization")
         wait_until_alert_is_live(daemon, namespace, "commit-status")
 
         git_repository(api, namespace, "k3s-private-repo", git.url("k3s/k3s-private"))
+        api.create(
+            KUSTOMIZATIONS.format(ns=namespace),
+            {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": "realm-ix", "namespace": namespace},
+                "spec": {
+                    "interval": "10m",
+                    "path": "./deploy",
+                    "prune": False,
+                    "sourceRef": {"kind": "GitRepository", "name": "k3s-private-repo"},
+                },
+            },
+        )
 
         posted = chat.wait_for_request(
             f"/api/v1/repos/k3s/k3s-private/statuses/{sha}", what="a Gitea commit status"
@@ -236,5 +264,11 @@ def test_new_revision_is_posted_as_a_gitea_commit_status(
     assert posted.headers["Authorization"] == f"token {chat.gitea_token}"
     assert posted.body["state"] == "success"
     uid_block = created["metadata"]["uid"].split("-")[0]
-    assert posted.body["context"] == f"gitrepository/k3s-private-repo/{uid_block}"
+    assert posted.body["context"] == f"kustomization/realm-ix/{uid_block}"
+    contexts = {
+        request.body["context"]
+        for request in chat.requests(f"/api/v1/repos/k3s/k3s-private/statuses/{sha}")
+        if request.method == "POST"
+    }
+    assert contexts == {f"kustomization/realm-ix/{uid_block}"}
     assert chat.requests("/api/v1/", accepted=False) == []

@@ -233,17 +233,31 @@ async def test_nothing_is_sent_when_not_the_leader(registry: NotificationRegistr
     assert slack.sent == []
 
 
-async def test_commit_status_provider_only_gets_events_with_a_revision(
+async def test_commit_status_provider_gets_status_updates_failures_and_commits_only(
     registry: NotificationRegistry,
 ) -> None:
+    """Flux's rule: a commit status provider is sent commit status updates, failures and
+    events naming a commit; other events (a source's new artifact) are no status."""
     gitea = sender("gitea", "gitea")
     dispatcher = dispatcher_with(registry, {"gitea": ("gitea", gitea)})
+    revision = "main@sha1:" + "b" * 40
     async with DeliveryQueue() as delivery:
         dispatcher.delivery = delivery
-        dispatcher(recorded_event())
-        dispatcher(recorded_event(type_="Normal", metadata={"revision": "main@sha1:" + "b" * 40}))
+        dispatcher(recorded_event())  # a failure, but with no commit to put a status on
+        dispatcher(recorded_event(type_="Normal", metadata={"revision": revision}))
+        dispatcher(
+            recorded_event(
+                type_="Normal", metadata={"revision": revision, "commit_status": "update"}
+            )
+        )
+        dispatcher(recorded_event(metadata={"revision": revision}))
+        dispatcher(recorded_event(type_="Normal", metadata={"commit": "c" * 40}))
         await delivery.join()
-    assert [e.revision() for e in gitea.sent] == ["main@sha1:" + "b" * 40]
+    assert [(e.severity, e.revision()) for e in gitea.sent] == [
+        ("info", revision),
+        ("error", revision),
+        ("info", "c" * 40),
+    ]
 
 
 async def test_broken_provider_is_counted_and_skipped(registry: NotificationRegistry) -> None:
