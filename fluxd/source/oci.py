@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 
 from fluxd.source.errors import AuthenticationFailed, InvalidSource, SourceError
 from fluxd.source.semver_range import SemverRange, highest_match
@@ -50,6 +51,7 @@ __all__ = [
     "OCILayerOperationFailed",
     "OCIPullFailed",
     "RegistryClient",
+    "RegistryConnections",
     "RegistryCredentials",
     "TagSelectionFailed",
     "oci_revision",
@@ -431,6 +433,64 @@ class RegistryClient:
         # Renew a little early so a token never expires between two calls of one poll.
         self.tokens[self._token_key] = (header, time.monotonic() + max(lifetime - 10, 1))
         return header
+
+
+class RegistryConnections:
+    """What every registry client of one controller shares for a term.
+
+    One HTTP session (its connection pool), the authorisation headers by
+    registry, repository and credentials (so a steady poll makes one request)
+    and TLS contexts by certSecretRef content (building one reads the system
+    CA store). :meth:`run` holds the session and closes it when cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self.tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._tls: dict[str, ssl.SSLContext] = {}
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=8),
+                auto_decompress=False,
+            )
+        return self._session
+
+    def tls(self, data: Mapping[str, bytes] | None, secret_name: str) -> ssl.SSLContext:
+        hashed = hashlib.sha256()
+        for key in sorted(data or {}):
+            hashed.update(key.encode() + b"\0" + (data or {})[key] + b"\0")
+        fingerprint = hashed.hexdigest()
+        if fingerprint not in self._tls:
+            self._tls[fingerprint] = registry_tls(data, secret_name=secret_name)
+        return self._tls[fingerprint]
+
+    def client(
+        self,
+        address: OCIAddress,
+        *,
+        credentials: RegistryCredentials,
+        tls_data: Mapping[str, bytes] | None,
+        tls_secret_name: str,
+        insecure: bool,
+    ) -> RegistryClient:
+        return RegistryClient(
+            address,
+            session=self.session(),
+            credentials=credentials,
+            tls=self.tls(tls_data, tls_secret_name),
+            insecure=insecure,
+            tokens=self.tokens,
+        )
+
+    async def run(self) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if self._session is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._session.close()
 
 
 async def _raise_for(response: aiohttp.ClientResponse, method: str) -> None:

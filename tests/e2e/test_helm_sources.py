@@ -28,6 +28,7 @@ from testenv import build
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from testenv.gitserver import GitServer
+from testenv.registry import Registry
 from tests.support.daemon import Fluxd
 from tests.support.flux import (
     condition,
@@ -41,6 +42,7 @@ from tests.support.flux import (
 SOURCES = "/apis/source.toolkit.fluxcd.io/v1/namespaces/{ns}/{plural}"
 USER, PASSWORD = "charts", "chart-museum-pass-0123"
 GIT_USER, GIT_PASSWORD = "k3s", "gitea-pat-helm-0123"
+OCI_PASSWORD = "oci-charts-pass-0123"
 
 
 def _path(namespace: str, plural: str, name: str) -> str:
@@ -142,6 +144,29 @@ def _publish(helm: Path, repository: _ChartRepository, workdir: Path, version: s
     chart = _create_chart(helm, workdir, version)
     _run(helm, "package", str(chart), "--destination", str(repository.directory), cwd=workdir)
     _run(helm, "repo", "index", str(repository.directory), cwd=workdir)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with Registry(tmp_path_factory.mktemp("oci-registry"), password=OCI_PASSWORD) as server:
+        yield server
+
+
+def _push(helm: Path, registry: Registry, workdir: Path, version: str) -> None:
+    """``helm package`` and ``helm push`` a chart version to ``oci://<registry>/charts``."""
+    chart = _create_chart(helm, workdir, version)
+    _run(helm, "package", str(chart), "--destination", str(workdir), cwd=workdir)
+    (workdir / "ca.crt").write_bytes(registry.ca_cert)
+    _run(
+        helm,
+        "push",
+        str(workdir / f"app-{version}.tgz"),
+        f"oci://{registry.host}/charts",
+        f"--ca-file={workdir / 'ca.crt'}",
+        f"--username={registry.username}",
+        f"--password={registry.password}",
+        cwd=workdir,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +393,79 @@ def test_a_bucket_is_stalled_and_an_oci_helm_repository_is_static(
     static = wait_condition(api, oci)
     assert condition(static)["message"] == "Helm repository is Ready"  # type: ignore[index]
     assert "artifact" not in static["status"]
+
+
+def test_a_chart_from_an_oci_registry_follows_a_new_version_and_needs_credentials(
+    api: Api, daemon: Fluxd, helm: Path, registry: Registry, namespace: str, tmp_path: Path
+) -> None:
+    _push(helm, registry, tmp_path, "0.1.0")
+    _push(helm, registry, tmp_path, "1.0.0")
+    secret(api, namespace, "oci-auth", {"username": registry.username, "password": OCI_PASSWORD})
+    secret(api, namespace, "oci-wrong", {"username": registry.username, "password": "nope"})
+    secret(api, namespace, "oci-ca", {"ca.crt": registry.ca_cert.decode()})
+    url = f"oci://{registry.host}/charts"
+    for name, auth in (("oci-charts", "oci-auth"), ("oci-wrong", "oci-wrong")):
+        _source(
+            api,
+            namespace,
+            "HelmRepository",
+            name,
+            {
+                "interval": "1h",
+                "type": "oci",
+                "url": url,
+                "secretRef": {"name": auth},
+                "certSecretRef": {"name": "oci-ca"},
+            },
+        )
+    chart_path = _source(
+        api,
+        namespace,
+        "HelmChart",
+        "oci-app",
+        {
+            "interval": "1h",
+            "chart": "app",
+            "version": "0.x",
+            "sourceRef": {"kind": "HelmRepository", "name": "oci-charts"},
+        },
+    )
+    chart = wait_condition(api, chart_path, reason="ChartPullSucceeded")
+    # The highest version in the range, not the highest tag.
+    assert chart["status"]["artifact"]["revision"] == "0.1.0"
+    assert condition(chart)["message"] == "pulled 'app' chart with version '0.1.0'"  # type: ignore[index]
+    assert chart["status"]["url"].endswith(f"/helmchart/{namespace}/oci-app/latest.tar.gz")
+    pulled = _download(chart["status"]["artifact"]["url"], tmp_path / "oci-pulled.tgz")
+    assert {"Deployment", "Service"} <= {doc["kind"] for doc in _rendered_kinds(helm, pulled)}
+
+    # A second version in the range, pushed with build metadata ('+' becomes '_' in the tag).
+    _push(helm, registry, tmp_path, "0.2.0+build.1")
+    request_reconcile(api, chart_path)
+    bumped = wait_condition(
+        api,
+        chart_path,
+        extra=lambda obj: obj["status"].get("artifact", {}).get("revision") == "0.2.0+build.1",
+    )
+    rendered = _download(bumped["status"]["artifact"]["url"], tmp_path / "oci-bumped.tgz")
+    labels = {
+        doc["metadata"]["labels"].get("helm.sh/chart") for doc in _rendered_kinds(helm, rendered)
+    }
+    assert "app-0.2.0_build.1" in labels
+
+    wrong = _source(
+        api,
+        namespace,
+        "HelmChart",
+        "oci-wrong",
+        {
+            "interval": "1h",
+            "chart": "app",
+            "version": "*",
+            "sourceRef": {"kind": "HelmRepository", "name": "oci-wrong"},
+        },
+    )
+    refused = wait_condition(api, wrong, status="False", reason="AuthenticationFailed")
+    assert condition(refused)["message"].startswith(  # type: ignore[index]
+        "failed to authenticate with the Helm repository: "
+    )
+    assert condition(refused, "FetchFailed")["reason"] == "AuthenticationFailed"  # type: ignore[index]
