@@ -32,6 +32,7 @@ from fluxd.api.oci import (
     oci_timeout_seconds,
 )
 from fluxd.controllers.gitrepository import failed_before, source_secret_data, source_storage
+from fluxd.controllers.helmrepository import link_latest
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Controller, Reconciler
@@ -61,6 +62,8 @@ STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
 # The annotations `flux push artifact` sets, which source-controller names in its Events.
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
 REVISION_ANNOTATION = "org.opencontainers.image.revision"
+# Flux's name for the link to the latest artifact, which status.url points at.
+LATEST_LINK = "latest.tar.gz"
 
 
 class OCIRepositoryReconciler(Reconciler):
@@ -168,11 +171,13 @@ class OCIRepositoryReconciler(Reconciler):
                     f"artifact up-to-date with remote revision: '{revision}'",
                 )
             )
+            await link_latest(self.storage, done, LATEST_LINK)
             return done
         artifact, collected = await self._pull_and_store(
             client, namespace=namespace, name=name, url=url, spec=spec, revision=revision
         )
         done = self._ready(artifact, spec, previous=status, new=True)
+        await link_latest(self.storage, done, LATEST_LINK)
         if collected:
             done.events.append(
                 EventNote(

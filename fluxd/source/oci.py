@@ -46,6 +46,7 @@ from fluxd.source.semver_range import SemverRange, highest_match
 
 __all__ = [
     "HELM_CHART_LAYER",
+    "INDEX_MEDIA_TYPES",
     "MANIFEST_MEDIA_TYPES",
     "OCIAddress",
     "OCILayerOperationFailed",
@@ -55,6 +56,7 @@ __all__ = [
     "RegistryCredentials",
     "TagSelectionFailed",
     "oci_revision",
+    "platform_manifest",
     "registry_tls",
     "select_layer",
     "tag_by_semver",
@@ -67,6 +69,13 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+# An index (multi-platform): its digest is the revision, its linux/amd64 manifest is
+# pulled, as go-containerregistry's remote.Image does with its default platform.
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+DEFAULT_PLATFORM = ("linux", "amd64")
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHUNK = 1 << 16
@@ -266,6 +275,17 @@ def select_layer(manifest: Mapping[str, Any], media_type: str = "") -> Mapping[s
     )
 
 
+def platform_manifest(index: Mapping[str, Any], digest: str) -> str:
+    """The digest of the index's manifest for the default platform (linux/amd64)."""
+    os_name, architecture = DEFAULT_PLATFORM
+    for entry in index.get("manifests") or []:
+        platform = (entry or {}).get("platform") or {}
+        if platform.get("os") == os_name and platform.get("architecture") == architecture:
+            return str(entry.get("digest", ""))
+    # go-containerregistry's words when an index has no image for the platform.
+    raise OCIPullFailed(f"no child with platform {os_name}/{architecture} in index {digest}")
+
+
 class RegistryClient:
     """Distribution API v2 calls for one repository; one instance per reconcile.
 
@@ -314,7 +334,7 @@ class RegistryClient:
     async def resolve(self, reference: str) -> str:
         """The manifest digest of a tag: a HEAD, or a GET when the registry will not say."""
         url = f"{self.base}/v2/{self.address.repository}/manifests/{reference}"
-        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        headers = {"Accept": ", ".join((*MANIFEST_MEDIA_TYPES, *INDEX_MEDIA_TYPES))}
         with contextlib.suppress(OCIPullFailed):
             async with self._request("HEAD", url, headers=headers) as response:
                 await _raise_for(response, "HEAD")
@@ -325,6 +345,17 @@ class RegistryClient:
         return digest
 
     async def manifest(self, digest: str) -> dict[str, Any]:
+        """The image manifest of ``digest``; for an index, that of its linux/amd64 image."""
+        manifest = await self._manifest_document(digest)
+        media = manifest.get("mediaType")
+        if media in INDEX_MEDIA_TYPES or (media is None and "manifests" in manifest):
+            manifest = await self._manifest_document(platform_manifest(manifest, digest))
+            media = manifest.get("mediaType")
+        if media is not None and media not in MANIFEST_MEDIA_TYPES:
+            raise OCIPullFailed(f"unsupported manifest media type '{media}': not an artifact")
+        return manifest
+
+    async def _manifest_document(self, digest: str) -> dict[str, Any]:
         body, actual = await self._get_manifest(digest)
         if actual != digest:
             raise OCIPullFailed(f"manifest digest mismatch: got {actual}, want {digest}")
@@ -334,9 +365,6 @@ class RegistryClient:
             raise OCILayerOperationFailed(f"failed to parse artifact manifest: {error}") from None
         if not isinstance(manifest, dict):
             raise OCILayerOperationFailed("failed to parse artifact manifest: not an object")
-        media = manifest.get("mediaType")
-        if media is not None and media not in MANIFEST_MEDIA_TYPES:
-            raise OCIPullFailed(f"unsupported manifest media type '{media}': not an artifact")
         return manifest
 
     async def blob(self, digest: str, target: Path) -> None:
@@ -356,7 +384,7 @@ class RegistryClient:
 
     async def _get_manifest(self, reference: str) -> tuple[bytes, str]:
         url = f"{self.base}/v2/{self.address.repository}/manifests/{reference}"
-        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        headers = {"Accept": ", ".join((*MANIFEST_MEDIA_TYPES, *INDEX_MEDIA_TYPES))}
         async with self._request("GET", url, headers=headers) as response:
             await _raise_for(response, "GET")
             body = await response.content.read(_MANIFEST_LIMIT + 1)
