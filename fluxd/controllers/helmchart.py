@@ -46,23 +46,32 @@ from fluxd.source.helm import (
     CHART_PACKAGE_SUCCEEDED,
     CHART_PULL_SUCCEEDED,
     MAX_CHART_SIZE,
+    MAX_INDEX_SIZE,
     ChartBuildFailed,
+    ChartDependency,
     ChartPackage,
     chart_download_url,
+    chart_identity,
+    dependency_repository_url,
+    load_index,
     local_chart_dir,
+    local_dependency_dir,
+    missing_dependencies,
+    normalize_repository_url,
     package_chart,
     pulled_chart,
     repackage_chart,
     select_chart_version,
+    unpack_chart,
 )
-from fluxd.source.helm_http import download
+from fluxd.source.helm_http import HelmCredentials, download
 from fluxd.source.helm_oci import (
     oci_chart_address,
     oci_chart_credentials,
     pull_oci_chart,
     resolve_oci_chart_version,
 )
-from fluxd.source.oci import RegistryConnections
+from fluxd.source.oci import OCIAddress, RegistryClient, RegistryConnections
 
 log = structlog.get_logger("fluxd.controllers.helmchart")
 
@@ -247,21 +256,8 @@ class HelmChartReconciler(Reconciler):
         spec = obj.get("spec", {})
         chart_name = str(spec.get("chart", ""))
         repository_spec = repository.get("spec", {})
-        namespace = repository["metadata"]["namespace"]
         address = oci_chart_address(str(repository_spec.get("url", "")), chart_name)
-        auth_name = (repository_spec.get("secretRef") or {}).get("name")
-        tls_name = (repository_spec.get("certSecretRef") or {}).get("name")
-        auth = await secret_data(self.kube, namespace, auth_name) if auth_name else None
-        tls = await secret_data(self.kube, namespace, tls_name) if tls_name else None
-        client = self.registries.client(
-            address,
-            credentials=oci_chart_credentials(
-                auth, registry=address.registry, secret_name=f"{namespace}/{auth_name}"
-            ),
-            tls_data=tls,
-            tls_secret_name=f"{namespace}/{tls_name}",
-            insecure=bool(repository_spec.get("insecure")),
-        )
+        client = await self._registry_client(address, repository)
         try:
             with anyio.fail_after(helm_timeout_seconds(repository_spec)):
                 version = await resolve_oci_chart_version(
@@ -279,6 +275,113 @@ class HelmChartReconciler(Reconciler):
             ) from None
         content = await anyio.to_thread.run_sync(target.read_bytes)
         return await self._pulled(obj, content, chart_name, version, scratch)
+
+    async def _registry_client(self, address: OCIAddress, repository: Object) -> RegistryClient:
+        """A client for ``address`` with the credentials of an OCI HelmRepository's Secrets."""
+        repository_spec = repository.get("spec", {})
+        namespace = repository["metadata"].get("namespace", "")
+        auth_name = (repository_spec.get("secretRef") or {}).get("name")
+        tls_name = (repository_spec.get("certSecretRef") or {}).get("name")
+        auth = await secret_data(self.kube, namespace, auth_name) if auth_name else None
+        tls = await secret_data(self.kube, namespace, tls_name) if tls_name else None
+        return self.registries.client(
+            address,
+            credentials=oci_chart_credentials(
+                auth, registry=address.registry, secret_name=f"{namespace}/{auth_name}"
+            ),
+            tls_data=tls,
+            tls_secret_name=f"{namespace}/{tls_name}",
+            insecure=bool(repository_spec.get("insecure")),
+        )
+
+    async def _dependencies(
+        self,
+        namespace: str,
+        chart_dir: Path,
+        source_dir: Path,
+        chart_path: str,
+        scratch: Path,
+    ) -> dict[str, Path]:
+        """The dependencies missing from ``charts/``, resolved as Flux's dependency manager does.
+
+        ``file://`` ones (or none named) come from the source; http(s) and oci ones
+        from the HelmRepository of that URL in the namespace, with its credentials,
+        or, when there is none, from the URL itself without credentials.
+        """
+        missing = await anyio.to_thread.run_sync(missing_dependencies, chart_dir)
+        subcharts: dict[str, Path] = {}
+        for number, dependency in enumerate(missing):
+            if dependency.local:
+                subcharts[dependency.chart_name] = await anyio.to_thread.run_sync(
+                    local_dependency_dir, source_dir, chart_path, dependency
+                )
+                continue
+            url = dependency_repository_url(dependency)
+            try:
+                content = await self._remote_dependency(namespace, url, dependency, scratch)
+            except (ChartBuildFailed, SourceError) as error:
+                detail = error.message
+                if isinstance(error, ChartBuildFailed):
+                    detail = detail.split(": ", 1)[-1]
+                raise ChartBuildFailed(
+                    ChartBuildFailed.DEPENDENCY,
+                    f"failed to add remote dependency '{dependency.chart_name}': {detail}",
+                ) from None
+            target = scratch / f"dependency-{number}"
+            target.mkdir()
+            subcharts[dependency.chart_name] = await anyio.to_thread.run_sync(
+                unpack_chart, content, target
+            )
+        return subcharts
+
+    async def _remote_dependency(
+        self, namespace: str, url: str, dependency: ChartDependency, scratch: Path
+    ) -> bytes:
+        repository = await self._repository_for_url(namespace, url)
+        repository_spec = repository.get("spec", {})
+        version = dependency.version or "*"
+        with anyio.fail_after(helm_timeout_seconds(repository_spec)):
+            if url.startswith("oci://"):
+                address = oci_chart_address(url, dependency.name)
+                client = await self._registry_client(address, repository)
+                chosen = await resolve_oci_chart_version(client, dependency.name, version)
+                target = scratch / f"{dependency.chart_name}.tgz"
+                await pull_oci_chart(client, chosen, target)
+                return await anyio.to_thread.run_sync(target.read_bytes)
+            credentials = HelmCredentials()
+            if repository["metadata"].get("name"):
+                credentials = await repository_credentials(self.kube, namespace, repository_spec)
+            index_artifact = (repository.get("status") or {}).get("artifact")
+            if index_artifact and self.storage.exists(index_artifact):
+                index_file = self.storage.local_path(str(index_artifact["path"]))
+                index = json.loads(await anyio.to_thread.run_sync(index_file.read_bytes))
+            else:
+                served = await download(
+                    f"{url}index.yaml",
+                    repository_url=url,
+                    credentials=credentials,
+                    timeout=helm_timeout_seconds(repository_spec),
+                    max_size=MAX_INDEX_SIZE,
+                )
+                index = load_index(served)
+            entry = select_chart_version(index, dependency.name, version)
+            return await download(
+                chart_download_url(url, entry),
+                repository_url=url,
+                credentials=credentials,
+                timeout=helm_timeout_seconds(repository_spec),
+                max_size=MAX_CHART_SIZE,
+            )
+
+    async def _repository_for_url(self, namespace: str, url: str) -> Object:
+        """The HelmRepository of ``url`` in ``namespace``, or an anonymous one (as Flux)."""
+        helm_repositories = Resource.of(HELM_REPOSITORY)
+        repositories, _ = await self.kube.list_all(helm_repositories, namespace=namespace)
+        for repository in repositories:
+            spec_url = str(repository.get("spec", {}).get("url", ""))
+            if spec_url and normalize_repository_url(spec_url) == url:
+                return repository
+        return {"metadata": {"namespace": namespace}, "spec": {"url": url}}
 
     @staticmethod
     def _expected(obj: Object, version: str) -> str:
@@ -325,18 +428,23 @@ class HelmChartReconciler(Reconciler):
             metadata = ".".join(
                 part for part in (metadata, str(obj["metadata"].get("generation", 0))) if part
             )
-        chart = await anyio.to_thread.run_sync(
+        chart_dir = local_chart_dir(source_dir, chart_path)
+        name, version = await anyio.to_thread.run_sync(chart_identity, chart_dir, metadata)
+        # As Flux: an unchanged version is not built again (nor its dependencies fetched).
+        if self._up_to_date(obj, version, name):
+            return None
+        namespace = obj["metadata"]["namespace"]
+        subcharts = await self._dependencies(namespace, chart_dir, source_dir, chart_path, scratch)
+        return await anyio.to_thread.run_sync(
             lambda: package_chart(
-                local_chart_dir(source_dir, chart_path),
+                chart_dir,
                 version_metadata=metadata,
                 values_files=values_files,
                 values_root=source_dir,
                 ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+                subcharts=subcharts,
             )
         )
-        if self._up_to_date(obj, chart.version, chart.name):
-            return None
-        return chart
 
     def _ready(
         self,

@@ -469,3 +469,81 @@ def test_a_chart_from_an_oci_registry_follows_a_new_version_and_needs_credential
         "failed to authenticate with the Helm repository: "
     )
     assert condition(refused, "FetchFailed")["reason"] == "AuthenticationFailed"  # type: ignore[index]
+
+
+def test_a_chart_from_git_gets_its_http_and_file_dependencies_packaged_in(
+    api: Api,
+    daemon: Fluxd,
+    helm: Path,
+    git: GitServer,
+    repository: _ChartRepository,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # 'app' comes from the HTTP chart repository (with its HelmRepository's credentials),
+    # 'lib' from the same source by a file:// reference; neither is vendored in charts/.
+    (tmp_path / "published").mkdir()
+    _publish(helm, repository, tmp_path / "published", "0.5.0")
+    source = tmp_path / "source"
+    source.mkdir()
+    _run(helm, "create", "umbrella", cwd=source)
+    _run(helm, "create", "lib", cwd=source)
+    chart_file = source / "umbrella" / "Chart.yaml"
+    umbrella = yaml.safe_load(chart_file.read_text())
+    umbrella["dependencies"] = [
+        {"name": "app", "version": "0.x", "repository": repository.url},
+        {"name": "lib", "version": ">=0.1.0", "repository": "file://../lib"},
+    ]
+    chart_file.write_text(yaml.safe_dump(umbrella))
+    files: dict[str, str | bytes | None] = {
+        f"charts/{path.relative_to(source).as_posix()}": path.read_bytes()
+        for path in sorted(source.rglob("*"))
+        if path.is_file()
+    }
+    repo = f"apps/{uuid.uuid4().hex[:8]}.git"
+    git.create_repo(repo)
+    git.commit(repo, files)
+    secret(api, namespace, "git-auth", {"username": GIT_USER, "password": GIT_PASSWORD})
+    secret(api, namespace, "charts-auth", {"username": USER, "password": PASSWORD})
+    _source(
+        api,
+        namespace,
+        "HelmRepository",
+        "deps",
+        {"interval": "1h", "url": repository.url + "/", "secretRef": {"name": "charts-auth"}},
+    )
+    git_repository(
+        api,
+        namespace,
+        "umbrella",
+        {
+            "interval": "1h",
+            "url": git.url(repo),
+            "ref": {"branch": git.default_branch},
+            "secretRef": {"name": "git-auth"},
+        },
+    )
+    chart_path = _source(
+        api,
+        namespace,
+        "HelmChart",
+        "umbrella",
+        {
+            "interval": "1h",
+            "chart": "charts/umbrella",
+            "sourceRef": {"kind": "GitRepository", "name": "umbrella"},
+        },
+    )
+    packaged = wait_condition(api, chart_path, reason="ChartPackageSucceeded")
+    assert condition(packaged)["message"] == "packaged 'umbrella' chart with version '0.1.0'"  # type: ignore[index]
+    archive = _download(packaged["status"]["artifact"]["url"], tmp_path / "umbrella.tgz")
+    deployments = {
+        doc["metadata"]["name"]: doc["metadata"]["labels"]["helm.sh/chart"]
+        for doc in _rendered_kinds(helm, archive)
+        if doc["kind"] == "Deployment"
+    }
+    assert deployments == {
+        "release-umbrella": "umbrella-0.1.0",
+        "release-app": "app-0.5.0",
+        "release-lib": "lib-0.1.0",
+    }
