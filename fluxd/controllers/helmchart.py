@@ -2,8 +2,11 @@
 
 From a HelmRepository, the chart version is picked in the repository's
 index artifact by ``spec.version`` and downloaded with the repository's
-credentials; from a GitRepository, the directory ``spec.chart`` of its
-artifact is packaged. ``spec.valuesFiles`` are merged into the chart's
+credentials; from an OCI HelmRepository, among the tags of
+``<url>/<chart>`` in the registry, and pulled from there; from a
+GitRepository, the directory ``spec.chart`` of its artifact is packaged,
+with the dependencies it does not vendor fetched as Flux's dependency
+manager fetches them. ``spec.valuesFiles`` are merged into the chart's
 values.yaml (the generation then goes into the version's build metadata,
 as Flux does, so consumers notice). The artifact is
 ``helmchart/<ns>/<name>/<chart>-<version>.tgz``, its revision the version.

@@ -11,7 +11,9 @@ Everything here is plain data in, plain data out (no Kubernetes, no network):
 * a chart package: a ``.tgz`` laid out as ``helm package`` lays it out
   (``<name>/Chart.yaml`` first, then the chart's files, ``.helmignore``
   honoured), with the version's build metadata set and ``spec.valuesFiles``
-  merged into ``values.yaml`` when the HelmChart asks for it.
+  merged into ``values.yaml`` when the HelmChart asks for it;
+* a chart's dependencies that ``charts/`` lacks, and where Flux looks for
+  them (the source for ``file://``, a repository URL otherwise).
 """
 
 from __future__ import annotations
