@@ -152,15 +152,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield server
 
 
-def _push(helm: Path, registry: Registry, workdir: Path, version: str) -> None:
+def _push(
+    helm: Path, registry: Registry, workdir: Path, version: str, chart: Path | None = None
+) -> None:
     """``helm package`` and ``helm push`` a chart version to ``oci://<registry>/charts``."""
-    chart = _create_chart(helm, workdir, version)
+    chart = chart or _create_chart(helm, workdir, version)
     _run(helm, "package", str(chart), "--destination", str(workdir), cwd=workdir)
     (workdir / "ca.crt").write_bytes(registry.ca_cert)
     _run(
         helm,
         "push",
-        str(workdir / f"app-{version}.tgz"),
+        str(workdir / f"{chart.name}-{version}.tgz"),
         f"oci://{registry.host}/charts",
         f"--ca-file={workdir / 'ca.crt'}",
         f"--username={registry.username}",
@@ -471,19 +473,40 @@ def test_a_chart_from_an_oci_registry_follows_a_new_version_and_needs_credential
     assert condition(refused, "FetchFailed")["reason"] == "AuthenticationFailed"  # type: ignore[index]
 
 
-def test_a_chart_from_git_gets_its_http_and_file_dependencies_packaged_in(
+def test_a_chart_from_git_gets_its_http_oci_and_file_dependencies_packaged_in(
     api: Api,
     daemon: Fluxd,
     helm: Path,
     git: GitServer,
     repository: _ChartRepository,
+    registry: Registry,
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    # 'app' comes from the HTTP chart repository (with its HelmRepository's credentials),
-    # 'lib' from the same source by a file:// reference; neither is vendored in charts/.
+    # 'app' comes from the HTTP chart repository and 'web' from the OCI registry (each
+    # with its HelmRepository's credentials), 'lib' from the same source by a file://
+    # reference; none is vendored in charts/.
     (tmp_path / "published").mkdir()
     _publish(helm, repository, tmp_path / "published", "0.5.0")
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    _run(helm, "create", "web", cwd=pushed)
+    _push(helm, registry, pushed, "0.1.0", chart=pushed / "web")
+    secret(api, namespace, "oci-auth", {"username": registry.username, "password": OCI_PASSWORD})
+    secret(api, namespace, "oci-ca", {"ca.crt": registry.ca_cert.decode()})
+    _source(
+        api,
+        namespace,
+        "HelmRepository",
+        "deps-oci",
+        {
+            "interval": "1h",
+            "type": "oci",
+            "url": f"oci://{registry.host}/charts",
+            "secretRef": {"name": "oci-auth"},
+            "certSecretRef": {"name": "oci-ca"},
+        },
+    )
     source = tmp_path / "source"
     source.mkdir()
     _run(helm, "create", "umbrella", cwd=source)
@@ -493,6 +516,7 @@ def test_a_chart_from_git_gets_its_http_and_file_dependencies_packaged_in(
     umbrella["dependencies"] = [
         {"name": "app", "version": "0.x", "repository": repository.url},
         {"name": "lib", "version": ">=0.1.0", "repository": "file://../lib"},
+        {"name": "web", "version": "0.x", "repository": f"oci://{registry.host}/charts/"},
     ]
     chart_file.write_text(yaml.safe_dump(umbrella))
     files: dict[str, str | bytes | None] = {
@@ -546,4 +570,5 @@ def test_a_chart_from_git_gets_its_http_and_file_dependencies_packaged_in(
         "release-umbrella": "umbrella-0.1.0",
         "release-app": "app-0.5.0",
         "release-lib": "lib-0.1.0",
+        "release-web": "web-0.1.0",
     }
