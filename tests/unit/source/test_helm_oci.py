@@ -1,20 +1,30 @@
-"""Charts of an OCI HelmRepository: picking a version among tags, reading the secretRef."""
+"""Charts of an OCI HelmRepository: picking a version among tags, the secretRef, a pull."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from fluxd.controllers.helmchart import HelmChartReconciler
+from fluxd.kube.client import Kube
+from fluxd.source import Storage
 from fluxd.source.errors import AuthenticationFailed, InvalidSource
-from fluxd.source.helm import ChartBuildFailed
+from fluxd.source.helm import ChartBuildFailed, package_chart
 from fluxd.source.helm_oci import (
     is_full_version,
     oci_chart_address,
     oci_chart_credentials,
     select_oci_chart_version,
 )
-from fluxd.source.oci import OCIAddress, RegistryCredentials
+from fluxd.source.oci import HELM_CHART_LAYER, OCIAddress, RegistryCredentials
 
 # As a registry lists them: Helm wrote each version's '+' as '_'.
 TAGS = ["0.1.0", "0.2.0", "0.3.0-rc.1", "0.2.1_build.7", "1.0.0", "latest", "v0.9.0", "1.1"]
@@ -83,3 +93,110 @@ def test_the_secret_ref_is_basic_auth_or_a_docker_config() -> None:
     assert oci_chart_credentials(None, registry="r:1", secret_name="s").anonymous
     with pytest.raises(AuthenticationFailed):
         oci_chart_credentials({"username": b"me"}, registry="r:1", secret_name="s")
+
+
+class _ChartRegistry:
+    """A plain-HTTP registry holding chart 'app' at 1.0.0 and 1.1.0+b.1 (tag '1.1.0_b.1')."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, bytes] = {}
+        self.asked: list[str] = []
+        for version in ("1.0.0", "1.1.0+b.1"):
+            chart = tmp_path / f"app-{version}"
+            chart.mkdir()
+            (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: app\nversion: {version}\n")
+            (chart / "values.yaml").write_text("replicas: 1\n")
+            (chart / "prod.yaml").write_text("replicas: 3\n")
+            layer = package_chart(chart).content
+            digest = f"sha256:{hashlib.sha256(layer).hexdigest()}"
+            self.blobs[digest] = layer
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json"},
+                    "layers": [
+                        {"mediaType": HELM_CHART_LAYER, "digest": digest, "size": len(layer)}
+                    ],
+                }
+            ).encode()
+            self.manifests[version.replace("+", "_")] = manifest
+            self.manifests[f"sha256:{hashlib.sha256(manifest).hexdigest()}"] = manifest
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v2/charts/app/tags/list", self.tags)
+        app.router.add_route("*", "/v2/charts/app/manifests/{reference}", self.manifest)
+        app.router.add_get("/v2/charts/app/blobs/{digest}", self.blob)
+        return app
+
+    async def tags(self, request: web.Request) -> web.Response:
+        self.asked.append("tags")
+        return web.json_response({"tags": ["1.0.0", "1.1.0_b.1", "latest"]})
+
+    async def manifest(self, request: web.Request) -> web.Response:
+        body = self.manifests[request.match_info["reference"]]
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        return web.Response(
+            body=b"" if request.method == "HEAD" else body,
+            headers={"Docker-Content-Digest": digest},
+        )
+
+    async def blob(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.blobs[request.match_info["digest"]])
+
+
+class _Objects:
+    def __init__(self, repository: dict[str, Any]) -> None:
+        self.repository = repository
+
+    async def get_or_none(
+        self, resource: object, name: str, *, namespace: str
+    ) -> dict[str, Any] | None:
+        return self.repository
+
+
+@pytest.mark.parametrize(
+    ("version", "values_files", "revision", "asked"),
+    [
+        pytest.param("1.x", [], "1.1.0+b.1", ["tags"], id="range-lists-tags"),
+        pytest.param("1.0.0", [], "1.0.0", [], id="full-version-pulls-the-tag"),
+        pytest.param("1.0.0", ["prod.yaml"], "1.0.0+1", [], id="values-files-merged"),
+    ],
+)
+async def test_a_chart_is_pulled_from_an_insecure_oci_helm_repository(
+    tmp_path: Path, version: str, values_files: list[str], revision: str, asked: list[str]
+) -> None:
+    registry = _ChartRegistry(tmp_path)
+    server = TestServer(registry.app(), host="127.0.0.1")
+    await server.start_server()
+    repository = {
+        "metadata": {"namespace": "apps", "name": "charts"},
+        "spec": {"type": "oci", "url": f"oci://127.0.0.1:{server.port}/charts", "insecure": True},
+        "status": {},
+    }
+    storage = Storage(tmp_path / "storage", base_url="http://fluxd.test", retention=2)
+    reconciler = HelmChartReconciler(kube=cast(Kube, _Objects(repository)), storage=storage)
+    chart = {
+        "metadata": {"namespace": "apps", "name": "app", "generation": 1},
+        "spec": {
+            "chart": "app",
+            "version": version,
+            "valuesFiles": values_files,
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+        },
+        "status": {},
+    }
+    try:
+        done = await reconciler.reconcile(chart)
+    finally:
+        await reconciler.registries.session().close()
+        await server.close()
+    assert done.reason == "ChartPullSucceeded"
+    assert done.status["artifact"]["revision"] == revision
+    assert registry.asked == asked
+    with tarfile.open(storage.local_path(done.status["artifact"]["path"]), "r:gz") as archive:
+        values = archive.extractfile("app/values.yaml")
+        assert values is not None
+        assert yaml.safe_load(values.read()) == {"replicas": 3 if values_files else 1}
