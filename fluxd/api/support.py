@@ -68,10 +68,6 @@ REFUSED: Mapping[str, tuple[Refused, ...]] = {
             unless=frozenset({"generic"}),
         ),
         Refused(
-            "spec.insecure",
-            "it only applies to pulling charts from OCI registries, which fluxd does not do yet",
-        ),
-        Refused(
             "spec.accessFrom", "cross-namespace access lists are not implemented (nor in Flux)"
         ),
     ),

@@ -2,8 +2,11 @@
 
 From a HelmRepository, the chart version is picked in the repository's
 index artifact by ``spec.version`` and downloaded with the repository's
-credentials; from a GitRepository, the directory ``spec.chart`` of its
-artifact is packaged. ``spec.valuesFiles`` are merged into the chart's
+credentials; from an OCI HelmRepository, among the tags of
+``<url>/<chart>`` in the registry, and pulled from there; from a
+GitRepository, the directory ``spec.chart`` of its artifact is packaged,
+with the dependencies it does not vendor fetched as Flux's dependency
+manager fetches them. ``spec.valuesFiles`` are merged into the chart's
 values.yaml (the generation then goes into the version's build metadata,
 as Flux does, so consumers notice). The artifact is
 ``helmchart/<ns>/<name>/<chart>-<version>.tgz``, its revision the version.
@@ -32,7 +35,7 @@ from fluxd.api.helm import (
 )
 from fluxd.api.source import GIT_REPOSITORY
 from fluxd.controllers.gitrepository import storage_base_url
-from fluxd.controllers.helmrepository import link_latest, repository_credentials
+from fluxd.controllers.helmrepository import link_latest, repository_credentials, secret_data
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Controller, Reconciler
@@ -46,16 +49,32 @@ from fluxd.source.helm import (
     CHART_PACKAGE_SUCCEEDED,
     CHART_PULL_SUCCEEDED,
     MAX_CHART_SIZE,
+    MAX_INDEX_SIZE,
     ChartBuildFailed,
+    ChartDependency,
     ChartPackage,
     chart_download_url,
+    chart_identity,
+    dependency_repository_url,
+    load_index,
     local_chart_dir,
+    local_dependency_dir,
+    missing_dependencies,
+    normalize_repository_url,
     package_chart,
     pulled_chart,
     repackage_chart,
     select_chart_version,
+    unpack_chart,
 )
-from fluxd.source.helm_http import download
+from fluxd.source.helm_http import HelmCredentials, download
+from fluxd.source.helm_oci import (
+    oci_chart_address,
+    oci_chart_credentials,
+    pull_oci_chart,
+    resolve_oci_chart_version,
+)
+from fluxd.source.oci import OCIAddress, RegistryClient, RegistryConnections
 
 log = structlog.get_logger("fluxd.controllers.helmchart")
 
@@ -79,6 +98,7 @@ class HelmChartReconciler(Reconciler):
         self.kube = kube
         self.storage = storage
         self.workdir = storage.root / ".work"
+        self.registries = RegistryConnections()
         #: (namespace, source kind, source name) -> the HelmCharts built from it.
         self.dependents: dict[SourceKey, set[Key]] = {}
 
@@ -105,14 +125,14 @@ class HelmChartReconciler(Reconciler):
         self._index_source((namespace, name), (namespace, kind, source_name))
         source = await self._source(namespace, kind, source_name)
         source_spec = source.get("spec", {})
-        if kind == HELM_REPOSITORY.kind and source_spec.get("type") == HELM_REPOSITORY_TYPE_OCI:
-            raise Stalled(
-                meta.Reason.UNSUPPORTED_FIELD,
-                f"charts from the OCI HelmRepository '{source_name}' are not supported by fluxd "
-                "yet: use a HelmRepository of type 'default' or a GitRepository",
-            )
+        from_oci = (
+            kind == HELM_REPOSITORY.kind and source_spec.get("type") == HELM_REPOSITORY_TYPE_OCI
+        )
+        # An OCI HelmRepository has no artifact: the registry is asked directly.
         artifact = (source.get("status") or {}).get("artifact")
-        if not artifact or not self.storage.exists(artifact):
+        if from_oci:
+            artifact = {}
+        elif not artifact or not self.storage.exists(artifact):
             message = f"no artifact available for {kind} source '{source_name}'"
             raise Transient(
                 "NoSourceArtifact",
@@ -122,7 +142,9 @@ class HelmChartReconciler(Reconciler):
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"chart-{namespace}-{name}-", dir=self.workdir))
         try:
-            if kind == HELM_REPOSITORY.kind:
+            if from_oci:
+                chart = await self._pull_oci(obj, source, scratch)
+            elif kind == HELM_REPOSITORY.kind:
                 chart = await self._pull(obj, source, artifact, scratch)
             else:
                 chart = await self._package(obj, artifact, scratch)
@@ -141,7 +163,7 @@ class HelmChartReconciler(Reconciler):
                 )
             )
         except ChartBuildFailed as error:
-            raise _build_failure(error) from error
+            raise _build_failure(error, from_repository=kind == HELM_REPOSITORY.kind) from error
         except SourceError as error:
             condition = STORAGE_FAILED if error.reason == "StorageOperationFailed" else FETCH_FAILED
             failure = Stalled if isinstance(error, InvalidSource) else Transient
@@ -207,10 +229,7 @@ class HelmChartReconciler(Reconciler):
         index_file = self.storage.local_path(str(index_artifact["path"]))
         index = json.loads(await anyio.to_thread.run_sync(index_file.read_bytes))
         entry = select_chart_version(index, chart_name, str(spec.get("version") or "*"))
-        values_files = list(spec.get("valuesFiles") or [])
-        metadata = str(obj["metadata"].get("generation", 0)) if values_files else ""
-        expected = f"{entry.version}+{metadata}" if metadata else entry.version
-        if self._up_to_date(obj, expected, chart_name):
+        if self._up_to_date(obj, self._expected(obj, entry.version), chart_name):
             return None
         repository_spec = repository.get("spec", {})
         repository_url = str(repository_spec.get("url", ""))
@@ -231,8 +250,158 @@ class HelmChartReconciler(Reconciler):
                 ChartBuildFailed.PULL,
                 f"failed to download chart for remote reference: {error.message}",
             ) from None
+        return await self._pulled(obj, content, entry.name, entry.version, scratch)
+
+    async def _pull_oci(
+        self, obj: Object, repository: Object, scratch: Path
+    ) -> ChartPackage | None:
+        """The chart version the OCI registry's tags offer, pulled (None: the published one)."""
+        spec = obj.get("spec", {})
+        chart_name = str(spec.get("chart", ""))
+        repository_spec = repository.get("spec", {})
+        address = oci_chart_address(str(repository_spec.get("url", "")), chart_name)
+        client = await self._registry_client(address, repository)
+        try:
+            with anyio.fail_after(helm_timeout_seconds(repository_spec)):
+                version = await resolve_oci_chart_version(
+                    client, chart_name, str(spec.get("version") or "*")
+                )
+                if self._up_to_date(obj, self._expected(obj, version), chart_name):
+                    return None
+                target = scratch / "chart.tgz"
+                await pull_oci_chart(client, version, target)
+        except TimeoutError:
+            raise ChartBuildFailed(
+                ChartBuildFailed.PULL,
+                f"failed to download chart for remote reference: {address.reference(chart_name)}"
+                ": context deadline exceeded",
+            ) from None
+        content = await anyio.to_thread.run_sync(target.read_bytes)
+        return await self._pulled(obj, content, chart_name, version, scratch)
+
+    async def _registry_client(self, address: OCIAddress, repository: Object) -> RegistryClient:
+        """A client for ``address`` with the credentials of an OCI HelmRepository's Secrets."""
+        repository_spec = repository.get("spec", {})
+        namespace = repository["metadata"].get("namespace", "")
+        auth_name = (repository_spec.get("secretRef") or {}).get("name")
+        tls_name = (repository_spec.get("certSecretRef") or {}).get("name")
+        auth = await secret_data(self.kube, namespace, auth_name) if auth_name else None
+        tls = await secret_data(self.kube, namespace, tls_name) if tls_name else None
+        return self.registries.client(
+            address,
+            credentials=oci_chart_credentials(
+                auth, registry=address.registry, secret_name=f"{namespace}/{auth_name}"
+            ),
+            tls_data=tls,
+            tls_secret_name=f"{namespace}/{tls_name}",
+            insecure=bool(repository_spec.get("insecure")),
+        )
+
+    async def _dependencies(
+        self,
+        namespace: str,
+        chart_dir: Path,
+        source_dir: Path,
+        chart_path: str,
+        scratch: Path,
+    ) -> dict[str, Path]:
+        """The dependencies missing from ``charts/``, resolved as Flux's dependency manager does.
+
+        ``file://`` ones (or none named) come from the source; http(s) and oci ones
+        from the HelmRepository of that URL in the namespace, with its credentials,
+        or, when there is none, from the URL itself without credentials.
+        """
+        missing = await anyio.to_thread.run_sync(missing_dependencies, chart_dir)
+        subcharts: dict[str, Path] = {}
+        for number, dependency in enumerate(missing):
+            if dependency.local:
+                subcharts[dependency.chart_name] = await anyio.to_thread.run_sync(
+                    local_dependency_dir, source_dir, chart_path, dependency
+                )
+                continue
+            url = dependency_repository_url(dependency)
+            try:
+                content = await self._remote_dependency(namespace, url, dependency, scratch)
+            except (ChartBuildFailed, SourceError) as error:
+                detail = error.message
+                if isinstance(error, ChartBuildFailed):
+                    detail = detail.split(": ", 1)[-1]
+                raise ChartBuildFailed(
+                    ChartBuildFailed.DEPENDENCY,
+                    f"failed to add remote dependency '{dependency.chart_name}': {detail}",
+                ) from None
+            target = scratch / f"dependency-{number}"
+            target.mkdir()
+            subcharts[dependency.chart_name] = await anyio.to_thread.run_sync(
+                unpack_chart, content, target
+            )
+        return subcharts
+
+    async def _remote_dependency(
+        self, namespace: str, url: str, dependency: ChartDependency, scratch: Path
+    ) -> bytes:
+        repository = await self._repository_for_url(namespace, url)
+        repository_spec = repository.get("spec", {})
+        version = dependency.version or "*"
+        with anyio.fail_after(helm_timeout_seconds(repository_spec)):
+            if url.startswith("oci://"):
+                address = oci_chart_address(url, dependency.name)
+                client = await self._registry_client(address, repository)
+                chosen = await resolve_oci_chart_version(client, dependency.name, version)
+                target = scratch / f"{dependency.chart_name}.tgz"
+                await pull_oci_chart(client, chosen, target)
+                return await anyio.to_thread.run_sync(target.read_bytes)
+            credentials = HelmCredentials()
+            if repository["metadata"].get("name"):
+                credentials = await repository_credentials(self.kube, namespace, repository_spec)
+            index_artifact = (repository.get("status") or {}).get("artifact")
+            if index_artifact and self.storage.exists(index_artifact):
+                index_file = self.storage.local_path(str(index_artifact["path"]))
+                index = json.loads(await anyio.to_thread.run_sync(index_file.read_bytes))
+            else:
+                served = await download(
+                    f"{url}index.yaml",
+                    repository_url=url,
+                    credentials=credentials,
+                    timeout=helm_timeout_seconds(repository_spec),
+                    max_size=MAX_INDEX_SIZE,
+                )
+                index = load_index(served)
+            entry = select_chart_version(index, dependency.name, version)
+            return await download(
+                chart_download_url(url, entry),
+                repository_url=url,
+                credentials=credentials,
+                timeout=helm_timeout_seconds(repository_spec),
+                max_size=MAX_CHART_SIZE,
+            )
+
+    async def _repository_for_url(self, namespace: str, url: str) -> Object:
+        """The HelmRepository of ``url`` in ``namespace``, or an anonymous one (as Flux)."""
+        helm_repositories = Resource.of(HELM_REPOSITORY)
+        repositories, _ = await self.kube.list_all(helm_repositories, namespace=namespace)
+        for repository in repositories:
+            spec_url = str(repository.get("spec", {}).get("url", ""))
+            if spec_url and normalize_repository_url(spec_url) == url:
+                return repository
+        return {"metadata": {"namespace": namespace}, "spec": {"url": url}}
+
+    @staticmethod
+    def _expected(obj: Object, version: str) -> str:
+        """The published version for a pulled ``version``: the generation added for valuesFiles."""
+        if not (obj.get("spec", {}).get("valuesFiles") or []):
+            return version
+        return f"{version.split('+', 1)[0]}+{obj['metadata'].get('generation', 0)}"
+
+    async def _pulled(
+        self, obj: Object, content: bytes, name: str, version: str, scratch: Path
+    ) -> ChartPackage:
+        """A downloaded chart as published: as is, or with its values files merged in."""
+        spec = obj.get("spec", {})
+        values_files = list(spec.get("valuesFiles") or [])
         if not values_files:
-            return pulled_chart(content, expected_name=entry.name, expected_version=entry.version)
+            return pulled_chart(content, expected_name=name, expected_version=version)
+        metadata = str(obj["metadata"].get("generation", 0))
         return await anyio.to_thread.run_sync(
             lambda: repackage_chart(
                 content,
@@ -262,18 +431,23 @@ class HelmChartReconciler(Reconciler):
             metadata = ".".join(
                 part for part in (metadata, str(obj["metadata"].get("generation", 0))) if part
             )
-        chart = await anyio.to_thread.run_sync(
+        chart_dir = local_chart_dir(source_dir, chart_path)
+        name, version = await anyio.to_thread.run_sync(chart_identity, chart_dir, metadata)
+        # As Flux: an unchanged version is not built again (nor its dependencies fetched).
+        if self._up_to_date(obj, version, name):
+            return None
+        namespace = obj["metadata"]["namespace"]
+        subcharts = await self._dependencies(namespace, chart_dir, source_dir, chart_path, scratch)
+        return await anyio.to_thread.run_sync(
             lambda: package_chart(
-                local_chart_dir(source_dir, chart_path),
+                chart_dir,
                 version_metadata=metadata,
                 values_files=values_files,
                 values_root=source_dir,
                 ignore_missing_values_files=bool(spec.get("ignoreMissingValuesFiles")),
+                subcharts=subcharts,
             )
         )
-        if self._up_to_date(obj, chart.version, chart.name):
-            return None
-        return chart
 
     def _ready(
         self,
@@ -352,7 +526,24 @@ def _summary(packaged: bool, status: Mapping[str, Any], artifact: Mapping[str, A
     return chart.summary()
 
 
-def _build_failure(error: ChartBuildFailed) -> Transient | Stalled:
+# What source-controller looks for in a chart repository's build error to call it an
+# authentication failure (basic auth, then TLS).
+AUTH_ERROR_WORDS = (
+    "401",
+    "unauthorized",
+    "authentication required",
+    "tls",
+    "unknown certificate authority",
+)
+
+
+def _build_failure(error: ChartBuildFailed, *, from_repository: bool) -> Transient | Stalled:
+    if from_repository and any(word in error.message for word in AUTH_ERROR_WORDS):
+        reason = meta.Reason.AUTHENTICATION_FAILED
+        message = f"failed to authenticate with the Helm repository: {error.message}"
+        return Transient(
+            reason, message, conditions=[ConditionUpdate(FETCH_FAILED, "True", reason, message)]
+        )
     failure = Stalled if error.persistent else Transient
     condition = FETCH_FAILED if error.reason == ChartBuildFailed.PULL[0] else BUILD_FAILED
     return failure(
@@ -373,6 +564,7 @@ async def wire(
     reconciler = HelmChartReconciler(kube=kube, storage=storage)
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
     components.controllers.append(controller)
+    components.services["helm-registry-sessions"] = reconciler.registries.run
 
     for kind in (HELM_REPOSITORY.kind, GIT_REPOSITORY.kind):
         source_controller = components.controller(kind)

@@ -12,15 +12,12 @@ Flux's.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import ssl
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import anyio.to_thread
 import structlog
@@ -35,6 +32,7 @@ from fluxd.api.oci import (
     oci_timeout_seconds,
 )
 from fluxd.controllers.gitrepository import failed_before, source_secret_data, source_storage
+from fluxd.controllers.helmrepository import link_latest
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Controller, Reconciler
@@ -48,10 +46,10 @@ from fluxd.source.oci import (
     OCILayerOperationFailed,
     OCIPullFailed,
     RegistryClient,
+    RegistryConnections,
     RegistryCredentials,
     TagSelectionFailed,
     oci_revision,
-    registry_tls,
     select_layer,
     tag_by_semver,
 )
@@ -64,6 +62,8 @@ STORAGE_FAILED = meta.ConditionType.STORAGE_OPERATION_FAILED
 # The annotations `flux push artifact` sets, which source-controller names in its Events.
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
 REVISION_ANNOTATION = "org.opencontainers.image.revision"
+# Flux's name for the link to the latest artifact, which status.url points at.
+LATEST_LINK = "latest.tar.gz"
 
 
 class OCIRepositoryReconciler(Reconciler):
@@ -75,37 +75,7 @@ class OCIRepositoryReconciler(Reconciler):
         self.storage = storage
         self.settings = settings
         self.workdir = storage.root / ".work"
-        self._session: aiohttp.ClientSession | None = None
-        # Authorisation headers by registry, repository and credentials: one request per poll.
-        self.tokens: dict[tuple[str, ...], tuple[str, float]] = {}
-        # TLS contexts by certSecretRef content; building one reads the system CA store.
-        self._tls: dict[str, ssl.SSLContext] = {}
-
-    def _client_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=8),
-                auto_decompress=False,
-            )
-        return self._session
-
-    def _tls_context(self, data: Mapping[str, bytes] | None, secret_name: str) -> ssl.SSLContext:
-        hashed = hashlib.sha256()
-        for key in sorted(data or {}):
-            hashed.update(key.encode() + b"\0" + (data or {})[key] + b"\0")
-        fingerprint = hashed.hexdigest()
-        if fingerprint not in self._tls:
-            self._tls[fingerprint] = registry_tls(data, secret_name=secret_name)
-        return self._tls[fingerprint]
-
-    async def run(self) -> None:
-        """Hold the HTTP session for the term; close its connections when cancelled."""
-        try:
-            await anyio.sleep_forever()
-        finally:
-            if self._session is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._session.close()
+        self.registries = RegistryConnections()
 
     async def finalize(self, obj: Object) -> None:
         metadata = obj["metadata"]
@@ -155,13 +125,12 @@ class OCIRepositoryReconciler(Reconciler):
         cert_ref = (spec.get("certSecretRef") or {}).get("name")
         if cert_ref:
             cert_data = await source_secret_data(self.kube, namespace, cert_ref, purpose="TLS")
-        client = RegistryClient(
+        client = self.registries.client(
             address,
-            session=self._client_session(),
             credentials=credentials,
-            tls=self._tls_context(cert_data, cert_ref or ""),
+            tls_data=cert_data,
+            tls_secret_name=cert_ref or "",
             insecure=bool(spec.get("insecure")),
-            tokens=self.tokens,
         )
         ref = spec.get("ref") or {}
         layer_selector = spec.get("layerSelector") or None
@@ -202,11 +171,13 @@ class OCIRepositoryReconciler(Reconciler):
                     f"artifact up-to-date with remote revision: '{revision}'",
                 )
             )
+            await link_latest(self.storage, done, LATEST_LINK)
             return done
         artifact, collected = await self._pull_and_store(
             client, namespace=namespace, name=name, url=url, spec=spec, revision=revision
         )
         done = self._ready(artifact, spec, previous=status, new=True)
+        await link_latest(self.storage, done, LATEST_LINK)
         if collected:
             done.events.append(
                 EventNote(
@@ -343,7 +314,7 @@ async def wire(
     )
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
     components.controllers.append(controller)
-    components.services["oci-registry-sessions"] = reconciler.run
+    components.services["oci-registry-sessions"] = reconciler.registries.run
 
 
 __all__ = ["OCIRepositoryReconciler", "wire"]

@@ -11,16 +11,20 @@ Everything here is plain data in, plain data out (no Kubernetes, no network):
 * a chart package: a ``.tgz`` laid out as ``helm package`` lays it out
   (``<name>/Chart.yaml`` first, then the chart's files, ``.helmignore``
   honoured), with the version's build metadata set and ``spec.valuesFiles``
-  merged into ``values.yaml`` when the HelmChart asks for it.
+  merged into ``values.yaml`` when the HelmChart asks for it;
+* a chart's dependencies that ``charts/`` lacks, and where Flux looks for
+  them (the source for ``file://``, a repository URL otherwise).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
+import posixpath
 import tarfile
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -37,16 +41,24 @@ from fluxd.source.semver_range import SemverRange, parse_tag_version
 
 __all__ = [
     "ChartBuildFailed",
+    "ChartDependency",
     "ChartPackage",
     "ChartVersion",
     "IndexationFailed",
     "chart_download_url",
+    "chart_identity",
+    "check_dependency_version",
+    "dependency_repository_url",
     "index_artifact",
     "load_index",
+    "local_dependency_dir",
     "merge_values",
+    "missing_dependencies",
+    "normalize_repository_url",
     "package_chart",
     "repackage_chart",
     "select_chart_version",
+    "unpack_chart",
     "with_version_metadata",
 ]
 
@@ -331,26 +343,175 @@ def _chart_metadata(chart_dir: Path) -> dict[str, Any]:
     return metadata
 
 
-def _check_dependencies(chart_dir: Path, metadata: Mapping[str, Any]) -> None:
-    """Refuse a chart whose dependencies are not vendored in ``charts/``: fluxd cannot fetch them.
+@dataclass(frozen=True)
+class ChartDependency:
+    """One entry of Chart.yaml's (or Chart.lock's) ``dependencies``."""
 
-    Flux downloads missing dependencies; packaging without them would publish a
-    chart that Helm refuses to render, so the build fails and says which.
-    """
+    name: str
+    version: str
+    repository: str
+    alias: str
+
+    @property
+    def chart_name(self) -> str:
+        """The name the subchart has inside the parent: its alias, if it has one."""
+        return self.alias or self.name
+
+    @property
+    def local(self) -> bool:
+        """A dependency in the source itself: no repository, or a ``file://`` one."""
+        return not self.repository or self.repository.startswith("file://")
+
+
+def _vendored_names(chart_dir: Path) -> set[str]:
+    """The names of the subcharts in ``charts/``: directories and packages, as Helm loads them."""
     vendored = chart_dir / "charts"
-    missing = []
-    for dependency in metadata.get("dependencies") or []:
-        name = str((dependency or {}).get("name", ""))
-        if not name:
-            continue
-        present = (vendored / name).is_dir() or any(vendored.glob(f"{name}-*.tgz"))
-        if not present:
-            missing.append(name)
+    names: set[str] = set()
+    if not vendored.is_dir():
+        return names
+    for entry in vendored.iterdir():
+        if entry.is_dir() and (entry / "Chart.yaml").is_file():
+            with contextlib.suppress(ChartBuildFailed):
+                names.add(str(_chart_metadata(entry)["name"]))
+        elif entry.is_file() and entry.name.endswith(".tgz"):
+            with contextlib.suppress(tarfile.TarError, OSError, EOFError, ValueError):
+                names.add(_packaged_chart_name(entry.read_bytes()))
+    return names
+
+
+def _packaged_chart_name(content: bytes) -> str:
+    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as archive:
+        for member in archive:
+            if PurePosixPath(member.name).name == "Chart.yaml" and member.name.count("/") == 1:
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    metadata = _load_yaml(extracted.read(), "Chart.yaml")
+                    return str((metadata or {}).get("name", ""))
+    raise ValueError("no Chart.yaml")
+
+
+def missing_dependencies(chart_dir: Path) -> list[ChartDependency]:
+    """The dependencies not vendored in ``charts/``, as Flux's dependency manager finds them.
+
+    Chart.lock's entries take the place of Chart.yaml's when there is one; when
+    as many subcharts are vendored as there are dependencies, none is missing.
+    """
+    metadata = _chart_metadata(chart_dir)
+    requested: Any = metadata.get("dependencies") or []
+    lock_file = chart_dir / "Chart.lock"
+    if lock_file.is_file():
+        try:
+            lock = _load_yaml(lock_file.read_bytes(), "failed to load Chart.lock")
+        except ValueError as error:
+            raise ChartBuildFailed(ChartBuildFailed.PACKAGE, str(error)) from None
+        if isinstance(lock, dict) and lock.get("dependencies") is not None:
+            requested = lock["dependencies"]
+    dependencies = [
+        ChartDependency(
+            name=str(entry.get("name", "")),
+            version=str(entry.get("version") or ""),
+            repository=str(entry.get("repository") or ""),
+            alias=str(entry.get("alias") or ""),
+        )
+        for entry in requested
+        if isinstance(entry, Mapping) and entry.get("name")
+    ]
+    vendored = _vendored_names(chart_dir)
+    if len(vendored) == len(dependencies):
+        return []
+    return [dependency for dependency in dependencies if dependency.chart_name not in vendored]
+
+
+def local_dependency_dir(source_root: Path, chart_path: str, dependency: ChartDependency) -> Path:
+    """The chart a ``file://`` dependency names (relative to the chart), its version checked."""
+    where = f"(reference '{dependency.repository}')"
+    if dependency.repository:
+        parsed = urllib.parse.urlsplit(dependency.repository)
+        relative = PurePosixPath(chart_path, parsed.netloc + parsed.path)
+    else:
+        relative = PurePosixPath(chart_path, "charts", dependency.name)
+    real_root = Path(os.path.realpath(source_root))
+    parts = [part for part in relative.parts if part not in ("/", ".")]
+    candidate = Path(os.path.realpath(real_root.joinpath(*parts)))
+    # Flux names the path as joined below the source root, cleaned.
+    shown = "/" + posixpath.normpath("/".join(parts)).lstrip("/")
+    if not candidate.is_relative_to(real_root) or not candidate.is_dir():
+        raise ChartBuildFailed(
+            ChartBuildFailed.DEPENDENCY,
+            f"failed to add local dependency '{dependency.chart_name}': "
+            f"no chart found at '{shown}' {where}",
+        )
+    metadata = _chart_metadata(candidate)
+    check_dependency_version(dependency, str(metadata["version"]), local=True)
+    return candidate
+
+
+def check_dependency_version(dependency: ChartDependency, version: str, *, local: bool) -> None:
+    """Refuse a subchart whose version is not in the dependency's range (Helm's words)."""
+    kind = "local" if local else "remote"
+    try:
+        rng = SemverRange.parse(dependency.version or "*")
+    except ValueError as error:
+        raise ChartBuildFailed(
+            ChartBuildFailed.DEPENDENCY,
+            f"failed to add {kind} dependency '{dependency.chart_name}': invalid "
+            f"version/constraint format '{dependency.version}': {error}",
+        ) from None
+    parsed = parse_tag_version(version)
+    if parsed is None or not rng.matches(parsed):
+        raise ChartBuildFailed(
+            ChartBuildFailed.DEPENDENCY,
+            f"failed to add {kind} dependency '{dependency.chart_name}': can't get a valid "
+            f"version for constraint '{dependency.version}'",
+        )
+
+
+def dependency_repository_url(dependency: ChartDependency) -> str:
+    """The normalised URL of a remote dependency's repository; Flux's refusals otherwise."""
+    url = dependency.repository
+    if url.startswith(("oci://", "http://", "https://")):
+        return normalize_repository_url(url)
+    if url.startswith("@"):
+        raise ChartBuildFailed(
+            ChartBuildFailed.DEPENDENCY,
+            f"failed to add remote dependency '{dependency.chart_name}': aliased repository "
+            f"dependency is not supported: {url}",
+        )
+    raise ChartBuildFailed(
+        ChartBuildFailed.DEPENDENCY,
+        f"failed to add remote dependency '{dependency.chart_name}': invalid dependency "
+        f"repository URL: {url}",
+    )
+
+
+def normalize_repository_url(url: str) -> str:
+    """Flux's NormalizeURL: an OCI URL without a trailing slash, any other with one."""
+    if url.startswith("oci://"):
+        return url.rstrip("/")
+    return url.rstrip("/") + "/"
+
+
+def chart_identity(chart_dir: Path, version_metadata: str = "") -> tuple[str, str]:
+    """The name and the version (with ``version_metadata``) packaging ``chart_dir`` gives."""
+    metadata = _chart_metadata(chart_dir)
+    return str(metadata["name"]), with_version_metadata(str(metadata["version"]), version_metadata)
+
+
+def _check_dependencies(chart_dir: Path, provided: Mapping[str, Path]) -> None:
+    """Refuse to package a chart with a dependency neither vendored nor resolved.
+
+    Packaging without it would publish a chart that Helm refuses to render.
+    """
+    missing = [
+        dependency.chart_name
+        for dependency in missing_dependencies(chart_dir)
+        if dependency.chart_name not in provided
+    ]
     if missing:
         raise ChartBuildFailed(
             ChartBuildFailed.DEPENDENCY,
-            f"chart dependencies {missing} are not in the chart's charts/ directory, and fluxd "
-            "does not download dependencies: vendor them (helm dependency build) in the source",
+            f"chart dependencies {missing} are neither in the chart's charts/ directory "
+            "nor resolved from a repository",
         )
 
 
@@ -410,15 +571,19 @@ def package_chart(
     values_root: Path | None = None,
     ignore_missing_values_files: bool = False,
     packaged: bool = True,
+    subcharts: Mapping[str, Path] | None = None,
 ) -> ChartPackage:
     """Package the chart in ``chart_dir`` as ``helm package`` does.
 
     ``values_files`` are relative to ``values_root`` (the source's root, for a
     chart from a GitRepository; the chart itself, for a pulled chart); merged
-    in order, they replace the chart's ``values.yaml``.
+    in order, they replace the chart's ``values.yaml``. ``subcharts`` are the
+    resolved dependencies (name inside the parent → chart directory), added
+    under ``charts/<name>/`` as Helm saves a chart's dependencies.
     """
+    subcharts = subcharts or {}
     metadata = _chart_metadata(chart_dir)
-    _check_dependencies(chart_dir, metadata)
+    _check_dependencies(chart_dir, subcharts)
     name = str(metadata["name"])
     version = with_version_metadata(str(metadata["version"]), version_metadata)
     metadata["version"] = version
@@ -441,12 +606,25 @@ def package_chart(
         entries.append((f"{name}/{relative}", data))
     if values is not None and not any(relative == "values.yaml" for relative, _ in files):
         entries.append((f"{name}/values.yaml", values))
+    for subchart_name, subchart_dir in sorted(subcharts.items()):
+        entries += _subchart_entries(f"{name}/charts/{subchart_name}", subchart_name, subchart_dir)
     content = _tar_gz(entries)
     if len(content) > MAX_CHART_SIZE:
         raise ChartBuildFailed(
             ChartBuildFailed.PACKAGE, f"chart exceeds the maximum size of {MAX_CHART_SIZE} bytes"
         )
     return ChartPackage(name, version, content, tuple(merged_files), packaged)
+
+
+def _subchart_entries(prefix: str, name: str, chart_dir: Path) -> list[tuple[str, bytes]]:
+    """A dependency's files under ``prefix``, named ``name`` (its alias) in its Chart.yaml."""
+    metadata = _chart_metadata(chart_dir)
+    metadata["name"] = name
+    entries = [(f"{prefix}/Chart.yaml", _dump_yaml(metadata))]
+    for relative, path in _chart_files(chart_dir):
+        if relative != "Chart.yaml":
+            entries.append((f"{prefix}/{relative}", path.read_bytes()))
+    return entries
 
 
 def unpack_chart(content: bytes, dest: Path) -> Path:

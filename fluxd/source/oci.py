@@ -39,20 +39,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 
 from fluxd.source.errors import AuthenticationFailed, InvalidSource, SourceError
 from fluxd.source.semver_range import SemverRange, highest_match
 
 __all__ = [
     "HELM_CHART_LAYER",
+    "INDEX_MEDIA_TYPES",
     "MANIFEST_MEDIA_TYPES",
     "OCIAddress",
     "OCILayerOperationFailed",
     "OCIPullFailed",
     "RegistryClient",
+    "RegistryConnections",
     "RegistryCredentials",
     "TagSelectionFailed",
     "oci_revision",
+    "platform_manifest",
     "registry_tls",
     "select_layer",
     "tag_by_semver",
@@ -65,6 +69,13 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+# An index (multi-platform): its digest is the revision, its linux/amd64 manifest is
+# pulled, as go-containerregistry's remote.Image does with its default platform.
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+DEFAULT_PLATFORM = ("linux", "amd64")
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHUNK = 1 << 16
@@ -264,6 +275,17 @@ def select_layer(manifest: Mapping[str, Any], media_type: str = "") -> Mapping[s
     )
 
 
+def platform_manifest(index: Mapping[str, Any], digest: str) -> str:
+    """The digest of the index's manifest for the default platform (linux/amd64)."""
+    os_name, architecture = DEFAULT_PLATFORM
+    for entry in index.get("manifests") or []:
+        platform = (entry or {}).get("platform") or {}
+        if platform.get("os") == os_name and platform.get("architecture") == architecture:
+            return str(entry.get("digest", ""))
+    # go-containerregistry's words when an index has no image for the platform.
+    raise OCIPullFailed(f"no child with platform {os_name}/{architecture} in index {digest}")
+
+
 class RegistryClient:
     """Distribution API v2 calls for one repository; one instance per reconcile.
 
@@ -312,7 +334,7 @@ class RegistryClient:
     async def resolve(self, reference: str) -> str:
         """The manifest digest of a tag: a HEAD, or a GET when the registry will not say."""
         url = f"{self.base}/v2/{self.address.repository}/manifests/{reference}"
-        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        headers = {"Accept": ", ".join((*MANIFEST_MEDIA_TYPES, *INDEX_MEDIA_TYPES))}
         with contextlib.suppress(OCIPullFailed):
             async with self._request("HEAD", url, headers=headers) as response:
                 await _raise_for(response, "HEAD")
@@ -323,6 +345,17 @@ class RegistryClient:
         return digest
 
     async def manifest(self, digest: str) -> dict[str, Any]:
+        """The image manifest of ``digest``; for an index, that of its linux/amd64 image."""
+        manifest = await self._manifest_document(digest)
+        media = manifest.get("mediaType")
+        if media in INDEX_MEDIA_TYPES or (media is None and "manifests" in manifest):
+            manifest = await self._manifest_document(platform_manifest(manifest, digest))
+            media = manifest.get("mediaType")
+        if media is not None and media not in MANIFEST_MEDIA_TYPES:
+            raise OCIPullFailed(f"unsupported manifest media type '{media}': not an artifact")
+        return manifest
+
+    async def _manifest_document(self, digest: str) -> dict[str, Any]:
         body, actual = await self._get_manifest(digest)
         if actual != digest:
             raise OCIPullFailed(f"manifest digest mismatch: got {actual}, want {digest}")
@@ -332,9 +365,6 @@ class RegistryClient:
             raise OCILayerOperationFailed(f"failed to parse artifact manifest: {error}") from None
         if not isinstance(manifest, dict):
             raise OCILayerOperationFailed("failed to parse artifact manifest: not an object")
-        media = manifest.get("mediaType")
-        if media is not None and media not in MANIFEST_MEDIA_TYPES:
-            raise OCIPullFailed(f"unsupported manifest media type '{media}': not an artifact")
         return manifest
 
     async def blob(self, digest: str, target: Path) -> None:
@@ -354,7 +384,7 @@ class RegistryClient:
 
     async def _get_manifest(self, reference: str) -> tuple[bytes, str]:
         url = f"{self.base}/v2/{self.address.repository}/manifests/{reference}"
-        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        headers = {"Accept": ", ".join((*MANIFEST_MEDIA_TYPES, *INDEX_MEDIA_TYPES))}
         async with self._request("GET", url, headers=headers) as response:
             await _raise_for(response, "GET")
             body = await response.content.read(_MANIFEST_LIMIT + 1)
@@ -431,6 +461,64 @@ class RegistryClient:
         # Renew a little early so a token never expires between two calls of one poll.
         self.tokens[self._token_key] = (header, time.monotonic() + max(lifetime - 10, 1))
         return header
+
+
+class RegistryConnections:
+    """What every registry client of one controller shares for a term.
+
+    One HTTP session (its connection pool), the authorisation headers by
+    registry, repository and credentials (so a steady poll makes one request)
+    and TLS contexts by certSecretRef content (building one reads the system
+    CA store). :meth:`run` holds the session and closes it when cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self.tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._tls: dict[str, ssl.SSLContext] = {}
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=8),
+                auto_decompress=False,
+            )
+        return self._session
+
+    def tls(self, data: Mapping[str, bytes] | None, secret_name: str) -> ssl.SSLContext:
+        hashed = hashlib.sha256()
+        for key in sorted(data or {}):
+            hashed.update(key.encode() + b"\0" + (data or {})[key] + b"\0")
+        fingerprint = hashed.hexdigest()
+        if fingerprint not in self._tls:
+            self._tls[fingerprint] = registry_tls(data, secret_name=secret_name)
+        return self._tls[fingerprint]
+
+    def client(
+        self,
+        address: OCIAddress,
+        *,
+        credentials: RegistryCredentials,
+        tls_data: Mapping[str, bytes] | None,
+        tls_secret_name: str,
+        insecure: bool,
+    ) -> RegistryClient:
+        return RegistryClient(
+            address,
+            session=self.session(),
+            credentials=credentials,
+            tls=self.tls(tls_data, tls_secret_name),
+            insecure=insecure,
+            tokens=self.tokens,
+        )
+
+    async def run(self) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if self._session is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._session.close()
 
 
 async def _raise_for(response: aiohttp.ClientResponse, method: str) -> None:

@@ -28,6 +28,7 @@ from testenv import build
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster
 from testenv.gitserver import GitServer
+from testenv.registry import Registry
 from tests.support.daemon import Fluxd
 from tests.support.flux import (
     condition,
@@ -41,6 +42,7 @@ from tests.support.flux import (
 SOURCES = "/apis/source.toolkit.fluxcd.io/v1/namespaces/{ns}/{plural}"
 USER, PASSWORD = "charts", "chart-museum-pass-0123"
 GIT_USER, GIT_PASSWORD = "k3s", "gitea-pat-helm-0123"
+OCI_PASSWORD = "oci-charts-pass-0123"
 
 
 def _path(namespace: str, plural: str, name: str) -> str:
@@ -142,6 +144,31 @@ def _publish(helm: Path, repository: _ChartRepository, workdir: Path, version: s
     chart = _create_chart(helm, workdir, version)
     _run(helm, "package", str(chart), "--destination", str(repository.directory), cwd=workdir)
     _run(helm, "repo", "index", str(repository.directory), cwd=workdir)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with Registry(tmp_path_factory.mktemp("oci-registry"), password=OCI_PASSWORD) as server:
+        yield server
+
+
+def _push(
+    helm: Path, registry: Registry, workdir: Path, version: str, chart: Path | None = None
+) -> None:
+    """``helm package`` and ``helm push`` a chart version to ``oci://<registry>/charts``."""
+    chart = chart or _create_chart(helm, workdir, version)
+    _run(helm, "package", str(chart), "--destination", str(workdir), cwd=workdir)
+    (workdir / "ca.crt").write_bytes(registry.ca_cert)
+    _run(
+        helm,
+        "push",
+        str(workdir / f"{chart.name}-{version}.tgz"),
+        f"oci://{registry.host}/charts",
+        f"--ca-file={workdir / 'ca.crt'}",
+        f"--username={registry.username}",
+        f"--password={registry.password}",
+        cwd=workdir,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +395,180 @@ def test_a_bucket_is_stalled_and_an_oci_helm_repository_is_static(
     static = wait_condition(api, oci)
     assert condition(static)["message"] == "Helm repository is Ready"  # type: ignore[index]
     assert "artifact" not in static["status"]
+
+
+def test_a_chart_from_an_oci_registry_follows_a_new_version_and_needs_credentials(
+    api: Api, daemon: Fluxd, helm: Path, registry: Registry, namespace: str, tmp_path: Path
+) -> None:
+    _push(helm, registry, tmp_path, "0.1.0")
+    _push(helm, registry, tmp_path, "1.0.0")
+    secret(api, namespace, "oci-auth", {"username": registry.username, "password": OCI_PASSWORD})
+    secret(api, namespace, "oci-wrong", {"username": registry.username, "password": "nope"})
+    secret(api, namespace, "oci-ca", {"ca.crt": registry.ca_cert.decode()})
+    url = f"oci://{registry.host}/charts"
+    for name, auth in (("oci-charts", "oci-auth"), ("oci-wrong", "oci-wrong")):
+        _source(
+            api,
+            namespace,
+            "HelmRepository",
+            name,
+            {
+                "interval": "1h",
+                "type": "oci",
+                "url": url,
+                "secretRef": {"name": auth},
+                "certSecretRef": {"name": "oci-ca"},
+            },
+        )
+    chart_path = _source(
+        api,
+        namespace,
+        "HelmChart",
+        "oci-app",
+        {
+            "interval": "1h",
+            "chart": "app",
+            "version": "0.x",
+            "sourceRef": {"kind": "HelmRepository", "name": "oci-charts"},
+        },
+    )
+    chart = wait_condition(api, chart_path, reason="ChartPullSucceeded")
+    # The highest version in the range, not the highest tag.
+    assert chart["status"]["artifact"]["revision"] == "0.1.0"
+    assert condition(chart)["message"] == "pulled 'app' chart with version '0.1.0'"  # type: ignore[index]
+    assert chart["status"]["url"].endswith(f"/helmchart/{namespace}/oci-app/latest.tar.gz")
+    pulled = _download(chart["status"]["artifact"]["url"], tmp_path / "oci-pulled.tgz")
+    assert {"Deployment", "Service"} <= {doc["kind"] for doc in _rendered_kinds(helm, pulled)}
+
+    # A second version in the range, pushed with build metadata ('+' becomes '_' in the tag).
+    _push(helm, registry, tmp_path, "0.2.0+build.1")
+    request_reconcile(api, chart_path)
+    bumped = wait_condition(
+        api,
+        chart_path,
+        extra=lambda obj: obj["status"].get("artifact", {}).get("revision") == "0.2.0+build.1",
+    )
+    rendered = _download(bumped["status"]["artifact"]["url"], tmp_path / "oci-bumped.tgz")
+    labels = {
+        doc["metadata"]["labels"].get("helm.sh/chart") for doc in _rendered_kinds(helm, rendered)
+    }
+    assert "app-0.2.0_build.1" in labels
+
+    wrong = _source(
+        api,
+        namespace,
+        "HelmChart",
+        "oci-wrong",
+        {
+            "interval": "1h",
+            "chart": "app",
+            "version": "*",
+            "sourceRef": {"kind": "HelmRepository", "name": "oci-wrong"},
+        },
+    )
+    refused = wait_condition(api, wrong, status="False", reason="AuthenticationFailed")
+    assert condition(refused)["message"].startswith(  # type: ignore[index]
+        "failed to authenticate with the Helm repository: "
+    )
+    assert condition(refused, "FetchFailed")["reason"] == "AuthenticationFailed"  # type: ignore[index]
+
+
+def test_a_chart_from_git_gets_its_http_oci_and_file_dependencies_packaged_in(
+    api: Api,
+    daemon: Fluxd,
+    helm: Path,
+    git: GitServer,
+    repository: _ChartRepository,
+    registry: Registry,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # 'app' comes from the HTTP chart repository and 'web' from the OCI registry (each
+    # with its HelmRepository's credentials), 'lib' from the same source by a file://
+    # reference; none is vendored in charts/.
+    (tmp_path / "published").mkdir()
+    _publish(helm, repository, tmp_path / "published", "0.5.0")
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    _run(helm, "create", "web", cwd=pushed)
+    _push(helm, registry, pushed, "0.1.0", chart=pushed / "web")
+    secret(api, namespace, "oci-auth", {"username": registry.username, "password": OCI_PASSWORD})
+    secret(api, namespace, "oci-ca", {"ca.crt": registry.ca_cert.decode()})
+    _source(
+        api,
+        namespace,
+        "HelmRepository",
+        "deps-oci",
+        {
+            "interval": "1h",
+            "type": "oci",
+            "url": f"oci://{registry.host}/charts",
+            "secretRef": {"name": "oci-auth"},
+            "certSecretRef": {"name": "oci-ca"},
+        },
+    )
+    source = tmp_path / "source"
+    source.mkdir()
+    _run(helm, "create", "umbrella", cwd=source)
+    _run(helm, "create", "lib", cwd=source)
+    chart_file = source / "umbrella" / "Chart.yaml"
+    umbrella = yaml.safe_load(chart_file.read_text())
+    umbrella["dependencies"] = [
+        {"name": "app", "version": "0.x", "repository": repository.url},
+        {"name": "lib", "version": ">=0.1.0", "repository": "file://../lib"},
+        {"name": "web", "version": "0.x", "repository": f"oci://{registry.host}/charts/"},
+    ]
+    chart_file.write_text(yaml.safe_dump(umbrella))
+    files: dict[str, str | bytes | None] = {
+        f"charts/{path.relative_to(source).as_posix()}": path.read_bytes()
+        for path in sorted(source.rglob("*"))
+        if path.is_file()
+    }
+    repo = f"apps/{uuid.uuid4().hex[:8]}.git"
+    git.create_repo(repo)
+    git.commit(repo, files)
+    secret(api, namespace, "git-auth", {"username": GIT_USER, "password": GIT_PASSWORD})
+    secret(api, namespace, "charts-auth", {"username": USER, "password": PASSWORD})
+    _source(
+        api,
+        namespace,
+        "HelmRepository",
+        "deps",
+        {"interval": "1h", "url": repository.url + "/", "secretRef": {"name": "charts-auth"}},
+    )
+    git_repository(
+        api,
+        namespace,
+        "umbrella",
+        {
+            "interval": "1h",
+            "url": git.url(repo),
+            "ref": {"branch": git.default_branch},
+            "secretRef": {"name": "git-auth"},
+        },
+    )
+    chart_path = _source(
+        api,
+        namespace,
+        "HelmChart",
+        "umbrella",
+        {
+            "interval": "1h",
+            "chart": "charts/umbrella",
+            "sourceRef": {"kind": "GitRepository", "name": "umbrella"},
+        },
+    )
+    packaged = wait_condition(api, chart_path, reason="ChartPackageSucceeded")
+    assert condition(packaged)["message"] == "packaged 'umbrella' chart with version '0.1.0'"  # type: ignore[index]
+    archive = _download(packaged["status"]["artifact"]["url"], tmp_path / "umbrella.tgz")
+    deployments = {
+        doc["metadata"]["name"]: doc["metadata"]["labels"]["helm.sh/chart"]
+        for doc in _rendered_kinds(helm, archive)
+        if doc["kind"] == "Deployment"
+    }
+    assert deployments == {
+        "release-umbrella": "umbrella-0.1.0",
+        "release-app": "app-0.5.0",
+        "release-lib": "lib-0.1.0",
+        "release-web": "web-0.1.0",
+    }

@@ -16,12 +16,16 @@ import yaml
 from fluxd.source import InvalidSource, Storage
 from fluxd.source.helm import (
     ChartBuildFailed,
+    ChartDependency,
     ChartVersion,
     IndexationFailed,
     chart_download_url,
+    dependency_repository_url,
     index_artifact,
     local_chart_dir,
+    local_dependency_dir,
     merge_values,
+    missing_dependencies,
     package_chart,
     repackage_chart,
     select_chart_version,
@@ -319,6 +323,104 @@ def test_a_chart_with_dependencies_not_vendored_is_refused(tmp_path: Path) -> No
     assert raised.value.reason == "DependencyBuildError"
     assert "['redis']" in raised.value.message
     # Vendored (as helm dependency build leaves it), the chart is packaged with it.
+    redis = tmp_path / "redis"
+    redis.mkdir()
+    (redis / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 1.2.0\n")
     (chart_dir / "charts").mkdir()
-    (chart_dir / "charts" / "redis-1.2.0.tgz").write_bytes(b"vendored")
+    (chart_dir / "charts" / "redis-1.2.0.tgz").write_bytes(package_chart(redis).content)
+    assert missing_dependencies(chart_dir) == []
     assert "app/charts/redis-1.2.0.tgz" in _members(package_chart(chart_dir).content)
+
+
+def _dependent(tmp_path: Path, dependencies: str) -> Path:
+    chart_dir = _chart(tmp_path)
+    chart_file = chart_dir / "Chart.yaml"
+    chart_file.write_text(chart_file.read_text() + "dependencies:\n" + dependencies)
+    return chart_dir
+
+
+def test_missing_dependencies_are_those_not_vendored_by_name_or_alias(tmp_path: Path) -> None:
+    chart_dir = _dependent(
+        tmp_path,
+        "- {name: lib, version: 0.x, repository: 'file://../lib'}\n"
+        "- {name: redis, version: 1.x, repository: 'https://charts.example', alias: cache}\n"
+        "- {name: web, version: '*', repository: 'oci://registry.example/charts'}\n",
+    )
+    web = chart_dir / "charts" / "web"
+    web.mkdir(parents=True)
+    (web / "Chart.yaml").write_text("apiVersion: v2\nname: web\nversion: 3.0.0\n")
+    missing = missing_dependencies(chart_dir)
+    assert [(dep.chart_name, dep.local) for dep in missing] == [("lib", True), ("cache", False)]
+    assert dependency_repository_url(missing[1]) == "https://charts.example/"
+
+
+def test_chart_lock_entries_take_the_place_of_chart_yaml_ones(tmp_path: Path) -> None:
+    chart_dir = _dependent(
+        tmp_path, "- {name: redis, version: 1.x, repository: 'https://c.example'}\n"
+    )
+    (chart_dir / "Chart.lock").write_text(
+        "dependencies:\n- {name: redis, version: 1.4.2, repository: 'https://c.example'}\n"
+    )
+    assert [dep.version for dep in missing_dependencies(chart_dir)] == ["1.4.2"]
+
+
+def test_a_file_dependency_is_taken_from_the_source_and_packaged_under_charts(
+    tmp_path: Path,
+) -> None:
+    chart_dir = _dependent(
+        tmp_path, "- {name: lib, version: 0.x, repository: 'file://../lib', alias: common}\n"
+    )
+    lib = tmp_path / "charts" / "lib"
+    (lib / "templates").mkdir(parents=True)
+    (lib / "Chart.yaml").write_text("apiVersion: v2\nname: lib\nversion: 0.3.0\n")
+    (lib / "templates" / "cm.yaml").write_text("kind: ConfigMap\n")
+    (dependency,) = missing_dependencies(chart_dir)
+    found = local_dependency_dir(tmp_path, "./charts/app", dependency)
+    assert found == lib
+    members = _members(package_chart(chart_dir, subcharts={"common": found}).content)
+    assert members["app/charts/common/templates/cm.yaml"] == b"kind: ConfigMap\n"
+    # The alias is the subchart's name inside the parent, as Helm loads it.
+    assert yaml.safe_load(members["app/charts/common/Chart.yaml"])["name"] == "common"
+
+
+@pytest.mark.parametrize(
+    ("repository", "version", "words"),
+    [
+        pytest.param("file://../nowhere", "*", "no chart found at '/charts/nowhere'", id="missing"),
+        pytest.param(
+            "file://../lib", "1.x", "can't get a valid version for constraint '1.x'", id="range"
+        ),
+        pytest.param("file://../../../etc", "*", "no chart found", id="outside-the-source"),
+    ],
+)
+def test_a_file_dependency_that_cannot_be_used_is_a_dependency_build_error(
+    tmp_path: Path, repository: str, version: str, words: str
+) -> None:
+    chart_dir = _dependent(
+        tmp_path, f"- {{name: lib, version: '{version}', repository: '{repository}'}}\n"
+    )
+    lib = tmp_path / "charts" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "Chart.yaml").write_text("apiVersion: v2\nname: lib\nversion: 0.3.0\n")
+    (dependency,) = missing_dependencies(chart_dir)
+    with pytest.raises(ChartBuildFailed) as raised:
+        local_dependency_dir(tmp_path, "charts/app", dependency)
+    assert raised.value.reason == "DependencyBuildError"
+    assert words in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("repository", "words"),
+    [
+        pytest.param("@stable", "aliased repository dependency is not supported", id="alias"),
+        pytest.param("ftp://charts.example", "invalid dependency repository URL", id="scheme"),
+    ],
+)
+def test_a_repository_flux_cannot_resolve_is_refused_with_its_words(
+    repository: str, words: str
+) -> None:
+    dependency = ChartDependency(name="redis", version="*", repository=repository, alias="")
+    with pytest.raises(ChartBuildFailed) as raised:
+        dependency_repository_url(dependency)
+    assert raised.value.reason == "DependencyBuildError"
+    assert words in raised.value.message

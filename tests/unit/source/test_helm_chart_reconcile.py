@@ -10,15 +10,20 @@ really stored.
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from fluxd.controllers.helmchart import HelmChartReconciler
 from fluxd.controllers.outcomes import Reconciled, Stalled, Transient
 from fluxd.kube.client import Kube
-from fluxd.source import Storage
+from fluxd.source import Storage, unpack
+from fluxd.source.helm import package_chart
 
 COMMITS = ("a" * 40, "b" * 40)
 
@@ -33,6 +38,12 @@ class _Sources:
         self, resource: object, name: str, *, namespace: str
     ) -> dict[str, Any] | None:
         return self.objects.get(name)
+
+    async def list_all(
+        self, resource: object, *, namespace: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        # HelmRepositories, looked up by URL for a chart's dependencies: none here.
+        return [], "1"
 
 
 @pytest.fixture
@@ -183,3 +194,57 @@ async def test_a_chart_from_a_bucket_waits_for_a_source_that_never_comes(
     bucket["spec"]["sourceRef"] = {"kind": "Bucket", "name": "minio"}
     with pytest.raises(Transient, match="no artifact available for Bucket source 'minio'"):
         await reconciler.reconcile(bucket)
+
+
+async def test_a_dependency_without_a_helm_repository_is_fetched_from_its_url(
+    reconciler: HelmChartReconciler, storage: Storage, sources: _Sources, tmp_path: Path
+) -> None:
+    # As Flux: no HelmRepository has the dependency's URL, so the URL itself is asked,
+    # anonymously; the subchart goes under charts/, and an unchanged version is not rebuilt.
+    redis = tmp_path / "redis"
+    (redis / "templates").mkdir(parents=True)
+    (redis / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 1.4.0\n")
+    (redis / "templates" / "sts.yaml").write_text("kind: StatefulSet\n")
+    package = package_chart(redis).content
+    asked: list[str] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        asked.append(f"{request.path} {request.headers.get('Authorization')}")
+        if request.path == "/charts/index.yaml":
+            entry = {"name": "redis", "version": "1.4.0", "urls": ["redis-1.4.0.tgz"]}
+            index = {"apiVersion": "v1", "entries": {"redis": [entry]}}
+            return web.Response(body=yaml.safe_dump(index).encode())
+        return web.Response(body=package)
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", serve)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        await _commit(storage, sources, tmp_path, COMMITS[0], version="1.0.0")
+        tree = storage.local_path(sources.objects["repo"]["status"]["artifact"]["path"])
+        source = tmp_path / "with-dependency"
+        unpack(tree, source)
+        chart_file = source / "charts" / "app" / "Chart.yaml"
+        url = server.make_url("/charts")
+        chart_file.write_text(
+            chart_file.read_text()
+            + f"dependencies:\n- {{name: redis, version: 1.x, repository: '{url}'}}\n"
+        )
+        artifact = await storage.store(
+            namespace="apps",
+            name="repo",
+            revision="main@sha1:" + "c" * 40,
+            commit="c" * 40,
+            source_dir=source,
+        )
+        sources.objects["repo"]["status"] = {"artifact": dict(artifact)}
+        done = await reconciler.reconcile(_chart())
+        again = await reconciler.reconcile(_after(_chart(), done))
+    finally:
+        await server.close()
+    assert asked == ["/charts/index.yaml None", "/charts/redis-1.4.0.tgz None"]
+    with tarfile.open(storage.local_path(done.status["artifact"]["path"]), "r:gz") as archive:
+        names = archive.getnames()
+    assert "app/charts/redis/templates/sts.yaml" in names
+    assert again.status["artifact"] == done.status["artifact"]
