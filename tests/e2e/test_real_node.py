@@ -10,6 +10,7 @@ had, the tests fail with the reason.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 import urllib.request
@@ -22,7 +23,7 @@ import pytest
 from testenv import build, images
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, ClusterError, environ_for
-from testenv.node import NODE_SELECTOR, TOLERATION, Node
+from testenv.node import NETNS_PREFIX, NODE_SELECTOR, TOLERATION, Node, remove_stale_namespaces
 from tests.support.install import KUBECTL, NAMESPACE
 from tests.unit.install.test_image import _pins, _project_version, _runtime_closure
 
@@ -85,6 +86,47 @@ def _get(url: str) -> str:
             return str(response.read().decode())
     except OSError as error:
         return f"unreachable: {error}"
+
+
+# -- network safety ----------------------------------------------------------------
+
+
+def _namespaces() -> list[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+
+
+def test_a_node_namespace_left_by_a_crashed_run_is_removed_with_its_link() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    name, host_end = f"{NETNS_PREFIX}{gone.pid}", f"fxn{gone.pid}h"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(
+        ["ip", "link", "add", host_end, "type", "veth", "peer", "name", f"fxn{gone.pid}n",
+         "netns", name],
+        check=True,
+    )  # fmt: skip
+    # A sleeper in the namespace stands for the crashed run's containerd.
+    sleeper = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "300"])
+    try:
+        assert name in remove_stale_namespaces()
+        assert sleeper.wait(timeout=10) != 0
+        assert name not in _namespaces()
+        links = subprocess.run(["ip", "link", "show"], capture_output=True, text=True, check=True)
+        assert host_end not in links.stdout
+    finally:
+        sleeper.kill()
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+def test_the_namespace_of_a_live_run_is_kept() -> None:
+    name = f"{NETNS_PREFIX}{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        assert name not in remove_stale_namespaces()
+        assert name in _namespaces()
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 # -- the image -------------------------------------------------------------------------
