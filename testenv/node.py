@@ -217,6 +217,7 @@ class Node:
     host_ip: str = ""
     node_ip: str = ""
     _relay: _Relay | None = None
+    _exposed: list[_Relay] = field(default_factory=list)
 
     @property
     def socket_path(self) -> Path:
@@ -265,14 +266,22 @@ class Node:
             self._stop_sandboxes()
         if "containerd" in self.components:
             self.components["containerd"].stop()
-        if self._relay is not None:
-            self._relay.stop()
+        for relay in [self._relay, *self._exposed]:
+            if relay is not None:
+                relay.stop()
         if self.netns:
             _remove_namespace(self.netns)
         _kill_pod_processes()
         _remove_dead_pod_namespaces()
         _unmount_under(self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def expose(self, port: int) -> str:
+        """Make a server on the host's loopback ``port`` reachable from Pods; its ``host:port``."""
+        relay = _Relay((self.host_ip, port), ("127.0.0.1", port))
+        relay.start()
+        self._exposed.append(relay)
+        return f"{self.host_ip}:{port}"
 
     def _drain(self, timeout: float = 30.0) -> None:
         """Cordon the node, delete its Pods and wait until the kubelet has stopped them."""

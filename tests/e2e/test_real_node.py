@@ -17,14 +17,29 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from demo.seedflow import KUSTOMIZATION, REALM_TOML, SEED, apply_file
 from testenv import build, images
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, ClusterError, environ_for
+from testenv.gitea import gitea_headers, gitea_push
+from testenv.gitserver import GitServer
 from testenv.node import NETNS_PREFIX, NODE_SELECTOR, TOLERATION, Node, remove_stale_namespaces
 from tests.support.install import KUBECTL, NAMESPACE
+from tests.support.seedflow import (
+    DELETED,
+    KS_PATH,
+    POLL_INTERVAL,
+    RECEIVER_PATH,
+    REPO,
+    REPO_PATH,
+    SECRET_PATH,
+    SEED_URL,
+    WEBHOOK_TOKEN,
+)
 from tests.unit.install.test_image import _pins, _project_version, _runtime_closure
 
 OVERLAY = Path(__file__).resolve().parent / "realnode"
@@ -214,9 +229,9 @@ def test_a_restricted_pod_serves_its_mounted_secret_and_then_its_update(
     api.delete(base)
 
 
-def test_fluxd_applied_from_manifests_becomes_ready_under_the_restricted_standard(
-    cluster: Cluster, node: Node
-) -> None:
+@pytest.fixture(scope="module")
+def installed_fluxd(cluster: Cluster, node: Node) -> dict[str, Any]:
+    """fluxd applied from tests/e2e/realnode with ``kubectl apply -k``, its Pod once available."""
     applied = subprocess.run(
         [str(KUBECTL), "apply", "--server-side", "-k", str(OVERLAY)],
         capture_output=True,
@@ -226,8 +241,6 @@ def test_fluxd_applied_from_manifests_becomes_ready_under_the_restricted_standar
         check=False,
     )
     assert applied.returncode == 0, applied.stderr
-    namespace = cluster.api.get(f"/api/v1/namespaces/{NAMESPACE}")
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     deployment = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/fluxd"
 
     def available() -> bool:
@@ -245,6 +258,129 @@ def test_fluxd_applied_from_manifests_becomes_ready_under_the_restricted_standar
     (pod,) = cluster.api.items(
         f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector="app.kubernetes.io/name=fluxd"
     )
-    assert pod["spec"]["nodeName"] == node.name
-    (container,) = pod["status"]["containerStatuses"]
+    return pod
+
+
+def test_fluxd_applied_from_manifests_becomes_ready_under_the_restricted_standard(
+    cluster: Cluster, node: Node, installed_fluxd: dict[str, Any]
+) -> None:
+    namespace = cluster.api.get(f"/api/v1/namespaces/{NAMESPACE}")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert installed_fluxd["spec"]["nodeName"] == node.name
+    (container,) = installed_fluxd["status"]["containerStatuses"]
     assert container["ready"] and container["image"] == images.FLUXD_IMAGE
+
+
+def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
+    cluster: Cluster, node: Node, installed_fluxd: dict[str, Any]
+) -> None:
+    api = cluster.api
+    with GitServer(
+        username="k3s", password="gitea-personal-access-token", default_branch="master"
+    ) as git:
+        git.create_repo(REPO)
+        git.commit(
+            REPO,
+            {"realm/ix/kustomization.yaml": KUSTOMIZATION, "realm/ix/realm_ix.toml": REALM_TOML},
+        )
+        url = f"http://{node.expose(git.port)}/{REPO}"
+        # The seed's realm manifest holds the namespace; its Deployment is the test's own.
+        cluster.create_namespace("realm")
+        for manifest in sorted(SEED.glob("*.yaml")):
+            if manifest.name == "03-realm-deployment.yaml":
+                continue
+            replace = {SEED_URL: url, "interval: 1m": f"interval: {POLL_INTERVAL}"}
+            apply_file(api, manifest, replace=replace)
+        try:
+            wait_for(
+                lambda: api.get_or_none(SECRET_PATH),
+                timeout=120,
+                what="fluxd in the cluster to fetch the repository and apply the Secret",
+            )
+        except TimeoutError as error:
+            statuses = {
+                path: (api.get_or_none(path) or {}).get("status") for path in (REPO_PATH, KS_PATH)
+            }
+            raise AssertionError(f"{error}\n{json.dumps(statuses, indent=1)}") from None
+        api.apply("/apis/apps/v1/namespaces/realm/deployments/realm", _realm_deployment())
+        service = api.apply(
+            "/api/v1/namespaces/realm/services/realm",
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "realm", "namespace": "realm"},
+             "spec": {"selector": {"app": "realm"},
+                      "ports": [{"port": 80, "targetPort": 8080}]}},
+        )  # fmt: skip
+        served = f"http://{service['spec']['clusterIP']}/realm_ix.toml"
+        wait_for(lambda: _get(served) == REALM_TOML, timeout=120, what=f"the app serving {served}")
+
+        hook = wait_for(
+            lambda: api.get(RECEIVER_PATH).get("status", {}).get("webhookPath"),
+            timeout=60,
+            what="the Receiver's webhook path",
+        )
+        changed = REALM_TOML.replace('level = "warn"', 'level = "debug"')
+        sha = git.commit(REPO, {"realm/ix/realm_ix.toml": changed}, message="realm: debug")
+        body = gitea_push(repository="k3s/k3s-private", after=sha)
+        (fluxd_service,) = [
+            s
+            for s in api.items(f"/api/v1/namespaces/{NAMESPACE}/services")
+            if any(port["port"] == 9292 for port in s["spec"]["ports"])
+        ]
+        request = urllib.request.Request(
+            f"http://{fluxd_service['spec']['clusterIP']}:9292{hook}",
+            data=body,
+            headers=gitea_headers(body, secret=WEBHOOK_TOKEN),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        try:
+            wait_for(lambda: _get(served) == changed, timeout=120, what="the app serving the push")
+        finally:
+            # Deleted while fluxd runs, which removes its finalizers: later modules
+            # apply the same names.
+            for path in DELETED:
+                api.delete(path)
+            wait_for(
+                lambda: all(api.get_or_none(path) is None for path in DELETED),
+                timeout=60,
+                what="the seed's Flux objects finalized",
+            )
+            api.delete("/api/v1/namespaces/realm")
+
+
+def _realm_deployment() -> dict[str, Any]:
+    """The seed's realm Deployment with the test's app image, placed on the real node."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "realm",
+            "namespace": "realm",
+            "annotations": {"reloader.stakater.com/auto": "true"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "realm"}},
+            "template": {
+                "metadata": {"labels": {"app": "realm"}},
+                "spec": {
+                    "tolerations": [TOLERATION],
+                    "nodeSelector": NODE_SELECTOR,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+                    "containers": [
+                        {
+                            "name": "realm",
+                            "image": images.APP_IMAGE,
+                            "imagePullPolicy": "Never",
+                            "args": ["/etc/realm/realm_ix.toml", "8080"],
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": "/etc/realm", "readOnly": True}
+                            ],
+                        }
+                    ],
+                    "volumes": [{"name": "config", "secret": {"secretName": "realm-config-ix"}}],
+                },
+            },
+        },
+    }
