@@ -45,6 +45,9 @@ COMPONENTS = (
     Component("kube-apiserver", "kube", "k8s.io/kubernetes/cmd/kube-apiserver"),
     Component("kube-controller-manager", "kube", "k8s.io/kubernetes/cmd/kube-controller-manager"),
     Component("kube-scheduler", "kube", "k8s.io/kubernetes/cmd/kube-scheduler"),
+    # The real node's agents (testenv/node.py): same module, same one ``go build``.
+    Component("kubelet", "kube", "k8s.io/kubernetes/cmd/kubelet"),
+    Component("kube-proxy", "kube", "k8s.io/kubernetes/cmd/kube-proxy"),
     Component("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
 )
 

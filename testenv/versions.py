@@ -9,8 +9,9 @@ from __future__ import annotations
 KUBERNETES = "1.34.2"
 ETCD = "3.6.5"
 KWOK = "0.7.0"
-# Bumped when the way the binaries are built changes (flags), so caches are not reused.
-BUILD = "b2"
+# Bumped when the way the binaries are built changes (flags, the set of commands),
+# so caches are not reused.
+BUILD = "b3"
 
 
 def cache_key() -> str:
