@@ -148,7 +148,7 @@ class Storage:
             namespace=namespace,
             name=name,
             revision=revision,
-            commit=commit,
+            filename=f"{commit}{_ARCHIVE_SUFFIX}",
             write=write,
             failure="unable to archive artifact",
             collected=collected,
@@ -204,7 +204,7 @@ class Storage:
             namespace=namespace,
             name=name,
             revision=revision,
-            commit=commit,
+            filename=f"{commit}{_ARCHIVE_SUFFIX}",
             write=write,
             failure="unable to copy artifact to storage",
             collected=collected,
@@ -217,7 +217,7 @@ class Storage:
         namespace: str,
         name: str,
         revision: str,
-        commit: str,
+        filename: str,
         write: Callable[[IO[bytes]], tuple[str, int]],
         failure: str,
         collected: list[Path] | None,
@@ -226,9 +226,7 @@ class Storage:
 
         ``write`` fills the file and returns its ``sha256:`` digest and size.
         """
-        relpath = self.artifact_path(
-            kind=kind, namespace=namespace, name=name, filename=f"{commit}{_ARCHIVE_SUFFIX}"
-        )
+        relpath = self.artifact_path(kind=kind, namespace=namespace, name=name, filename=filename)
         final = self.root.joinpath(*relpath.split("/"))
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -278,40 +276,21 @@ class Storage:
 
         Written and renamed into place like a tarball, then old artifacts are collected.
         """
-        relpath = self.artifact_path(kind=kind, namespace=namespace, name=name, filename=filename)
-        final = self.root.joinpath(*relpath.split("/"))
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed, not closed-and-deleted
-                prefix=_TEMP_PREFIX, dir=final.parent, delete=False
-            )
-            temp = Path(handle.name)
-            try:
-                with handle:
-                    handle.write(content)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                temp.chmod(0o644)
-                os.replace(temp, final)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-        except OSError as error:
-            raise StorageOperationFailed(
-                f"unable to save artifact {relpath}: {error.strerror or error}"
-            ) from None
-        artifact: Artifact = {
-            "path": relpath,
-            "url": self.url_for(relpath),
-            "revision": revision,
-            "digest": f"sha256:{hashlib.sha256(content).hexdigest()}",
-            "lastUpdateTime": _now_rfc3339(),
-            "size": len(content),
-        }
-        deleted = self.collect_garbage_sync(current=relpath)
-        if collected is not None:
-            collected.extend(deleted)
-        return artifact
+
+        def write(handle: IO[bytes]) -> tuple[str, int]:
+            handle.write(content)
+            return f"sha256:{hashlib.sha256(content).hexdigest()}", len(content)
+
+        return self._place(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            filename=filename,
+            write=write,
+            failure="unable to save artifact",
+            collected=collected,
+        )
 
     def link_latest_sync(self, *, relpath: str, link_name: str) -> str:
         """Point ``link_name`` beside the artifact at it; return the link's URL (status.url)."""
