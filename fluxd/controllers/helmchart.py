@@ -34,8 +34,8 @@ from fluxd.api.helm import (
     helm_timeout_seconds,
 )
 from fluxd.api.source import GIT_REPOSITORY
-from fluxd.controllers.gitrepository import storage_base_url
-from fluxd.controllers.helmrepository import link_latest, repository_credentials, secret_data
+from fluxd.controllers.gitrepository import source_secret_data, storage_base_url
+from fluxd.controllers.helmrepository import link_latest, repository_credentials
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Controller, Reconciler
@@ -285,8 +285,16 @@ class HelmChartReconciler(Reconciler):
         namespace = repository["metadata"].get("namespace", "")
         auth_name = (repository_spec.get("secretRef") or {}).get("name")
         tls_name = (repository_spec.get("certSecretRef") or {}).get("name")
-        auth = await secret_data(self.kube, namespace, auth_name) if auth_name else None
-        tls = await secret_data(self.kube, namespace, tls_name) if tls_name else None
+        auth = (
+            await source_secret_data(self.kube, namespace, auth_name, purpose="authentication")
+            if auth_name
+            else None
+        )
+        tls = (
+            await source_secret_data(self.kube, namespace, tls_name, purpose="TLS")
+            if tls_name
+            else None
+        )
         return self.registries.client(
             address,
             credentials=oci_chart_credentials(

@@ -24,15 +24,13 @@ from fluxd.api.helm import (
     HELM_REPOSITORY_TYPE_OCI,
     helm_timeout_seconds,
 )
-from fluxd.controllers.gitrepository import storage_base_url
+from fluxd.controllers.gitrepository import source_secret_data, storage_base_url
 from fluxd.controllers.manager import Components
 from fluxd.controllers.outcomes import ConditionUpdate, EventNote, Reconciled, Stalled, Transient
 from fluxd.controllers.runtime import Controller, Reconciler, spec_interval
-from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import TRACE, EventRecorder
-from fluxd.kube.resources import SECRET, Resource
-from fluxd.kube.secrets import InvalidSecretData, secret_bytes
+from fluxd.kube.resources import Resource
 from fluxd.settings import Settings
 from fluxd.source import InvalidSource, SourceError, Storage
 from fluxd.source.helm import MAX_INDEX_SIZE, index_artifact
@@ -199,31 +197,18 @@ async def link_latest(storage: Storage, done: Reconciled, link_name: str) -> Non
         done.events.append(EventNote(TRACE, meta.Reason.SYMLINK_UPDATE_FAILED, error.message))
 
 
-async def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, bytes]:
-    """A Secret's data, or a Transient failure naming it (Flux retries until it exists)."""
-    try:
-        return secret_bytes(await kube.get(SECRET, name, namespace=namespace))
-    except kube_errors.NotFound:
-        message = f"failed to get secret '{namespace}/{name}': not found"
-    except InvalidSecretData as error:
-        message = f"invalid secret '{namespace}/{name}': {error}"
-    raise Transient(
-        meta.Reason.AUTHENTICATION_FAILED,
-        message,
-        conditions=[
-            ConditionUpdate(FETCH_FAILED, "True", meta.Reason.AUTHENTICATION_FAILED, message)
-        ],
-    )
-
-
 async def repository_credentials(
     kube: Kube, namespace: str, spec: Mapping[str, Any]
 ) -> HelmCredentials:
     """How to connect to a HelmRepository: its secretRef, certSecretRef and passCredentials."""
     auth_name = (spec.get("secretRef") or {}).get("name")
     tls_name = (spec.get("certSecretRef") or {}).get("name")
-    auth = await secret_data(kube, namespace, auth_name) if auth_name else None
-    tls = await secret_data(kube, namespace, tls_name) if tls_name else None
+    auth = (
+        await source_secret_data(kube, namespace, auth_name, purpose="authentication")
+        if auth_name
+        else None
+    )
+    tls = await source_secret_data(kube, namespace, tls_name, purpose="TLS") if tls_name else None
     return HelmCredentials.from_secrets(
         auth=auth,
         tls=tls,
