@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from enum import StrEnum
 from typing import Any
@@ -79,6 +81,39 @@ async def load_configuration(*, kubeconfig: str | None = None, context: str | No
     return configuration
 
 
+def environment_proxy(host: str) -> str | None:
+    """The proxy the environment names for the API server (HTTPS_PROXY, NO_PROXY, ...)."""
+    url = urllib.parse.urlsplit(host)
+    proxies = urllib.request.getproxies_environment()
+    if not url.hostname or urllib.request.proxy_bypass(url.hostname):
+        return None
+    return proxies.get(url.scheme or "https")
+
+
+def api_client(configuration: Any) -> Any:
+    """An ApiClient whose requests do not consult the environment each time.
+
+    kubernetes_asyncio's session trusts the environment, so aiohttp looks up
+    the proxy variables and ~/.netrc in a worker thread on every request. The
+    proxy is decided once here instead, from the same variables (a kubeconfig's
+    ``proxy-url`` wins); netrc was never a Kubernetes client's business.
+    """
+    if not configuration.proxy:
+        configuration.proxy = environment_proxy(str(configuration.host))
+    api = k8s_client.ApiClient(configuration=configuration)
+    rest = api.rest_client
+    trusting: aiohttp.ClientSession = rest.pool_manager
+    connector = trusting.connector
+    trusting.detach()
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        # As the library's own session: watch events of large objects exceed the default.
+        read_bufsize=2**21,
+    )
+    return api
+
+
 class Kube:
     """get/list/watch/create/delete/patch/apply on plain dicts."""
 
@@ -101,7 +136,7 @@ class Kube:
     @classmethod
     async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None) -> Kube:
         configuration = await load_configuration(kubeconfig=kubeconfig, context=context)
-        return cls(k8s_client.ApiClient(configuration=configuration))
+        return cls(api_client(configuration))
 
     @property
     def host(self) -> str:

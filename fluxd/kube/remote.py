@@ -33,7 +33,7 @@ import anyio
 import yaml
 
 from fluxd.kube import errors
-from fluxd.kube.client import Kube, k8s_client
+from fluxd.kube.client import Kube, api_client, k8s_client
 from fluxd.kube.informer import Key
 from fluxd.kube.resources import SECRET
 from fluxd.kube.secrets import InvalidSecretData, secret_value
@@ -211,7 +211,7 @@ def connect(remote: RemoteConfig) -> Kube:
             configuration.cert_file = _write(Path(private) / "tls.crt", remote.cert_pem)
             configuration.key_file = _write(Path(private) / "tls.key", remote.key_pem)
         try:
-            api = k8s_client.ApiClient(configuration=configuration)
+            api = api_client(configuration)
         except (OSError, ValueError) as error:
             # ssl's messages name the failing step (e.g. a key that does not match), no data.
             raise KubeConfigError(f"kubeconfig TLS material cannot be used: {error}") from None
