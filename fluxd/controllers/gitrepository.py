@@ -38,7 +38,8 @@ from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import TRACE, EventRecorder
 from fluxd.kube.informer import Key
-from fluxd.kube.resources import SECRET, Resource
+from fluxd.kube.resources import Resource
+from fluxd.kube.secretcache import SecretCache
 from fluxd.kube.secrets import InvalidSecretData, secret_bytes
 from fluxd.settings import Settings, split_addr
 from fluxd.source import (
@@ -82,8 +83,16 @@ class GitRepositoryReconciler(Reconciler):
         SOURCE_VERIFIED,
     )
 
-    def __init__(self, *, kube: Kube, storage: Storage, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        storage: Storage,
+        settings: Settings,
+        secrets: SecretCache | None = None,
+    ) -> None:
         self.kube = kube
+        self.secrets = secrets or SecretCache(kube)
         self.storage = storage
         self.settings = settings
         self.workers = GitWorkers(settings.git_concurrency)
@@ -94,7 +103,7 @@ class GitRepositoryReconciler(Reconciler):
     # -- helpers ----------------------------------------------------------
 
     async def _secret_data(self, namespace: str, name: str, *, purpose: str) -> dict[str, bytes]:
-        return await source_secret_data(self.kube, namespace, name, purpose=purpose)
+        return await source_secret_data(self.secrets, namespace, name, purpose=purpose)
 
     def _index_includes(self, key: Key, spec: Mapping[str, Any]) -> None:
         for includers in self.includers.values():
@@ -249,7 +258,7 @@ class GitRepositoryReconciler(Reconciler):
 
     async def _verification_keys(self, namespace: str, name: str) -> VerificationKeys:
         try:
-            secret = await self.kube.get(SECRET, name, namespace=namespace)
+            secret = await self.secrets.get(namespace, name)
             return VerificationKeys.from_secret(secret_bytes(secret))
         except kube_errors.NotFound:
             detail = f'secrets "{name}" not found'
@@ -441,14 +450,14 @@ def _digests(artifacts: list[dict[str, Any]]) -> list[str]:
 
 
 async def source_secret_data(
-    kube: Kube, namespace: str, name: str, *, purpose: str
+    secrets: SecretCache, namespace: str, name: str, *, purpose: str
 ) -> dict[str, bytes]:
     """A source's Secret, decoded; a missing or undecodable one is a transient FetchFailed.
 
     Shared by every source kind: Flux reports both as AuthenticationFailed.
     """
     try:
-        secret = await kube.get(SECRET, name, namespace=namespace)
+        secret = await secrets.get(namespace, name)
     except kube_errors.NotFound as error:
         message = f"failed to get {purpose} secret '{namespace}/{name}': not found"
         raise Transient(
@@ -495,7 +504,12 @@ async def wire(
     *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
 ) -> None:
     storage = source_storage(settings)
-    reconciler = GitRepositoryReconciler(kube=kube, storage=storage, settings=settings)
+    reconciler = GitRepositoryReconciler(
+        kube=kube,
+        storage=storage,
+        settings=settings,
+        secrets=components.secret_cache(kube, settings),
+    )
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
 
     def announce(old: Object, new: Object) -> None:

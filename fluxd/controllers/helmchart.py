@@ -43,6 +43,7 @@ from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.informer import Key
 from fluxd.kube.resources import Resource
+from fluxd.kube.secretcache import SecretCache
 from fluxd.settings import Settings
 from fluxd.source import InvalidSource, SourceError, Storage, unpack
 from fluxd.source.helm import (
@@ -94,8 +95,9 @@ class HelmChartReconciler(Reconciler):
     resource = Resource.of(HELM_CHART)
     owned_conditions = (ARTIFACT_IN_STORAGE, FETCH_FAILED, BUILD_FAILED, STORAGE_FAILED)
 
-    def __init__(self, *, kube: Kube, storage: Storage) -> None:
+    def __init__(self, *, kube: Kube, storage: Storage, secrets: SecretCache | None = None) -> None:
         self.kube = kube
+        self.secrets = secrets or SecretCache(kube)
         self.storage = storage
         self.workdir = storage.root / ".work"
         self.registries = RegistryConnections()
@@ -234,7 +236,7 @@ class HelmChartReconciler(Reconciler):
         repository_spec = repository.get("spec", {})
         repository_url = str(repository_spec.get("url", ""))
         credentials = await repository_credentials(
-            self.kube, repository["metadata"]["namespace"], repository_spec
+            self.secrets, repository["metadata"]["namespace"], repository_spec
         )
         url = chart_download_url(repository_url, entry)
         try:
@@ -286,12 +288,12 @@ class HelmChartReconciler(Reconciler):
         auth_name = (repository_spec.get("secretRef") or {}).get("name")
         tls_name = (repository_spec.get("certSecretRef") or {}).get("name")
         auth = (
-            await source_secret_data(self.kube, namespace, auth_name, purpose="authentication")
+            await source_secret_data(self.secrets, namespace, auth_name, purpose="authentication")
             if auth_name
             else None
         )
         tls = (
-            await source_secret_data(self.kube, namespace, tls_name, purpose="TLS")
+            await source_secret_data(self.secrets, namespace, tls_name, purpose="TLS")
             if tls_name
             else None
         )
@@ -361,7 +363,7 @@ class HelmChartReconciler(Reconciler):
                 return await anyio.to_thread.run_sync(target.read_bytes)
             credentials = HelmCredentials()
             if repository["metadata"].get("name"):
-                credentials = await repository_credentials(self.kube, namespace, repository_spec)
+                credentials = await repository_credentials(self.secrets, namespace, repository_spec)
             index_artifact = (repository.get("status") or {}).get("artifact")
             if index_artifact and self.storage.exists(index_artifact):
                 index_file = self.storage.local_path(str(index_artifact["path"]))
@@ -569,7 +571,9 @@ async def wire(
         base_url=storage_base_url(settings),
         retention=settings.artifact_retention_records,
     )
-    reconciler = HelmChartReconciler(kube=kube, storage=storage)
+    reconciler = HelmChartReconciler(
+        kube=kube, storage=storage, secrets=components.secret_cache(kube, settings)
+    )
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
     components.controllers.append(controller)
     components.services["helm-registry-sessions"] = reconciler.registries.run

@@ -31,6 +31,7 @@ from fluxd.controllers.runtime import Controller, Reconciler, spec_interval
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import TRACE, EventRecorder
 from fluxd.kube.resources import Resource
+from fluxd.kube.secretcache import SecretCache
 from fluxd.settings import Settings
 from fluxd.source import InvalidSource, SourceError, Storage
 from fluxd.source.helm import MAX_INDEX_SIZE, index_artifact
@@ -49,8 +50,9 @@ class HelmRepositoryReconciler(Reconciler):
     resource = Resource.of(HELM_REPOSITORY)
     owned_conditions = (ARTIFACT_IN_STORAGE, FETCH_FAILED, STORAGE_FAILED)
 
-    def __init__(self, *, kube: Kube, storage: Storage) -> None:
+    def __init__(self, *, kube: Kube, storage: Storage, secrets: SecretCache | None = None) -> None:
         self.kube = kube
+        self.secrets = secrets or SecretCache(kube)
         self.storage = storage
 
     def interval(self, obj: Object) -> float:
@@ -76,7 +78,7 @@ class HelmRepositoryReconciler(Reconciler):
                     "invalid Helm repository URL: 'oci' URL scheme cannot be used with "
                     "'default' HelmRepository type"
                 )
-            credentials = await repository_credentials(self.kube, namespace, spec)
+            credentials = await repository_credentials(self.secrets, namespace, spec)
             index_url = url.rstrip("/") + "/index.yaml"
             try:
                 served = await download(
@@ -189,6 +191,10 @@ async def link_latest(storage: Storage, done: Reconciled, link_name: str) -> Non
     Best effort, as in Flux: a link that cannot be made is a Trace event, not a failure.
     """
     relpath = str(done.status["artifact"]["path"])
+    current = storage.latest_link_url(relpath=relpath, link_name=link_name)
+    if current is not None:
+        done.status["url"] = current
+        return
     try:
         done.status["url"] = await anyio.to_thread.run_sync(
             lambda: storage.link_latest_sync(relpath=relpath, link_name=link_name)
@@ -198,17 +204,19 @@ async def link_latest(storage: Storage, done: Reconciled, link_name: str) -> Non
 
 
 async def repository_credentials(
-    kube: Kube, namespace: str, spec: Mapping[str, Any]
+    secrets: SecretCache, namespace: str, spec: Mapping[str, Any]
 ) -> HelmCredentials:
     """How to connect to a HelmRepository: its secretRef, certSecretRef and passCredentials."""
     auth_name = (spec.get("secretRef") or {}).get("name")
     tls_name = (spec.get("certSecretRef") or {}).get("name")
     auth = (
-        await source_secret_data(kube, namespace, auth_name, purpose="authentication")
+        await source_secret_data(secrets, namespace, auth_name, purpose="authentication")
         if auth_name
         else None
     )
-    tls = await source_secret_data(kube, namespace, tls_name, purpose="TLS") if tls_name else None
+    tls = (
+        await source_secret_data(secrets, namespace, tls_name, purpose="TLS") if tls_name else None
+    )
     return HelmCredentials.from_secrets(
         auth=auth,
         tls=tls,
@@ -245,7 +253,9 @@ async def wire(
         base_url=storage_base_url(settings),
         retention=settings.artifact_retention_records,
     )
-    reconciler = HelmRepositoryReconciler(kube=kube, storage=storage)
+    reconciler = HelmRepositoryReconciler(
+        kube=kube, storage=storage, secrets=components.secret_cache(kube, settings)
+    )
     components.controllers.append(
         Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
     )

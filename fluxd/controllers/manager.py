@@ -41,6 +41,7 @@ from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
 from fluxd.kube.events import EventRecorder
 from fluxd.kube.leases import KubeLeaseStore
+from fluxd.kube.secretcache import SecretCache
 from fluxd.metrics import LEADER
 from fluxd.server.app import ArtifactResolver, Health, HttpServer, WebhookHandler
 from fluxd.settings import Settings
@@ -61,6 +62,15 @@ class Components:
     artifacts: ArtifactResolver | None = None
     #: What the dashboard shows besides the caches; the parts that act record into it.
     journal: Journal = field(default_factory=Journal)
+    #: Secrets by version, shared by every part that reads them (see ``secret_cache``).
+    secrets: SecretCache | None = None
+
+    def secret_cache(self, kube: Kube, settings: Settings) -> SecretCache:
+        """The one Secret cache of this term, made (and its watch run) on first use."""
+        if self.secrets is None:
+            self.secrets = SecretCache(kube, namespaces=settings.watch_namespaces)
+            self.services["informer Secret metadata"] = self.secrets.run
+        return self.secrets
 
     def controller(self, kind: str) -> Controller | None:
         """The controller of ``kind`` (e.g. "GitRepository"), so other parts can hook into it."""

@@ -45,6 +45,7 @@ from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import EVENT_ANNOTATION_PREFIX, TRACE, EventRecorder, Recorded
 from fluxd.kube.informer import Change, Informer, Key, key_of
 from fluxd.kube.resources import SECRET, Resource
+from fluxd.kube.secretcache import SecretCache
 from fluxd.kube.secrets import secret_texts
 from fluxd.metrics import NOTIFICATION_DURATION, NOTIFICATIONS, QueueMetrics
 from fluxd.notify import (
@@ -92,18 +93,6 @@ _REPORTING_CONTROLLERS: Final[Mapping[str, str]] = {
 }
 # Metadata Flux never forwards to providers.
 _HIDDEN_METADATA: Final = frozenset({"checksum", "digest"})
-
-
-def _metadata_only(obj: Object) -> Object:
-    """Of a Secret's metadata, what finding its users needs: identity and version."""
-    metadata = obj.get("metadata", {})
-    return {
-        "metadata": {
-            "name": metadata.get("name"),
-            "namespace": metadata.get("namespace"),
-            "resourceVersion": metadata.get("resourceVersion"),
-        }
-    }
 
 
 def secret_names(provider: Object) -> list[str]:
@@ -413,6 +402,7 @@ class NotificationService:
         registry: NotificationRegistry,
         dispatcher: AlertDispatcher,
         receivers: Controller,
+        secrets: SecretCache,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -423,10 +413,9 @@ class NotificationService:
         namespaces = settings.watch_namespaces
         self.providers = Informer(kube, PROVIDER, namespaces=namespaces, label_selector=selector)
         self.alerts = Informer(kube, ALERT, namespaces=namespaces, label_selector=selector)
-        # Secrets carry no shard label: the selector applies to Flux's objects only.
-        self.secrets = Informer(
-            kube, SECRET, namespaces=namespaces, metadata_only=True, transform=_metadata_only
-        )
+        # Secrets carry no shard label: the selector applies to Flux's objects only. The
+        # watch of their metadata is the daemon's one (run by the Secret cache's service).
+        self.secrets = secrets.watch
         self.providers.add_handler(self._on_provider)
         self.alerts.add_handler(self._on_alert)
         self.secrets.add_handler(self._on_secret)
@@ -455,7 +444,6 @@ class NotificationService:
                     for name, informer in (
                         ("informer Provider", self.providers),
                         ("informer Alert", self.alerts),
-                        ("informer Secret", self.secrets),
                     ):
                         group.start_soon(supervise, name, informer.run, name=name)
                     group.start_soon(
@@ -566,6 +554,7 @@ async def wire(
         registry=registry,
         dispatcher=dispatcher,
         receivers=receivers,
+        secrets=components.secret_cache(kube, settings),
     )
     components.services["notification"] = service.run
 

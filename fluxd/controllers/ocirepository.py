@@ -39,6 +39,7 @@ from fluxd.controllers.runtime import Controller, Reconciler
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.events import TRACE, EventRecorder
 from fluxd.kube.resources import Resource
+from fluxd.kube.secretcache import SecretCache
 from fluxd.settings import Settings
 from fluxd.source import InvalidSource, SourceError, Storage, StorageOperationFailed, unpack
 from fluxd.source.oci import (
@@ -70,8 +71,16 @@ class OCIRepositoryReconciler(Reconciler):
     resource = Resource.of(OCI_REPOSITORY)
     owned_conditions = (ARTIFACT_IN_STORAGE, FETCH_FAILED, STORAGE_FAILED)
 
-    def __init__(self, *, kube: Kube, storage: Storage, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        storage: Storage,
+        settings: Settings,
+        secrets: SecretCache | None = None,
+    ) -> None:
         self.kube = kube
+        self.secrets = secrets or SecretCache(kube)
         self.storage = storage
         self.settings = settings
         self.workdir = storage.root / ".work"
@@ -117,14 +126,14 @@ class OCIRepositoryReconciler(Reconciler):
         credentials = RegistryCredentials()
         secret_ref = (spec.get("secretRef") or {}).get("name")
         if secret_ref:
-            data = await source_secret_data(self.kube, namespace, secret_ref, purpose="pull")
+            data = await source_secret_data(self.secrets, namespace, secret_ref, purpose="pull")
             credentials = RegistryCredentials.from_docker_config(
                 data, registry=address.registry, secret_name=secret_ref
             )
         cert_data = None
         cert_ref = (spec.get("certSecretRef") or {}).get("name")
         if cert_ref:
-            cert_data = await source_secret_data(self.kube, namespace, cert_ref, purpose="TLS")
+            cert_data = await source_secret_data(self.secrets, namespace, cert_ref, purpose="TLS")
         client = self.registries.client(
             address,
             credentials=credentials,
@@ -310,7 +319,10 @@ async def wire(
     *, kube: Kube, recorder: EventRecorder, settings: Settings, components: Components
 ) -> None:
     reconciler = OCIRepositoryReconciler(
-        kube=kube, storage=source_storage(settings), settings=settings
+        kube=kube,
+        storage=source_storage(settings),
+        settings=settings,
+        secrets=components.secret_cache(kube, settings),
     )
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
     components.controllers.append(controller)

@@ -292,6 +292,20 @@ class Storage:
             collected=collected,
         )
 
+    def latest_link_url(self, *, relpath: str, link_name: str) -> str | None:
+        """status.url when ``link_name`` already points at the artifact, else None.
+
+        One readlink, cheap enough for the event loop: an unchanged poll then
+        needs no worker thread to keep the link.
+        """
+        try:
+            target = self.local_path(relpath)
+            if os.readlink(target.parent / link_name) != target.name:
+                return None
+        except (OSError, ArtifactPathRefused):
+            return None
+        return self.url_for(f"{relpath.rsplit('/', 1)[0]}/{link_name}")
+
     def link_latest_sync(self, *, relpath: str, link_name: str) -> str:
         """Point ``link_name`` beside the artifact at it; return the link's URL (status.url)."""
         target = self.local_path(relpath)

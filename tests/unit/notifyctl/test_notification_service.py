@@ -21,6 +21,7 @@ from fluxd.controllers.receiver import ReceiverReconciler
 from fluxd.controllers.runtime import Controller
 from fluxd.kube.client import Kube, Object
 from fluxd.kube.resources import SECRET, Resource
+from fluxd.kube.secretcache import SecretCache
 from fluxd.notify import DeliveryQueue
 from fluxd.receiver import ReceiverIndex
 from fluxd.settings import Settings
@@ -157,14 +158,17 @@ async def running(
         recorder=recorded.recorder,
         settings=settings,
     )
+    secrets = SecretCache(kube, namespaces=settings.watch_namespaces)
     service = NotificationService(
         kube=kube,
         settings=settings,
         registry=registry,
         dispatcher=dispatcher,
         receivers=receivers,
+        secrets=secrets,
     )
     async with anyio.create_task_group() as group:
+        group.start_soon(secrets.run)
         group.start_soon(service.run)
         for informer in (service.providers, service.alerts, service.secrets):
             await informer.synced.wait()

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fluxd.controllers.helmrepository import link_latest
+from fluxd.controllers.outcomes import Reconciled
 from fluxd.source import InvalidSource, Storage
 from fluxd.source.helm import (
     ChartBuildFailed,
@@ -309,6 +311,33 @@ def test_old_helm_artifacts_are_collected_by_the_same_retention(tmp_path: Path) 
         "latest.tar.gz",
     ]
     assert (directory / "latest.tar.gz").read_bytes() == b"1.2.0"
+
+
+async def test_the_latest_link_is_kept_pointing_at_the_artifact_of_each_reconcile(
+    tmp_path: Path,
+) -> None:
+    storage = Storage(tmp_path, base_url="http://fluxd", retention=2)
+    stored = [
+        storage.store_file_sync(
+            kind="HelmChart",
+            namespace="ns",
+            name="app",
+            filename=f"app-{version}.tgz",
+            revision=version,
+            content=version.encode(),
+        )
+        for version in ("1.0.0", "1.1.0")
+    ]
+    link = tmp_path / "helmchart" / "ns" / "app" / "latest.tar.gz"
+    for artifact, content in ((stored[0], b"1.0.0"), (stored[0], b"1.0.0"), (stored[1], b"1.1.0")):
+        done = Reconciled("Succeeded", "ok", status={"artifact": artifact})
+        await link_latest(storage, done, "latest.tar.gz")
+        assert done.status["url"] == "http://fluxd/helmchart/ns/app/latest.tar.gz"
+        assert link.read_bytes() == content
+    link.unlink()
+    done = Reconciled("Succeeded", "ok", status={"artifact": stored[1]})
+    await link_latest(storage, done, "latest.tar.gz")
+    assert link.read_bytes() == b"1.1.0"
 
 
 def test_a_chart_with_dependencies_not_vendored_is_refused(tmp_path: Path) -> None:
