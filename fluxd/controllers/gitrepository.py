@@ -92,7 +92,7 @@ class GitRepositoryReconciler(Reconciler):
         secrets: SecretCache | None = None,
     ) -> None:
         self.kube = kube
-        self.secrets = secrets or SecretCache(kube)
+        self.secrets = secrets if secrets is not None else SecretCache(kube)
         self.storage = storage
         self.settings = settings
         self.workers = GitWorkers(settings.git_concurrency)

@@ -97,7 +97,7 @@ class HelmChartReconciler(Reconciler):
 
     def __init__(self, *, kube: Kube, storage: Storage, secrets: SecretCache | None = None) -> None:
         self.kube = kube
-        self.secrets = secrets or SecretCache(kube)
+        self.secrets = secrets if secrets is not None else SecretCache(kube)
         self.storage = storage
         self.workdir = storage.root / ".work"
         self.registries = RegistryConnections()

@@ -52,7 +52,7 @@ class HelmRepositoryReconciler(Reconciler):
 
     def __init__(self, *, kube: Kube, storage: Storage, secrets: SecretCache | None = None) -> None:
         self.kube = kube
-        self.secrets = secrets or SecretCache(kube)
+        self.secrets = secrets if secrets is not None else SecretCache(kube)
         self.storage = storage
 
     def interval(self, obj: Object) -> float:

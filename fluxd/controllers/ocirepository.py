@@ -80,7 +80,7 @@ class OCIRepositoryReconciler(Reconciler):
         secrets: SecretCache | None = None,
     ) -> None:
         self.kube = kube
-        self.secrets = secrets or SecretCache(kube)
+        self.secrets = secrets if secrets is not None else SecretCache(kube)
         self.storage = storage
         self.settings = settings
         self.workdir = storage.root / ".work"
