@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from fluxd.aio import FakeClock, run_with_timeout
+from fluxd.aio import FakeClock, SystemClock, run_with_timeout
 
 
 async def test_sleepers_wake_in_deadline_order_at_their_deadline(clock: FakeClock) -> None:
@@ -118,3 +119,20 @@ async def test_advance_jumps_at_once_and_woken_tasks_run_on_the_next_yield(
         await clock.settle()
         assert woken == [("due", 5.0)]
         group.cancel_scope.cancel()
+
+
+async def test_run_with_timeout_on_the_real_clock_returns_raises_and_times_out() -> None:
+    real = SystemClock()
+
+    async def answer() -> int:
+        await anyio.lowlevel.checkpoint()
+        return 42
+
+    async def broken() -> int:
+        raise ValueError("broken")
+
+    assert await run_with_timeout(real, 5.0, answer) == 42
+    with pytest.raises(ValueError, match="broken"):
+        await run_with_timeout(real, 5.0, broken)
+    with pytest.raises(TimeoutError):
+        await run_with_timeout(real, 0.01, anyio.Event().wait)
