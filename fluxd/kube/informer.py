@@ -16,7 +16,6 @@ loop back between them so webhooks, probes and other watches are not starved.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -134,7 +133,7 @@ class Informer:
         if not self.synced.is_set() or key in self._awaited:
             return None
         cached = self.store.get(key)
-        return copy.deepcopy(cached) if cached is not None else None
+        return json_copy(cached) if cached is not None else None
 
     def settle(self, live: Object) -> None:
         """A live read agrees with the cache: stop waiting for an older write of ours."""
@@ -292,6 +291,16 @@ class Informer:
                     namespace=obj.get("metadata", {}).get("namespace"),
                     name=obj.get("metadata", {}).get("name"),
                 )
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a decoded JSON tree (dicts, lists, scalars), several times faster
+    than ``copy.deepcopy``, which reconciling from the cache pays on every reconcile."""
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
 
 
 def _version(obj: Object) -> str:

@@ -39,14 +39,17 @@ _ARCHIVE_SUFFIX = ".tar.gz"
 _TEMP_PREFIX = ".tmp-"
 
 
-def resolve_safe(root: Path, relpath: str) -> Path:
-    """The file ``relpath`` names under ``root``; raise ArtifactPathRefused if it is outside."""
+def resolve_safe(root: Path, relpath: str, *, real_root: Path | None = None) -> Path:
+    """The file ``relpath`` names under ``root``; raise ArtifactPathRefused if it is outside.
+
+    ``real_root`` is ``root`` with its links resolved, when the caller already knows it.
+    """
     if "\x00" in relpath:
         raise ArtifactPathRefused("artifact path contains a NUL byte")
     pure = PurePosixPath(relpath)
     if pure.is_absolute() or ".." in pure.parts or "\\" in relpath:
         raise ArtifactPathRefused(f"artifact path '{relpath}' is outside the storage")
-    real_root = Path(os.path.realpath(root))
+    real_root = real_root or Path(os.path.realpath(root))
     candidate = Path(os.path.realpath(real_root.joinpath(*pure.parts)))
     if candidate == real_root or not candidate.is_relative_to(real_root):
         raise ArtifactPathRefused(f"artifact path '{relpath}' is outside the storage")
@@ -66,6 +69,7 @@ class Storage:
         self.root = root
         self.base_url = base_url.rstrip("/")
         self.retention = retention
+        self._real_root: Path | None = None
 
     # naming
 
@@ -81,7 +85,10 @@ class Storage:
         return f"{self.base_url}/{relpath.lstrip('/')}"
 
     def local_path(self, relpath: str) -> Path:
-        return resolve_safe(self.root, relpath)
+        if self._real_root is None:
+            # Resolved once: every poll checks its artifact is still here.
+            self._real_root = Path(os.path.realpath(self.root))
+        return resolve_safe(self.root, relpath, real_root=self._real_root)
 
     def exists(self, artifact: Artifact) -> bool:
         """Whether the artifact's file is in the storage (e.g. after a restart)."""
