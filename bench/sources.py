@@ -143,7 +143,7 @@ Date: {time.strftime("%Y-%m-%d")}
 - {args.repos} GitRepositories, interval 1m, nothing changing: the daemon used
   **{median(shares) * 100:.2f} % of one core** (median of {args.runs} one-minute windows;
   {polls:.0f} HTTP requests per minute reached the git server, i.e. one ref listing
-  per repository and no fetch), RSS {poll_rss:.1f} MiB. Goal: at most 2 %.
+  per repository and no fetch), RSS {poll_rss:.1f} MiB. Goal: at most 1 %.
 - `requestedAt` to new artifact for a {args.files}-file repository: median
   **{median(latencies) * 1000:.0f} ms** over {len(latencies)} pushes
   (min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms), measured from the
