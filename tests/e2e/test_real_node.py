@@ -95,6 +95,19 @@ def _restricted_namespace(api: Api) -> str:
     return name
 
 
+def _kubectl(cluster: Cluster, *args: str) -> str:
+    """``kubectl`` as a user runs it against the cluster: its output, or why it failed."""
+    ran = subprocess.run(
+        [str(KUBECTL), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=environ_for(cluster),
+        check=False,
+    )
+    return ran.stdout if ran.returncode == 0 else f"kubectl failed: {ran.stderr}"
+
+
 def _get(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
@@ -223,9 +236,65 @@ def test_a_restricted_pod_serves_its_mounted_secret_and_then_its_update(
     wait_for(lambda: serving("greeting = 'v1'\n"), timeout=90, what=f"the app serving {url}")
     pod = api.get(f"{base}/pods/app")
     assert pod["spec"]["nodeName"] == node.name
+    # What the app printed at start, read back through the API server from the kubelet.
+    logs = _kubectl(cluster, "logs", f"--namespace={namespace}", "app")
+    assert logs.startswith("serving /config/app.toml:\ngreeting = 'v1'\n"), logs
 
     api.merge_patch(f"{base}/secrets/config", {"stringData": {"app.toml": "greeting = 'v2'\n"}})
     wait_for(lambda: serving("greeting = 'v2'\n"), timeout=90, what="the updated Secret served")
+    mounted = _kubectl(cluster, "exec", f"--namespace={namespace}", "app", "--",
+                       "cat", "/config/app.toml")  # fmt: skip
+    assert mounted == "greeting = 'v2'\n"
+    api.delete(base)
+
+
+def test_a_pod_on_the_node_resolves_the_api_servers_service_name(
+    cluster: Cluster, node: Node
+) -> None:
+    api = cluster.api
+    namespace = _restricted_namespace(api)
+    base = f"/api/v1/namespaces/{namespace}"
+    api.create(
+        f"{base}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client"},
+            "spec": {
+                "tolerations": [TOLERATION],
+                "nodeSelector": NODE_SELECTOR,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": images.APP_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sleep", "3600"],
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+    def running() -> bool:
+        node.check()
+        return bool(api.get(f"{base}/pods/client").get("status", {}).get("phase") == "Running")
+
+    wait_for(running, timeout=90, what="the client Pod running on the real node")
+    cluster_ip = api.get("/api/v1/namespaces/default/services/kubernetes")["spec"]["clusterIP"]
+    name = "kubernetes.default.svc.cluster.local"
+    answer = _kubectl(cluster, "exec", f"--namespace={namespace}", "client", "--",
+                      "nslookup", "-type=a", name)  # fmt: skip
+    assert f"Name:\t{name}\nAddress: {cluster_ip}" in answer, answer
     api.delete(base)
 
 
