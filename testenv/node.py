@@ -314,6 +314,40 @@ class Node:
         self._exposed.append(relay)
         return f"{self.host_ip}:{port}"
 
+    def expose_as_service(self, port: int, *, name: str, namespace: str, service_port: int) -> str:
+        """Make a host server reachable from Pods as a Service; its ``<dns name>:<port>``.
+
+        A Service without a selector, and an EndpointSlice that points at the
+        relay ``expose`` starts, as a cluster fronts a server it does not run.
+        """
+        host, _, relayed = self.expose(port).rpartition(":")
+        api = self.cluster.api
+        api.apply(
+            f"/api/v1/namespaces/{namespace}/services/{name}",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"ports": [{"name": "http", "port": service_port, "protocol": "TCP"}]},
+            },
+        )
+        api.apply(
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{name}",
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+                "ports": [{"name": "http", "port": int(relayed), "protocol": "TCP"}],
+            },
+        )
+        return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}:{service_port}"
+
     def _drain(self, timeout: float = 30.0) -> None:
         """Cordon the node, delete its Pods and wait until the kubelet has stopped them."""
         api = self.cluster.api

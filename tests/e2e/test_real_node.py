@@ -352,14 +352,17 @@ def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
             REPO,
             {"realm/ix/kustomization.yaml": KUSTOMIZATION, "realm/ix/realm_ix.toml": REALM_TOML},
         )
-        url = f"http://{node.expose(git.port)}/{REPO}"
+        # The seed's Git server, by the seed's name: a Service in front of the host's server.
+        address = node.expose_as_service(
+            git.port, name="gitea-svc", namespace="default", service_port=3000
+        )
+        assert f"http://{address}/{REPO}" == SEED_URL
         # The seed's realm manifest holds the namespace; its Deployment is the test's own.
         cluster.create_namespace("realm")
         for manifest in sorted(SEED.glob("*.yaml")):
             if manifest.name == "03-realm-deployment.yaml":
                 continue
-            replace = {SEED_URL: url, "interval: 1m": f"interval: {POLL_INTERVAL}"}
-            apply_file(api, manifest, replace=replace)
+            apply_file(api, manifest, replace={"interval: 1m": f"interval: {POLL_INTERVAL}"})
         try:
             wait_for(
                 lambda: api.get_or_none(SECRET_PATH),
@@ -405,6 +408,12 @@ def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
             assert response.status == 200
         try:
             wait_for(lambda: _get(served) == changed, timeout=120, what="the app serving the push")
+            # The restarted app printed the pushed file as it started.
+            wait_for(
+                lambda: changed in _kubectl(cluster, "logs", "--namespace=realm", "deploy/realm"),
+                timeout=60,
+                what="the restarted app's log showing the pushed file",
+            )
         finally:
             # Deleted while fluxd runs, which removes its finalizers: later modules
             # apply the same names.
