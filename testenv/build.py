@@ -165,6 +165,14 @@ HELM = Group(
         ),
     ),
 )
+# CoreDNS, the real node's cluster DNS (testenv/node.py runs it as a Pod): its
+# main package with the plugins its release compiles in.
+COREDNS_VERSION = "1.15.0"
+COREDNS = Group(
+    "CoreDNS",
+    f"coredns-{COREDNS_VERSION}_b1",
+    (Component("coredns", "coredns", "github.com/coredns/coredns"),),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
 GROUPS: tuple[Group, ...] = (
     CONTROL_PLANE,
@@ -174,6 +182,7 @@ GROUPS: tuple[Group, ...] = (
     OCI_REGISTRY,
     GITEA,
     HELM,
+    COREDNS,
 )
 
 

@@ -314,6 +314,13 @@ class Cluster:
             "--service-cluster-ip-range=10.0.0.0/24",
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
+            # A real node's kubelet (testenv/node.py), for logs and exec: at its
+            # InternalIP (its name resolves nowhere), its serving certificate
+            # checked against the CA, our client certificate authorized by it.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-certificate-authority={pki.ca_cert}",
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
             # A short compaction interval lets tests provoke "410 Gone" on watches.
             "--etcd-compaction-interval=30s",
             "--v=1",

@@ -6,7 +6,8 @@ registries serve: fluxd's image is a Debian bookworm root filesystem made by
 ``mmdebstrap`` (Debian's python3 is 3.11, as the Dockerfile's base image) with
 the packages the Dockerfile installs, and the fluxd wheel and its pinned
 dependencies installed by pip with ``constraints.txt``; the app image is
-Debian's static busybox; the pause image is a few lines of C linked statically.
+Debian's static busybox; the pause image is a few lines of C linked statically;
+the cluster DNS image is the coredns binary the test environment built.
 
 Each image is one layer. Archives are cached under the test environment's
 cache, in a directory keyed by the inputs that decide their content, and
@@ -61,6 +62,7 @@ ENV = (
 FLUXD_IMAGE = "ghcr.io/fluxd/fluxd:testenv"
 APP_IMAGE = "fluxd.dev/testenv/app:1"
 PAUSE_IMAGE = "fluxd.dev/testenv/pause:1"
+COREDNS_IMAGE = f"fluxd.dev/testenv/coredns:{build.COREDNS_VERSION}"
 # Bumped when the recipe changes in a way its inputs do not show.
 RECIPE = "i1"
 
@@ -135,6 +137,7 @@ FLUXD_CONFIG = ImageConfig(
 )
 APP_CONFIG = ImageConfig(user=USER, entrypoint=("/bin/serve",), env=("PATH=/bin",))
 PAUSE_CONFIG = ImageConfig(user=USER, entrypoint=("/pause",))
+COREDNS_CONFIG = ImageConfig(user=USER, entrypoint=("/coredns",))
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,7 @@ def _build_app(work: Path, archive: Path) -> None:
     rootfs = work / "app"
     (rootfs / "bin").mkdir(parents=True)
     shutil.copy2(unpacked / "bin" / "busybox", rootfs / "bin" / "busybox")
-    for applet in ("sh", "cat", "dirname", "httpd", "echo", "ls", "sleep", "wget"):
+    for applet in ("sh", "cat", "dirname", "httpd", "echo", "ls", "sleep", "wget", "nslookup"):
         (rootfs / "bin" / applet).symlink_to("busybox")
     serve = rootfs / "bin" / "serve"
     serve.write_text(_APP_SCRIPT)
@@ -331,6 +334,28 @@ def _build_fluxd(work: Path, images: Images) -> None:
     _say(f"building the fluxd image's Debian {SUITE} root filesystem with mmdebstrap")
     _run(argv, what="mmdebstrap of the fluxd image")
     write_oci_archive(rootfs, FLUXD_CONFIG, FLUXD_IMAGE, images.fluxd)
+
+
+def ensure_coredns_image() -> Path:
+    """The cluster DNS image: the static coredns binary (testenv/build.py) alone in one layer.
+
+    It is cached by the binary's group, not with the other images: it changes
+    when CoreDNS's pin does, not when fluxd's sources do.
+    """
+    binaries = build.ensure_binaries(build.COREDNS)
+    archive = build.cache_root() / f"images-{build.COREDNS.cache_key}_{RECIPE}" / "coredns.oci.tar"
+    if archive.is_file():
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with (archive.parent / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not archive.is_file():
+            with tempfile.TemporaryDirectory(prefix="fluxd-images-") as scratch:
+                rootfs = Path(scratch) / "coredns"
+                rootfs.mkdir()
+                shutil.copy2(binaries / "coredns", rootfs / "coredns")
+                write_oci_archive(rootfs, COREDNS_CONFIG, COREDNS_IMAGE, archive)
+    return archive
 
 
 # -- OCI layout ------------------------------------------------------------------------

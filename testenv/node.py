@@ -12,7 +12,12 @@ Network safety: containerd, kubelet and kube-proxy run in a network namespace
 Pods' bridge lives inside that namespace, which has no default route, so no
 packet from a Pod leaves the machine. The API server stays on loopback; a
 relay on the host end of the veth forwards to it, and is what the cluster's
-``kubernetes`` Service points at. A namespace left by a run that crashed (its
+``kubernetes`` Service points at. The API server reaches the kubelet (logs,
+exec) at the node's end of the veth, its InternalIP; each checks the other's
+certificate against the test CA. Cluster DNS is CoreDNS run as a cluster runs
+it, a Deployment ``coredns`` and Service ``kube-dns`` in kube-system on this
+node, answering for ``cluster.local`` only: it forwards nowhere, so no name
+lookup leaves the machine either. A namespace left by a run that crashed (its
 pid is gone) is found by name and removed, with its processes, at the next
 start. The node is tainted ``fluxd.dev/real-node=true:NoSchedule`` so that
 only Pods tolerating it land there.
@@ -43,7 +48,7 @@ from testenv import build, images
 from testenv.api import ApiError
 from testenv.certs import issue
 from testenv.cluster import Cluster, ClusterError, Component, log_tail
-from testenv.images import Images
+from testenv.images import ImageError, Images
 
 NETNS_PREFIX = "fluxd-node-"
 NODE_NAME = "real-node"
@@ -53,9 +58,29 @@ TOLERATION = {"key": "fluxd.dev/real-node", "operator": "Equal", "value": "true"
 # The taint keeps other Pods off the node; this label is how a Pod asks for it.
 NODE_SELECTOR = {"fluxd.dev/real-node": "true"}
 POD_CIDR = "10.252.0.0/24"
+CLUSTER_DOMAIN = "cluster.local"
+# In the static band of the Service range (10.0.0.0/24), which the API server
+# hands out dynamically only when the rest is used up.
+CLUSTER_DNS_IP = "10.0.0.10"
+# CoreDNS runs as a non-root user, which may not bind port 53: the Service maps 53 to this.
+_DNS_CONTAINER_PORT = 1053
+_COREFILE = f"""\
+.:{_DNS_CONTAINER_PORT} {{
+    errors
+    health :8080
+    ready :8181
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }}
+    cache 30
+    loadbalance
+}}
+"""
 # /30 links are carved from here by pid, so two nodes on one machine do not collide.
 _LINK_RANGE = ipaddress.IPv4Network("10.251.0.0/16")
 _CNI_BIN = Path("/usr/lib/cni")
+_COREDNS_DEPLOYMENT = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
 
 
 class NodeError(ClusterError):
@@ -234,6 +259,10 @@ class Node:
         if not (_CNI_BIN / "bridge").is_file():
             raise NodeError(f"no CNI plugins in {_CNI_BIN}: run scripts/system-deps.sh")
         binaries = build.ensure_binaries()
+        try:
+            coredns_image = images.ensure_coredns_image()
+        except ImageError as error:
+            raise NodeError(f"the cluster DNS image could not be built: {error}") from error
         remove_stale_namespaces()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
@@ -246,11 +275,13 @@ class Node:
             self._grant_node_roles()
             self._start("containerd", ["containerd", f"--config={self._containerd_config()}"])
             self._wait("containerd's socket", self.socket_path.exists, timeout)
-            for archive in self.images.archives():
+            for archive in (*self.images.archives(), coredns_image):
                 self._ctr("images", "import", str(archive))
             self._start("kubelet", self._kubelet_argv(binaries))
             self._start("kube-proxy", self._kube_proxy_argv(binaries))
             self._wait("the real node Ready", self._ready, timeout)
+            self._apply_cluster_dns()
+            self._wait("cluster DNS (CoreDNS) available", self._dns_available, timeout)
         except BaseException:
             self.stop()
             raise
@@ -283,11 +314,47 @@ class Node:
         self._exposed.append(relay)
         return f"{self.host_ip}:{port}"
 
+    def expose_as_service(self, port: int, *, name: str, namespace: str, service_port: int) -> str:
+        """Make a host server reachable from Pods as a Service; its ``<dns name>:<port>``.
+
+        A Service without a selector, and an EndpointSlice that points at the
+        relay ``expose`` starts, as a cluster fronts a server it does not run.
+        """
+        host, _, relayed = self.expose(port).rpartition(":")
+        api = self.cluster.api
+        api.apply(
+            f"/api/v1/namespaces/{namespace}/services/{name}",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"ports": [{"name": "http", "port": service_port, "protocol": "TCP"}]},
+            },
+        )
+        api.apply(
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{name}",
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+                "ports": [{"name": "http", "port": int(relayed), "protocol": "TCP"}],
+            },
+        )
+        return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}:{service_port}"
+
     def _drain(self, timeout: float = 30.0) -> None:
         """Cordon the node, delete its Pods and wait until the kubelet has stopped them."""
         api = self.cluster.api
         try:
             api.merge_patch(f"/api/v1/nodes/{self.name}", {"spec": {"unschedulable": True}})
+            # Its Pod would only be made again, for a node that is going away.
+            api.delete(_COREDNS_DEPLOYMENT)
             selector = {"fieldSelector": f"spec.nodeName={self.name}"}
             for pod in api.items("/api/v1/pods", **selector):
                 meta = pod["metadata"]
@@ -379,6 +446,124 @@ class Node:
             },
         )
 
+    # -- cluster DNS ----------------------------------------------------------
+
+    def _apply_cluster_dns(self) -> None:
+        """CoreDNS as a cluster runs it: RBAC, Corefile, Deployment and the ``kube-dns`` Service."""
+        labels = {"k8s-app": "kube-dns"}
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        objects: list[tuple[str, dict[str, object]]] = [
+            ("/api/v1/namespaces/kube-system/serviceaccounts/coredns",
+             {"apiVersion": "v1", "kind": "ServiceAccount",
+              "metadata": {"name": "coredns", "namespace": "kube-system"}}),
+            (f"{rbac}/clusterroles/system:coredns",
+             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": "system:coredns"},
+              "rules": [
+                  {"apiGroups": [""], "resources": ["services", "namespaces"],
+                   "verbs": ["list", "watch"]},
+                  {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                   "verbs": ["list", "watch"]},
+              ]}),
+            (f"{rbac}/clusterrolebindings/system:coredns",
+             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+              "metadata": {"name": "system:coredns"},
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                          "name": "system:coredns"},
+              "subjects": [{"kind": "ServiceAccount", "name": "coredns",
+                            "namespace": "kube-system"}]}),
+            ("/api/v1/namespaces/kube-system/configmaps/coredns",
+             {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "coredns", "namespace": "kube-system"},
+              "data": {"Corefile": _COREFILE}}),
+            ("/api/v1/namespaces/kube-system/services/kube-dns",
+             {"apiVersion": "v1", "kind": "Service",
+              "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+              "spec": {"selector": labels, "clusterIP": CLUSTER_DNS_IP,
+                       "ports": [{"name": "dns", "port": 53, "protocol": "UDP",
+                                  "targetPort": _DNS_CONTAINER_PORT},
+                                 {"name": "dns-tcp", "port": 53, "protocol": "TCP",
+                                  "targetPort": _DNS_CONTAINER_PORT}]}}),
+            (_COREDNS_DEPLOYMENT, self._coredns_deployment(labels)),
+        ]  # fmt: skip
+        for path, body in objects:
+            try:
+                self.cluster.api.apply(path, body)
+            except ApiError as error:
+                raise NodeError(f"cluster DNS: applying {path} failed: {error}") from error
+
+    def _coredns_deployment(self, labels: dict[str, str]) -> dict[str, object]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "coredns",
+                        "priorityClassName": "system-cluster-critical",
+                        "tolerations": [TOLERATION],
+                        "nodeSelector": NODE_SELECTOR,
+                        # Its own lookups go to the node's resolver, not to itself.
+                        "dnsPolicy": "Default",
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "coredns",
+                                "image": images.COREDNS_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "args": ["-conf", "/etc/coredns/Corefile"],
+                                "ports": [
+                                    {
+                                        "name": "dns",
+                                        "containerPort": _DNS_CONTAINER_PORT,
+                                        "protocol": "UDP",
+                                    },
+                                    {
+                                        "name": "dns-tcp",
+                                        "containerPort": _DNS_CONTAINER_PORT,
+                                        "protocol": "TCP",
+                                    },
+                                ],
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/health", "port": 8080},
+                                    "periodSeconds": 10,
+                                },
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/ready", "port": 8181},
+                                    "periodSeconds": 1,
+                                },
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "volumeMounts": [
+                                    {
+                                        "name": "config",
+                                        "mountPath": "/etc/coredns",
+                                        "readOnly": True,
+                                    }
+                                ],
+                            }
+                        ],
+                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
+                    },
+                },
+            },
+        }
+
+    def _dns_available(self) -> bool:
+        status = self.cluster.api.get(_COREDNS_DEPLOYMENT).get("status", {})
+        return bool(status.get("availableReplicas", 0) >= 1)
+
     # -- processes ----------------------------------------------------------
 
     def _start(self, name: str, argv: list[str]) -> None:
@@ -440,13 +625,25 @@ class Node:
 
     # -- configuration --------------------------------------------------------
 
-    def _client_kubeconfig(self, name: str, common_name: str, organization: str | None) -> Path:
+    def _certificate(
+        self,
+        name: str,
+        common_name: str,
+        *,
+        organization: str | None = None,
+        hosts: tuple[str, ...] = (),
+    ) -> tuple[Path, Path]:
+        """A certificate and key signed by the cluster's CA: for a client, or serving ``hosts``."""
         pki = self.cluster.pki
         ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
         ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         cert, key = issue(
-            ca=(ca_cert, ca_key), common_name=common_name, organization=organization, client=True
+            ca=(ca_cert, ca_key),
+            common_name=common_name,
+            organization=organization,
+            hosts=hosts,
+            client=not hosts,
         )
         directory = self.workdir / "pki"
         directory.mkdir(exist_ok=True)
@@ -460,6 +657,11 @@ class Node:
             )
         )
         key_path.chmod(0o600)
+        return cert_path, key_path
+
+    def _client_kubeconfig(self, name: str, common_name: str, organization: str | None) -> Path:
+        pki = self.cluster.pki
+        cert_path, key_path = self._certificate(name, common_name, organization=organization)
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -560,8 +762,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def _kubelet_argv(self, binaries: Path) -> list[str]:
         kubeconfig = self._client_kubeconfig("kubelet", f"system:node:{self.name}", "system:nodes")
+        serving_cert, serving_key = self._certificate(
+            "kubelet-serving", f"system:node:{self.name}", hosts=(self.node_ip, self.name)
+        )
         resolv = self.workdir / "resolv.conf"
-        # No cluster DNS yet: Pods resolve nothing, and reach Services by ClusterIP.
+        # The node's own resolver knows no servers: Pods resolve through the
+        # cluster DNS, and CoreDNS (dnsPolicy Default) forwards nowhere.
         resolv.write_text("options ndots:1\n")
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -576,13 +782,21 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": 10248,
-            # Reachable only from this machine (the namespace is private); the API
-            # server connects without a client certificate for logs and exec.
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
+            "tlsCertFile": str(serving_cert),
+            "tlsPrivateKeyFile": str(serving_key),
+            # As a cluster's kubelet: clients (the API server, for logs and exec)
+            # show a certificate of the cluster's CA, and the API server decides
+            # what they may do.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(self.cluster.pki.ca_cert)},
+            },
+            "authorization": {"mode": "Webhook"},
             "registerWithTaints": [TAINT],
             "resolvConf": str(resolv),
-            "clusterDomain": "cluster.local",
+            "clusterDomain": CLUSTER_DOMAIN,
+            "clusterDNS": [CLUSTER_DNS_IP],
             # The images are imported, never pulled: never collect them, and do not
             # evict on a shared machine's disk use.
             "imageGCHighThresholdPercent": 100,

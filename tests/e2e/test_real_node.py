@@ -95,6 +95,19 @@ def _restricted_namespace(api: Api) -> str:
     return name
 
 
+def _kubectl(cluster: Cluster, *args: str) -> str:
+    """``kubectl`` as a user runs it against the cluster: its output, or why it failed."""
+    ran = subprocess.run(
+        [str(KUBECTL), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=environ_for(cluster),
+        check=False,
+    )
+    return ran.stdout if ran.returncode == 0 else f"kubectl failed: {ran.stderr}"
+
+
 def _get(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
@@ -223,9 +236,65 @@ def test_a_restricted_pod_serves_its_mounted_secret_and_then_its_update(
     wait_for(lambda: serving("greeting = 'v1'\n"), timeout=90, what=f"the app serving {url}")
     pod = api.get(f"{base}/pods/app")
     assert pod["spec"]["nodeName"] == node.name
+    # What the app printed at start, read back through the API server from the kubelet.
+    logs = _kubectl(cluster, "logs", f"--namespace={namespace}", "app")
+    assert logs.startswith("serving /config/app.toml:\ngreeting = 'v1'\n"), logs
 
     api.merge_patch(f"{base}/secrets/config", {"stringData": {"app.toml": "greeting = 'v2'\n"}})
     wait_for(lambda: serving("greeting = 'v2'\n"), timeout=90, what="the updated Secret served")
+    mounted = _kubectl(cluster, "exec", f"--namespace={namespace}", "app", "--",
+                       "cat", "/config/app.toml")  # fmt: skip
+    assert mounted == "greeting = 'v2'\n"
+    api.delete(base)
+
+
+def test_a_pod_on_the_node_resolves_the_api_servers_service_name(
+    cluster: Cluster, node: Node
+) -> None:
+    api = cluster.api
+    namespace = _restricted_namespace(api)
+    base = f"/api/v1/namespaces/{namespace}"
+    api.create(
+        f"{base}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client"},
+            "spec": {
+                "tolerations": [TOLERATION],
+                "nodeSelector": NODE_SELECTOR,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": images.APP_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sleep", "3600"],
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+    def running() -> bool:
+        node.check()
+        return bool(api.get(f"{base}/pods/client").get("status", {}).get("phase") == "Running")
+
+    wait_for(running, timeout=90, what="the client Pod running on the real node")
+    cluster_ip = api.get("/api/v1/namespaces/default/services/kubernetes")["spec"]["clusterIP"]
+    name = "kubernetes.default.svc.cluster.local"
+    answer = _kubectl(cluster, "exec", f"--namespace={namespace}", "client", "--",
+                      "nslookup", "-type=a", name)  # fmt: skip
+    assert f"Name:\t{name}\nAddress: {cluster_ip}" in answer, answer
     api.delete(base)
 
 
@@ -283,14 +352,17 @@ def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
             REPO,
             {"realm/ix/kustomization.yaml": KUSTOMIZATION, "realm/ix/realm_ix.toml": REALM_TOML},
         )
-        url = f"http://{node.expose(git.port)}/{REPO}"
+        # The seed's Git server, by the seed's name: a Service in front of the host's server.
+        address = node.expose_as_service(
+            git.port, name="gitea-svc", namespace="default", service_port=3000
+        )
+        assert f"http://{address}/{REPO}" == SEED_URL
         # The seed's realm manifest holds the namespace; its Deployment is the test's own.
         cluster.create_namespace("realm")
         for manifest in sorted(SEED.glob("*.yaml")):
             if manifest.name == "03-realm-deployment.yaml":
                 continue
-            replace = {SEED_URL: url, "interval: 1m": f"interval: {POLL_INTERVAL}"}
-            apply_file(api, manifest, replace=replace)
+            apply_file(api, manifest, replace={"interval: 1m": f"interval: {POLL_INTERVAL}"})
         try:
             wait_for(
                 lambda: api.get_or_none(SECRET_PATH),
@@ -336,6 +408,12 @@ def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
             assert response.status == 200
         try:
             wait_for(lambda: _get(served) == changed, timeout=120, what="the app serving the push")
+            # The restarted app printed the pushed file as it started.
+            wait_for(
+                lambda: changed in _kubectl(cluster, "logs", "--namespace=realm", "deploy/realm"),
+                timeout=60,
+                what="the restarted app's log showing the pushed file",
+            )
         finally:
             # Deleted while fluxd runs, which removes its finalizers: later modules
             # apply the same names.
