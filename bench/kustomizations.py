@@ -22,6 +22,7 @@ Run: ``.venv/bin/python -m bench.kustomizations [--count 100] [--runs 3] [--conc
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import tempfile
 import threading
@@ -40,6 +41,8 @@ from bench.common import (
     rss_mib,
     write_section,
 )
+from fluxd.build import BuildOptions, BuildSettings, EngineKind, build, close_engines
+from testenv import build as testenv_build
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, running
 from testenv.gitserver import GitServer
@@ -303,6 +306,83 @@ def one_run(
             api.delete(path)
 
 
+def builds_only(*, count: int, concurrency: int, engine: str, workdir: Path) -> dict[str, float]:
+    """``count`` builds of ``app/`` (one targetNamespace each) in this process, no cluster."""
+    root = workdir / "artifact"
+    for relative, content in app_files().items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(content)
+    binary = testenv_build.ensure_binaries(testenv_build.KUSTOMIZE_ENGINE) / "fluxd-kustomize"
+    settings = (
+        BuildSettings()
+        if engine == "kubectl"
+        else BuildSettings(engine=EngineKind.LONG_LIVED, engine_binary=str(binary))
+    )
+
+    async def run_builds() -> tuple[float, float, float]:
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(index: int) -> None:
+            async with limit:
+                options = BuildOptions.from_spec({"targetNamespace": target(0, index)})
+                await build(artifact_root=root, path="app", options=options, settings=settings)
+
+        before = os.times()
+        started = time.monotonic()
+        await asyncio.gather(*(one(index) for index in range(count)))
+        elapsed = time.monotonic() - started
+        own = sum(os.times()[:2]) - sum(before[:2])
+        # Stopping the engine reaps it, so its CPU joins kubectl's in the children's times.
+        await close_engines()
+        reaped = sum(os.times()[2:4]) - sum(before[2:4])
+        return elapsed, own, reaped
+
+    elapsed, own, reaped = asyncio.run(run_builds())
+    return {"wall": elapsed, "python_cpu": own, "engine_cpu": reaped}
+
+
+def compare_builds(*, count: int, runs: int, concurrency: int, engines: list[str]) -> None:
+    results: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
+    loads: list[float] = []
+    for run in range(runs):
+        for engine in engines if run % 2 == 0 else engines[::-1]:
+            loads.append(os.getloadavg()[0])
+            with tempfile.TemporaryDirectory(prefix="fluxd-bench-builds-") as scratch:
+                result = builds_only(
+                    count=count, concurrency=concurrency, engine=engine, workdir=Path(scratch)
+                )
+            print(f"run {run} {engine}: {result}", flush=True)
+            results[engine].append(result)
+
+    def mid(engine: str, key: str) -> float:
+        return median([result[key] for result in results[engine]])
+
+    rows = "\n".join(
+        f"| {engine} | {mid(engine, 'wall'):.2f} s | {mid(engine, 'python_cpu'):.2f} s "
+        f"| {mid(engine, 'engine_cpu'):.2f} s "
+        f"| {(mid(engine, 'python_cpu') + mid(engine, 'engine_cpu')) / count * 1000:.1f} ms |"
+        for engine in engines
+    )
+    body = f"""## Kustomize builds alone: {count} builds of the Kustomizations benchmark's app
+
+Command: `.venv/bin/python -m bench.kustomizations --builds-only --count {count} --runs {runs}
+--concurrency {concurrency} --engines {",".join(engines)}`
+Machine: {machine()}
+Date: {time.strftime("%Y-%m-%d")}. Median of {runs} runs per engine, interleaved (1-minute
+load average at the start of each: {", ".join(f"{load:.2f}" for load in loads)}).
+fluxd's build step (`fluxd.build.build`, no cache) in one process, {concurrency} at a time,
+each build with its own `targetNamespace` as in the Kustomizations benchmark; no cluster.
+Python CPU is the build step's own (workspace copy, generated kustomization, YAML parsing);
+engine CPU is every kubectl process, or the one long-lived engine from its start to its stop.
+
+| engine | wall | Python CPU | engine CPU | CPU per build |
+| --- | --- | --- | --- | --- |
+{rows}
+"""
+    write_section(f"kustomize-builds-{count}", body)
+    print(body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=100)
@@ -313,11 +393,21 @@ def main() -> None:
         default=",".join(ENGINES),
         help=f"build engines to compare, comma-separated (of {', '.join(ENGINES)})",
     )
+    parser.add_argument(
+        "--builds-only",
+        action="store_true",
+        help="only the build step, in this process: no cluster, no daemon",
+    )
     args = parser.parse_args()
     engines = [engine for engine in args.engines.split(",") if engine]
     unknown = set(engines) - set(ENGINES)
     if unknown:
         parser.error(f"unknown engines: {', '.join(sorted(unknown))}")
+    if args.builds_only:
+        compare_builds(
+            count=args.count, runs=args.runs, concurrency=args.concurrency, engines=engines
+        )
+        return
 
     runs: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
     loads: list[float] = []
