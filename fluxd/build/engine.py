@@ -229,6 +229,7 @@ class LongLivedEngine:
 
     def __init__(self, binary: Path) -> None:
         self.binary = binary
+        self.loop = asyncio.get_running_loop()
         self._child: _Child | None = None
         self._starting = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -333,7 +334,9 @@ class LongLivedEngine:
                     if len(line) > _LARGE_REPLY
                     else json.loads(line)
                 )
-                answer = child.pending.get(reply.get("id"))
+                if not isinstance(reply, dict):
+                    raise ValueError(f"a reply is not a JSON object: {line[:80]!r}")
+                answer = child.pending.get(reply.get("id", 0))
                 if answer is None or answer.done():
                     continue  # its caller gave up (cancelled or timed out)
                 if reply.get("ok"):
@@ -398,9 +401,11 @@ _ENGINES: dict[tuple[int, Path], LongLivedEngine] = {}
 
 def long_lived_engine(binary: Path) -> LongLivedEngine:
     """The long-lived engine of ``binary`` on the running loop, created on first use."""
-    key = (id(asyncio.get_running_loop()), binary)
+    loop = asyncio.get_running_loop()
+    key = (id(loop), binary)
     engine = _ENGINES.get(key)
-    if engine is None:
+    # A closed loop's id may be reused by a new loop; its engine is of no use there.
+    if engine is None or engine.loop is not loop:
         engine = _ENGINES[key] = LongLivedEngine(binary)
     return engine
 
