@@ -319,7 +319,7 @@ def _build_fluxd(work: Path, images: Images) -> None:
         f'{chroot} python3 -c "import platform; print(platform.python_version())" '
         f"> {images.fluxd_python_version}",
         f'rm -rf "$1{staged}"',
-        f'install -m 0755 {engine} "$1{ENGINE_PATH}"',
+        f'install -D -m 0755 {engine} "$1{ENGINE_PATH}"',
         # A slim image: apt's lists and caches are not needed at run time.
         'rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*',
     ]
