@@ -301,7 +301,8 @@ class LongLivedEngine:
     async def _running(self) -> _Child:
         async with self._starting:
             child = self._child
-            if child is not None and not child.exited.is_set():
+            # A killed process may not have exited yet; it takes no more builds.
+            if child is not None and not child.exited.is_set() and not child.killed:
                 return child
             delay = self._not_before - asyncio.get_running_loop().time()
             if delay > 0:
@@ -354,6 +355,9 @@ class LongLivedEngine:
     async def _ended(self, child: _Child) -> None:
         with contextlib.suppress(ProcessLookupError):
             await child.process.wait()
+        # Our end of its stdin, or the transport outlives the process.
+        if child.process.stdin is not None:
+            child.process.stdin.close()
         child.exited.set()
         reason = self._exit_reason(child)
         if not child.killed:
