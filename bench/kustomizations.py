@@ -319,7 +319,7 @@ def builds_only(*, count: int, concurrency: int, engine: str, workdir: Path) -> 
         else BuildSettings(engine=EngineKind.LONG_LIVED, engine_binary=str(binary))
     )
 
-    async def run_builds() -> tuple[float, float, float]:
+    async def run_builds() -> tuple[float, float, float, float]:
         limit = asyncio.Semaphore(concurrency)
 
         async def one(index: int) -> None:
@@ -329,16 +329,17 @@ def builds_only(*, count: int, concurrency: int, engine: str, workdir: Path) -> 
 
         before = os.times()
         started = time.monotonic()
-        await asyncio.gather(*(one(index) for index in range(count)))
+        with TreeRss(os.getpid()) as rss:
+            await asyncio.gather(*(one(index) for index in range(count)))
         elapsed = time.monotonic() - started
         own = sum(os.times()[:2]) - sum(before[:2])
         # Stopping the engine reaps it, so its CPU joins kubectl's in the children's times.
         await close_engines()
         reaped = sum(os.times()[2:4]) - sum(before[2:4])
-        return elapsed, own, reaped
+        return elapsed, own, reaped, rss.peak
 
-    elapsed, own, reaped = asyncio.run(run_builds())
-    return {"wall": elapsed, "python_cpu": own, "engine_cpu": reaped}
+    elapsed, own, reaped, peak = asyncio.run(run_builds())
+    return {"wall": elapsed, "python_cpu": own, "engine_cpu": reaped, "tree_rss": peak}
 
 
 def compare_builds(*, count: int, runs: int, concurrency: int, engines: list[str]) -> None:
@@ -360,7 +361,8 @@ def compare_builds(*, count: int, runs: int, concurrency: int, engines: list[str
     rows = "\n".join(
         f"| {engine} | {mid(engine, 'wall'):.2f} s | {mid(engine, 'python_cpu'):.2f} s "
         f"| {mid(engine, 'engine_cpu'):.2f} s "
-        f"| {(mid(engine, 'python_cpu') + mid(engine, 'engine_cpu')) / count * 1000:.1f} ms |"
+        f"| {(mid(engine, 'python_cpu') + mid(engine, 'engine_cpu')) / count * 1000:.1f} ms "
+        f"| {mid(engine, 'tree_rss'):.0f} MiB |"
         for engine in engines
     )
     body = f"""## Kustomize builds alone: {count} builds of the Kustomizations benchmark's app
@@ -373,10 +375,11 @@ load average at the start of each: {", ".join(f"{load:.2f}" for load in loads)})
 fluxd's build step (`fluxd.build.build`, no cache) in one process, {concurrency} at a time,
 each build with its own `targetNamespace` as in the Kustomizations benchmark; no cluster.
 Python CPU is the build step's own (workspace copy, generated kustomization, YAML parsing);
-engine CPU is every kubectl process, or the one long-lived engine from its start to its stop.
+engine CPU is every kubectl process, or the one long-lived engine from its start to its stop;
+the peak RSS sums this process and its children, sampled every 100 ms.
 
-| engine | wall | Python CPU | engine CPU | CPU per build |
-| --- | --- | --- | --- | --- |
+| engine | wall | Python CPU | engine CPU | CPU per build | peak RSS, process tree |
+| --- | --- | --- | --- | --- | --- |
 {rows}
 """
     write_section(f"kustomize-builds-{count}", body)
