@@ -127,6 +127,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "kustomize-binary", "str", "", "a kustomize binary to use instead of kubectl kustomize"
     ),
+    Setting(
+        "kustomize-engine",
+        "str",
+        "auto",
+        "how builds run: auto (fluxd-kustomize, one long-lived process, when installed, "
+        "else kubectl), kubectl (kubectl kustomize, one process per build), or the path "
+        "of a fluxd-kustomize binary; kustomize-binary, when set, wins",
+    ),
     Setting("no-remote-bases", "bool", False, "refuse kustomize remote bases (URLs in resources)"),
     Setting("no-cross-namespace-refs", "bool", False, "refuse references to other namespaces"),
     Setting(
@@ -350,6 +358,7 @@ class Settings:
     storage_adv_addr: str = ""
     artifact_retention_records: int = 2
     kustomize_binary: str = ""
+    kustomize_engine: str = "auto"
     no_remote_bases: bool = False
     no_cross_namespace_refs: bool = False
     strict_post_build_substitutions: bool = False

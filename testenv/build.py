@@ -8,6 +8,7 @@ repository, keyed by the pinned versions, and reused while present.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ from pathlib import Path
 from testenv import versions
 
 GO_DIR = Path(__file__).resolve().parent / "go"
+# Go modules that are part of fluxd itself (the kustomize engine), not test peers.
+REPOSITORY = GO_DIR.parent.parent
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Component:
     # Directories of the module's source the binary reads at run time (a build
     # without embedded assets), copied next to it as ``<binary>-assets/``.
     assets: tuple[str, ...] = ()
+    # Where ``module_dir`` is: the test peers' modules, or the repository for fluxd's own.
+    root: Path = GO_DIR
 
 
 COMPONENTS = (
@@ -173,6 +178,24 @@ COREDNS = Group(
     f"coredns-{COREDNS_VERSION}_b1",
     (Component("coredns", "coredns", "github.com/coredns/coredns"),),
 )
+
+
+# fluxd's long-lived kustomize engine (engine/, installed by the Dockerfile):
+# the tests build with it as the daemon does.
+def _source_digest(directory: Path) -> str:
+    """A short digest of a module's files: our own source changes more often than a pin."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:12]
+
+
+KUSTOMIZE_ENGINE = Group(
+    "kustomize engine",
+    f"fluxd-kustomize-{_source_digest(REPOSITORY / 'engine')}",
+    (Component("fluxd-kustomize", "engine", "fluxd.dev/engine", root=REPOSITORY),),
+)
 # Every group ``python -m testenv build`` (``make testenv``) prepares; add new ones here.
 GROUPS: tuple[Group, ...] = (
     CONTROL_PLANE,
@@ -183,6 +206,7 @@ GROUPS: tuple[Group, ...] = (
     GITEA,
     HELM,
     COREDNS,
+    KUSTOMIZE_ENGINE,
 )
 
 
@@ -251,7 +275,8 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
     staging.mkdir(parents=True)
     env = dict(os.environ, CGO_ENABLED="0", GOTOOLCHAIN="local", GOFLAGS="-mod=readonly")
     ldflags = ["-s", "-w", *_version_flags(components[0])]
-    source_dir = GO_DIR / module_dir
+    module_source = components[0].root / module_dir
+    source_dir = module_source
     source_flags: list[str] = []
     if any(component.generated for component in components):
         source_dir, source_flags = _overlaid_source(components, directory, go, env)
@@ -288,13 +313,13 @@ def _build_module(components: list[Component], directory: Path, go: str) -> floa
         )
     finally:
         done.set()
-        if source_dir != GO_DIR / module_dir:
+        if source_dir != module_source:
             shutil.rmtree(source_dir, ignore_errors=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
         shutil.rmtree(staging, ignore_errors=True)
         raise BuildError(
-            f"building {names} failed: {' '.join(command)} (in {GO_DIR / module_dir})\n{tail}"
+            f"building {names} failed: {' '.join(command)} (in {module_source})\n{tail}"
         )
     for component in components:
         built = staging / component.binary
@@ -319,7 +344,7 @@ def _copy_assets(component: Component, directory: Path, go: str, env: dict[str, 
         return
     located = subprocess.run(
         [go, "list", "-m", "-f", "{{.Dir}}", component.package],
-        cwd=GO_DIR / component.module_dir,
+        cwd=component.root / component.module_dir,
         env=env,
         capture_output=True,
         text=True,
@@ -349,7 +374,7 @@ def _overlaid_source(
     module_dir = components[0].module_dir
     source = directory / f".{module_dir}.src"
     shutil.rmtree(source, ignore_errors=True)
-    shutil.copytree(GO_DIR / module_dir, source)
+    shutil.copytree(components[0].root / module_dir, source)
     # -e: the embed pattern has no match until the overlay adds its file.
     vendored = subprocess.run(
         [go, "mod", "vendor", "-e"],
@@ -412,7 +437,8 @@ def _build_missing(group: Group, directory: Path) -> Path:
         modules.setdefault(component.module_dir, []).append(component)
     for index, components in enumerate(modules.values(), start=1):
         names = ", ".join(component.binary for component in components)
-        _say(f"[{index}/{len(modules)}] {names} from testenv/go/{components[0].module_dir}")
+        where = (components[0].root / components[0].module_dir).relative_to(REPOSITORY)
+        _say(f"[{index}/{len(modules)}] {names} from {where.as_posix()}")
         seconds = _build_module(components, directory, go)
         _say(f"[{index}/{len(modules)}] {names} built in {seconds:.0f}s")
     _say(f"{group.name} binaries built in {time.monotonic() - total:.0f}s")

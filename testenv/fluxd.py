@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testenv import build
 from testenv.api import wait_for
 from testenv.cluster import Cluster, die_with_parent, free_port
 
@@ -23,6 +24,10 @@ class Fluxd:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     name: str = "fluxd"
+    # ``--kustomize-engine``: None is the long-lived fluxd-kustomize that the
+    # image installs (built by testenv/build.py), so the suite builds as a
+    # deployed daemon does; "kubectl" runs one kubectl kustomize per build.
+    kustomize_engine: str | None = None
     metrics_port: int = 0
     webhook_port: int = 0
     storage_port: int = 0
@@ -68,6 +73,7 @@ class Fluxd:
             f"--events-addr=127.0.0.1:{self.events_port}",
             "--lease-namespace=default",
             "--shutdown-grace=10s",
+            f"--kustomize-engine={self.kustomize_engine or _long_lived_engine()}",
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
@@ -156,6 +162,10 @@ class Fluxd:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def _long_lived_engine() -> Path:
+    return build.ensure_binaries(build.KUSTOMIZE_ENGINE) / "fluxd-kustomize"
 
 
 def stop_all(*daemons: Fluxd) -> None:

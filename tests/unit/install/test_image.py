@@ -114,8 +114,10 @@ def test_hadolint_finds_nothing() -> None:
 def test_the_image_builds_a_wheel_then_installs_it_on_a_slim_python_311() -> None:
     instructions = _instructions()
     stages = [arguments for instruction, arguments in instructions if instruction == "FROM"]
-    assert len(stages) == 2
-    assert all(stage.startswith("python:3.11-slim") for stage in stages)
+    python_stages = [stage for stage in stages if not stage.startswith("golang:")]
+    assert len(python_stages) == 2
+    assert all(stage.startswith("python:3.11-slim") for stage in python_stages)
+    assert stages[-1] == python_stages[-1]
     runs = [arguments for instruction, arguments in instructions if instruction == "RUN"]
     assert any("pip wheel" in run and "--constraint constraints.txt" in run for run in runs)
     assert any("pip install --no-index" in run for run in runs)
@@ -141,6 +143,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
         "!README.md",
         "!constraints.txt",
         "!fluxd/",
+        "!engine/",
         "fluxd/**/__pycache__",
     ]
     copied = {
@@ -149,7 +152,17 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
         if instruction == "COPY" and "--from" not in arguments
         for source in arguments.split()[:-1]
     }
-    assert copied == {"pyproject.toml", "README.md", "constraints.txt", "fluxd"}
+    assert copied == {
+        "pyproject.toml",
+        "README.md",
+        "constraints.txt",
+        "fluxd",
+        "engine/go.mod",
+        "engine/go.sum",
+        "engine/main.go",
+    }
+    # Every file of the engine's module is copied: a new one must be added to the stage.
+    assert {f"engine/{p.name}" for p in (ROOT / "engine").iterdir()} <= copied
 
 
 # -- pinned dependencies ----------------------------------------------------------------

@@ -19,7 +19,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from testenv import images
+from testenv import build, images
 from tests.unit.install.test_image import _instructions
 
 
@@ -74,6 +74,24 @@ def test_the_environment_is_the_dockerfiles() -> None:
             assert recipe[key].startswith(f"{images.VENV}/bin:")
         else:
             assert recipe[key] == value, key
+
+
+def test_the_kustomize_engine_is_where_the_dockerfile_puts_it_built_by_its_go() -> None:
+    (copy,) = [arguments for arguments in _of("COPY") if arguments.startswith("--from=engine ")]
+    assert copy.split()[-1] == images.ENGINE_PATH
+    # On the image's PATH, where `kustomize-engine: auto` looks.
+    path = dict(entry.partition("=")[::2] for entry in images.FLUXD_CONFIG.env)["PATH"]
+    assert str(Path(images.ENGINE_PATH).parent) in path.split(":")
+    (stage,) = [stage for stage in _of("FROM") if stage.startswith("golang:")]
+    match = re.fullmatch(r"golang:(\d+\.\d+)\.\d+-(\w+) AS engine", stage)
+    assert match is not None, stage
+    go_mod = (images.ROOT / "engine" / "go.mod").read_text()
+    assert f"\ngo {match.group(1)}." in go_mod
+    assert match.group(2) == images.SUITE
+    # The test image's engine is the test environment's build of the same module.
+    (component,) = build.KUSTOMIZE_ENGINE.components
+    assert (component.root / component.module_dir) == images.ROOT / "engine"
+    assert build.KUSTOMIZE_ENGINE in build.GROUPS
 
 
 def test_the_venv_is_where_the_dockerfile_makes_it() -> None:
