@@ -14,6 +14,7 @@ Run: ``.venv/bin/python -m bench.kustomizations [--count 100] [--runs 3] [--conc
 from __future__ import annotations
 
 import argparse
+import datetime
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +22,16 @@ from typing import Any
 
 import yaml
 
-from bench.common import bench_namespace, machine, median, peak_rss_mib, write_section
+from bench import systems
+from bench.common import (
+    TreePeak,
+    bench_namespace,
+    machine,
+    median,
+    peak_rss_mib,
+    tree_cpu_seconds,
+    write_section,
+)
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, running
 from testenv.gitserver import GitServer
@@ -30,17 +40,22 @@ from tests.support.daemon import Fluxd
 
 USER, TOKEN = "bench", "bench-token"
 KUSTOMIZATIONS = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/bench/kustomizations"
+GIT_REPOSITORIES = "/apis/source.toolkit.fluxcd.io/v1/namespaces/bench/gitrepositories"
 PHASES = ("source", "build", "apply", "prune", "health")
 
 
-def app_files() -> dict[str, str]:
+def app_files(push: int = 0) -> dict[str, str]:
+    """The four objects; ``push`` > 0 marks the Service, so every Kustomization re-applies."""
     labels = {"app": "web"}
+    service_metadata: dict[str, Any] = {"name": "web"}
+    if push:
+        service_metadata["annotations"] = {"bench.fluxd.dev/push": str(push)}
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"}},
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "web"},
+            "metadata": service_metadata,
             # Headless: the test cluster's service CIDR holds a few hundred IPs only.
             "spec": {
                 "clusterIP": "None",
@@ -123,28 +138,66 @@ def histogram(daemon: Fluxd, metric_name: str, **labels: str) -> tuple[float, fl
     return total, count
 
 
+def create_namespaces(api: Api, *, run: int, count: int) -> None:
+    """The run's fresh target namespaces, created before the clock starts."""
+    for index in range(count):
+        api.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target(run, index)}},
+        )
+
+
+def request_reconcile(api: Api, path: str) -> None:
+    """``reconcile.fluxcd.io/requestedAt``, as ``flux reconcile source git`` sets it."""
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    api.merge_patch(path, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": now}}})
+
+
+def drop(api: Api, collection: str) -> None:
+    """Delete every object of ``collection``, finalizers dropped: its controller is gone."""
+    for item in api.items(collection):
+        path = f"{collection}/{item['metadata']['name']}"
+        api.merge_patch(path, {"metadata": {"finalizers": None}})
+        api.delete(path)
+
+
 def one_run(
-    cluster: Cluster, git: GitServer, *, count: int, run: int, concurrency: int
+    cluster: Cluster,
+    git: GitServer,
+    *,
+    count: int,
+    run: int,
+    concurrency: int,
+    system: str = "fluxd",
+    fluxd_args: tuple[str, ...] = ("--log-level=warning",),
+    push: bool = False,
 ) -> dict[str, float]:
+    """Apply ``count`` Kustomizations with ``system`` (see bench.systems) on fresh namespaces.
+
+    CPU is the controllers' processes and their children from the first
+    creation to all Ready (start-up excluded); ``push`` then commits a change
+    to every Kustomization's objects, requests a reconcile of the
+    GitRepository and times until all are Ready at the new commit.
+    """
     api = cluster.api
     repo = f"bench/ks-{run}.git"
     git.create_repo(repo)
     sha = git.commit(repo, app_files())
     revision = f"master@sha1:{sha}"
-    workdir = Path(tempfile.mkdtemp(prefix="fluxd-bench-ks-"))
-    daemon = Fluxd(
+    workdir = Path(tempfile.mkdtemp(prefix=f"fluxd-bench-ks-{system}-"))
+    controllers = systems.start(
+        system,
         cluster,
         workdir,
-        extra_args=[
-            "--log-level=warning",
-            f"--lease-name=bench-ks-{run}",
-            f"--kustomization-concurrency={concurrency}",
-        ],
-    ).start()
+        lease=f"bench-ks-{run}",
+        concurrency=concurrency,
+        fluxd_args=fluxd_args,
+    )
+    source_path = f"{GIT_REPOSITORIES}/apps-{run}"
     try:
-        assert daemon.process is not None
+        pids = controllers.pids()
         api.create(
-            "/apis/source.toolkit.fluxcd.io/v1/namespaces/bench/gitrepositories",
+            GIT_REPOSITORIES,
             {
                 "apiVersion": "source.toolkit.fluxcd.io/v1",
                 "kind": "GitRepository",
@@ -157,52 +210,82 @@ def one_run(
                 },
             },
         )
+        cpu_before = tree_cpu_seconds(pids)
         started = time.monotonic()
-        for index in range(count):
-            api.create(
-                KUSTOMIZATIONS,
-                {
-                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-                    "kind": "Kustomization",
-                    "metadata": {"name": f"app-{run}-{index:04d}"},
-                    "spec": {
-                        "interval": "10m",
-                        "path": "./app",
-                        "prune": True,
-                        "targetNamespace": target(run, index),
-                        "sourceRef": {"kind": "GitRepository", "name": f"apps-{run}"},
+        with TreePeak(pids) as tree:
+            for index in range(count):
+                api.create(
+                    KUSTOMIZATIONS,
+                    {
+                        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                        "kind": "Kustomization",
+                        "metadata": {"name": f"app-{run}-{index:04d}"},
+                        "spec": {
+                            "interval": "10m",
+                            "path": "./app",
+                            "prune": True,
+                            "targetNamespace": target(run, index),
+                            "sourceRef": {"kind": "GitRepository", "name": f"apps-{run}"},
+                        },
                     },
-                },
+                )
+            created = time.monotonic() - started
+
+            def all_ready(revision: str) -> bool:
+                controllers.check_alive()
+                return ready_count(api, revision) >= count
+
+            wait_for(
+                lambda: all_ready(revision),
+                timeout=60 + count * 2,
+                interval=1.0,
+                what=f"{count} Kustomizations Ready ({system})",
             )
-        created = time.monotonic() - started
-        wait_for(
-            lambda: ready_count(api, revision) >= count,
-            timeout=60 + count * 2,
-            interval=1.0,
-            what=f"{count} Kustomizations Ready",
-        )
-        elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - started
+            cpu = tree_cpu_seconds(pids) - cpu_before
         result = {
             "created": created,
             "ready": elapsed,
-            "peak_rss": peak_rss_mib(daemon.process.pid),
+            "cpu": cpu,
+            "peak_rss": sum(peak_rss_mib(pid) for pid in pids),
+            "peak_tree_rss": tree.peak,
         }
-        for phase in PHASES:
-            total, n = histogram(daemon, "fluxd_kustomization_phase_duration_seconds", phase=phase)
-            result[f"{phase}_total"] = total
-            result[f"{phase}_mean"] = total / n if n else 0.0
-        waited, n = histogram(
-            daemon, "fluxd_workqueue_queue_duration_seconds", name="kustomization"
-        )
-        result["queue_mean"] = waited / n if n else 0.0
+        if push:
+            pushed_sha = git.commit(repo, app_files(push=run + 1))
+            cpu_before = tree_cpu_seconds(pids)
+            pushed = time.monotonic()
+            request_reconcile(api, source_path)
+            wait_for(
+                lambda: all_ready(f"master@sha1:{pushed_sha}"),
+                timeout=60 + count,
+                interval=0.5,
+                what=f"{count} Kustomizations at the pushed commit ({system})",
+            )
+            result["push"] = time.monotonic() - pushed
+            result["push_cpu"] = tree_cpu_seconds(pids) - cpu_before
+        if controllers.daemon is not None:
+            result.update(phase_figures(controllers.daemon))
         return result
+    except Exception:
+        print(f"--- {system} logs\n{controllers.log_tails()}", flush=True)
+        raise
     finally:
-        daemon.stop()
-        # The daemon is gone: drop the finalizers so the next run starts from nothing.
-        for item in api.items(KUSTOMIZATIONS):
-            path = f"{KUSTOMIZATIONS}/{item['metadata']['name']}"
-            api.merge_patch(path, {"metadata": {"finalizers": None}})
-            api.delete(path)
+        controllers.stop()
+        # The controllers are gone: drop the finalizers so the next run starts from nothing.
+        drop(api, KUSTOMIZATIONS)
+        drop(api, GIT_REPOSITORIES)
+
+
+def phase_figures(daemon: Fluxd) -> dict[str, float]:
+    """Where fluxd's reconciles spent their time, from its own histograms."""
+    result: dict[str, float] = {}
+    for phase in PHASES:
+        total, n = histogram(daemon, "fluxd_kustomization_phase_duration_seconds", phase=phase)
+        result[f"{phase}_total"] = total
+        result[f"{phase}_mean"] = total / n if n else 0.0
+    waited, n = histogram(daemon, "fluxd_workqueue_queue_duration_seconds", name="kustomization")
+    result["queue_mean"] = waited / n if n else 0.0
+    return result
 
 
 def main() -> None:
@@ -221,15 +304,7 @@ def main() -> None:
         install_crds(api)
         bench_namespace(cluster, username=USER, password=TOKEN)
         for run in range(args.runs):
-            for index in range(args.count):
-                api.create(
-                    "/api/v1/namespaces",
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Namespace",
-                        "metadata": {"name": target(run, index)},
-                    },
-                )
+            create_namespaces(api, run=run, count=args.count)
             result = one_run(cluster, git, count=args.count, run=run, concurrency=args.concurrency)
             print(f"run {run}: {result}", flush=True)
             runs.append(result)
