@@ -7,6 +7,8 @@ Ingress. ``--count`` namespaces are created up front (not timed), then
 clock runs from the first creation until every one is Ready with the commit
 applied. The daemon's peak RSS is its VmHWM; where the time went comes from
 ``fluxd_kustomization_phase_duration_seconds`` and the work-queue histograms.
+``one_run`` runs the same workload against Flux's own controllers too
+(bench.sidebyside compares the two).
 
 Run: ``.venv/bin/python -m bench.kustomizations [--count 100] [--runs 3] [--concurrency 4]``.
 """
