@@ -17,6 +17,8 @@ BENCHMARKS = (
     ["bench.gitea"],
     ["bench.restarter", "--write"],
     ["bench.kustomizations", "--count", "100"],
+    ["bench.sidebyside", "kustomizations", "--count", "100"],
+    ["bench.sidebyside", "sources"],
 )
 
 

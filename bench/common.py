@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ def disk_mib(path: Path) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
@@ -62,6 +63,91 @@ class CpuWindow:
         return (cpu_seconds(self.pid) - self.started_cpu) / (time.monotonic() - self.started_wall)
 
 
+def _stat_fields(pid: int) -> list[str]:
+    # The command name may hold spaces and parentheses: split after the last ")".
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
+def tree_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU of processes and everything below them: user + system time, children included.
+
+    Children that were waited for are in their parent's cutime/cstime; the live
+    ones are added from their own counters, so a ``kubectl kustomize`` still
+    running when the reading is taken counts too.
+    """
+    total = 0
+    for pid in {p for root in pids for p in (root, *descendants(root))}:
+        try:
+            fields = _stat_fields(pid)
+        except OSError:
+            continue  # exited between the listing and the reading: now in its parent's cutime
+        total += sum(int(fields[index]) for index in (11, 12, 13, 14))
+    return total / _TICKS
+
+
+def tree_rss_mib(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in {p for root in pids for p in (root, *descendants(root))}:
+        try:
+            total += rss_mib(pid)
+        except (OSError, RuntimeError):
+            continue  # exited, or a zombie without memory
+    return total
+
+
+class TreePeak:
+    """The peak of the summed RSS of some processes and their children, sampled in a thread.
+
+    VmHWM is exact but per process; children (``kubectl kustomize``) come and go,
+    so their share is caught by sampling every ``interval`` seconds.
+    """
+
+    def __init__(self, pids: Sequence[int], interval: float = 0.1) -> None:
+        self.pids = list(pids)
+        self.interval = interval
+        self.peak = 0.0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-peak", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.peak = max(self.peak, tree_rss_mib(self.pids))
+
+    def __enter__(self) -> TreePeak:
+        self.peak = tree_rss_mib(self.pids)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        self._thread.join(10)
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -69,11 +155,10 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    one, five, fifteen = os.getloadavg()
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"load average when written {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)"
+        f"load average when written {load_average()} (1/5/15 min)"
     )
 
 

@@ -7,38 +7,41 @@ Ingress. ``--count`` namespaces are created up front (not timed), then
 clock runs from the first creation until every one is Ready with the commit
 applied. The daemon's peak RSS is its VmHWM; where the time went comes from
 ``fluxd_kustomization_phase_duration_seconds`` and the work-queue histograms.
+``one_run`` runs the same workload against Flux's own controllers too
+(bench.sidebyside compares the two).
 
 Each run is done once per build engine (``--engines``), interleaved (the order
 alternates from run to run) so load on the shared machine falls on both: the
 long-lived ``fluxd-kustomize`` and one ``kubectl kustomize`` per build. CPU is
-counted from the first creation to all Ready, for the daemon and for its
-children (reaped ones from the daemon's cutime/cstime, the running engine from
-its own /proc entry); the process tree's RSS is sampled every 100 ms.
+counted from the first creation to all Ready, for the daemon and its children;
+the process tree's RSS is sampled every 100 ms. ``--builds-only`` times the
+build step alone, in this process, without a cluster.
 
 Run: ``.venv/bin/python -m bench.kustomizations [--count 100] [--runs 3] [--concurrency 4]
-[--engines fluxd-kustomize,kubectl]``.
+[--engines fluxd-kustomize,kubectl] [--builds-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench import systems
 from bench.common import (
+    TreePeak,
     bench_namespace,
-    cpu_seconds,
     machine,
     median,
     peak_rss_mib,
-    rss_mib,
+    tree_cpu_seconds,
     write_section,
 )
 from fluxd.build import BuildOptions, BuildSettings, EngineKind, build, close_engines
@@ -51,19 +54,23 @@ from tests.support.daemon import Fluxd
 
 USER, TOKEN = "bench", "bench-token"
 KUSTOMIZATIONS = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/bench/kustomizations"
+GIT_REPOSITORIES = "/apis/source.toolkit.fluxcd.io/v1/namespaces/bench/gitrepositories"
 PHASES = ("source", "build", "apply", "prune", "health")
 ENGINES = ("fluxd-kustomize", "kubectl")
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def app_files() -> dict[str, str]:
+def app_files(push: int = 0) -> dict[str, str]:
+    """The four objects; ``push`` > 0 marks the Service, so every Kustomization re-applies."""
     labels = {"app": "web"}
+    service_metadata: dict[str, Any] = {"name": "web"}
+    if push:
+        service_metadata["annotations"] = {"bench.fluxd.dev/push": str(push)}
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"}},
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "web"},
+            "metadata": service_metadata,
             # Headless: the test cluster's service CIDR holds a few hundred IPs only.
             "spec": {
                 "clusterIP": "None",
@@ -146,69 +153,27 @@ def histogram(daemon: Fluxd, metric_name: str, **labels: str) -> tuple[float, fl
     return total, count
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def create_namespaces(api: Api, *, run: int, count: int) -> None:
+    """The run's fresh target namespaces, created before the clock starts."""
+    for index in range(count):
+        api.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target(run, index)}},
+        )
 
 
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid``."""
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found.extend(int(child) for child in (task / "children").read_text().split())
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return found
+def request_reconcile(api: Api, path: str) -> None:
+    """``reconcile.fluxcd.io/requestedAt``, as ``flux reconcile source git`` sets it."""
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    api.merge_patch(path, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": now}}})
 
 
-def descendants(pid: int) -> list[int]:
-    pending, found = children(pid), []
-    while pending:
-        child = pending.pop()
-        found.append(child)
-        pending.extend(children(child))
-    return found
-
-
-def children_cpu_seconds(pid: int) -> float:
-    """CPU of ``pid``'s children: the reaped ones (its cutime+cstime) and the running ones."""
-    fields = _stat(pid)
-    total = (int(fields[13]) + int(fields[14])) / _TICKS
-    for child in children(pid):
-        try:
-            child_fields = _stat(child)
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # exited between the listing and the read: counted once reaped
-        total += sum(int(child_fields[i]) for i in (11, 12, 13, 14)) / _TICKS
-    return total
-
-
-class TreeRss:
-    """The largest sum of RSS over a process and its descendants, sampled every 100 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="tree-rss", daemon=True)
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.1):
-            total = 0.0
-            for pid in [self.pid, *descendants(self.pid)]:
-                try:
-                    total += rss_mib(pid)
-                except (FileNotFoundError, ProcessLookupError, RuntimeError):
-                    continue  # gone, or a zombie without memory
-            self.peak = max(self.peak, total)
+def drop(api: Api, collection: str) -> None:
+    """Delete every object of ``collection``, finalizers dropped: its controller is gone."""
+    for item in api.items(collection):
+        path = f"{collection}/{item['metadata']['name']}"
+        api.merge_patch(path, {"metadata": {"finalizers": None}})
+        api.delete(path)
 
 
 def one_run(
@@ -218,28 +183,36 @@ def one_run(
     count: int,
     run: int,
     concurrency: int,
-    engine: str,
+    system: str = "fluxd",
+    fluxd_args: tuple[str, ...] = ("--log-level=warning",),
+    push: bool = False,
 ) -> dict[str, float]:
+    """Apply ``count`` Kustomizations with ``system`` (see bench.systems) on fresh namespaces.
+
+    CPU is the controllers' processes and their children from the first
+    creation to all Ready (start-up excluded); ``push`` then commits a change
+    to every Kustomization's objects, requests a reconcile of the
+    GitRepository and times until all are Ready at the new commit.
+    """
     api = cluster.api
     repo = f"bench/ks-{run}.git"
     git.create_repo(repo)
     sha = git.commit(repo, app_files())
     revision = f"master@sha1:{sha}"
-    workdir = Path(tempfile.mkdtemp(prefix="fluxd-bench-ks-"))
-    daemon = Fluxd(
+    workdir = Path(tempfile.mkdtemp(prefix=f"fluxd-bench-ks-{system}-"))
+    controllers = systems.start(
+        system,
         cluster,
         workdir,
-        extra_args=[
-            "--log-level=warning",
-            f"--lease-name=bench-ks-{run}",
-            f"--kustomization-concurrency={concurrency}",
-        ],
-        kustomize_engine="kubectl" if engine == "kubectl" else None,
-    ).start()
+        lease=f"bench-ks-{run}",
+        concurrency=concurrency,
+        fluxd_args=fluxd_args,
+    )
+    source_path = f"{GIT_REPOSITORIES}/apps-{run}"
     try:
-        assert daemon.process is not None
+        pids = controllers.pids()
         api.create(
-            "/apis/source.toolkit.fluxcd.io/v1/namespaces/bench/gitrepositories",
+            GIT_REPOSITORIES,
             {
                 "apiVersion": "source.toolkit.fluxcd.io/v1",
                 "kind": "GitRepository",
@@ -252,10 +225,9 @@ def one_run(
                 },
             },
         )
-        pid = daemon.process.pid
-        daemon_cpu, children_cpu = cpu_seconds(pid), children_cpu_seconds(pid)
+        cpu_before = tree_cpu_seconds(pids)
         started = time.monotonic()
-        with TreeRss(pid) as rss:
+        with TreePeak(pids) as tree:
             for index in range(count):
                 api.create(
                     KUSTOMIZATIONS,
@@ -273,37 +245,62 @@ def one_run(
                     },
                 )
             created = time.monotonic() - started
+
+            def all_ready(revision: str) -> bool:
+                controllers.check_alive()
+                return ready_count(api, revision) >= count
+
             wait_for(
-                lambda: ready_count(api, revision) >= count,
+                lambda: all_ready(revision),
                 timeout=60 + count * 2,
                 interval=1.0,
-                what=f"{count} Kustomizations Ready",
+                what=f"{count} Kustomizations Ready ({system})",
             )
-        elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - started
+            cpu = tree_cpu_seconds(pids) - cpu_before
         result = {
             "created": created,
             "ready": elapsed,
-            "daemon_cpu": cpu_seconds(pid) - daemon_cpu,
-            "children_cpu": children_cpu_seconds(pid) - children_cpu,
-            "peak_rss": peak_rss_mib(pid),
-            "tree_rss": rss.peak,
+            "cpu": cpu,
+            "peak_rss": sum(peak_rss_mib(pid) for pid in pids),
+            "peak_tree_rss": tree.peak,
         }
-        for phase in PHASES:
-            total, n = histogram(daemon, "fluxd_kustomization_phase_duration_seconds", phase=phase)
-            result[f"{phase}_total"] = total
-            result[f"{phase}_mean"] = total / n if n else 0.0
-        waited, n = histogram(
-            daemon, "fluxd_workqueue_queue_duration_seconds", name="kustomization"
-        )
-        result["queue_mean"] = waited / n if n else 0.0
+        if push:
+            pushed_sha = git.commit(repo, app_files(push=run + 1))
+            cpu_before = tree_cpu_seconds(pids)
+            pushed = time.monotonic()
+            request_reconcile(api, source_path)
+            wait_for(
+                lambda: all_ready(f"master@sha1:{pushed_sha}"),
+                timeout=60 + count,
+                interval=0.5,
+                what=f"{count} Kustomizations at the pushed commit ({system})",
+            )
+            result["push"] = time.monotonic() - pushed
+            result["push_cpu"] = tree_cpu_seconds(pids) - cpu_before
+        if controllers.daemon is not None:
+            result.update(phase_figures(controllers.daemon))
         return result
+    except Exception:
+        print(f"--- {system} logs\n{controllers.log_tails()}", flush=True)
+        raise
     finally:
-        daemon.stop()
-        # The daemon is gone: drop the finalizers so the next run starts from nothing.
-        for item in api.items(KUSTOMIZATIONS):
-            path = f"{KUSTOMIZATIONS}/{item['metadata']['name']}"
-            api.merge_patch(path, {"metadata": {"finalizers": None}})
-            api.delete(path)
+        controllers.stop()
+        # The controllers are gone: drop the finalizers so the next run starts from nothing.
+        drop(api, KUSTOMIZATIONS)
+        drop(api, GIT_REPOSITORIES)
+
+
+def phase_figures(daemon: Fluxd) -> dict[str, float]:
+    """Where fluxd's reconciles spent their time, from its own histograms."""
+    result: dict[str, float] = {}
+    for phase in PHASES:
+        total, n = histogram(daemon, "fluxd_kustomization_phase_duration_seconds", phase=phase)
+        result[f"{phase}_total"] = total
+        result[f"{phase}_mean"] = total / n if n else 0.0
+    waited, n = histogram(daemon, "fluxd_workqueue_queue_duration_seconds", name="kustomization")
+    result["queue_mean"] = waited / n if n else 0.0
+    return result
 
 
 def builds_only(*, count: int, concurrency: int, engine: str, workdir: Path) -> dict[str, float]:
@@ -329,7 +326,7 @@ def builds_only(*, count: int, concurrency: int, engine: str, workdir: Path) -> 
 
         before = os.times()
         started = time.monotonic()
-        with TreeRss(os.getpid()) as rss:
+        with TreePeak([os.getpid()]) as rss:
             await asyncio.gather(*(one(index) for index in range(count)))
         elapsed = time.monotonic() - started
         own = sum(os.times()[:2]) - sum(before[:2])
@@ -424,17 +421,8 @@ def main() -> None:
         slot = 0
         for run in range(args.runs):
             # Interleaved, the first engine alternating, so drifting load falls on both.
-            order = engines if run % 2 == 0 else engines[::-1]
-            for engine in order:
-                for index in range(args.count):
-                    api.create(
-                        "/api/v1/namespaces",
-                        {
-                            "apiVersion": "v1",
-                            "kind": "Namespace",
-                            "metadata": {"name": target(slot, index)},
-                        },
-                    )
+            for engine in engines if run % 2 == 0 else engines[::-1]:
+                create_namespaces(api, run=slot, count=args.count)
                 loads.append(os.getloadavg()[0])
                 result = one_run(
                     cluster,
@@ -442,7 +430,11 @@ def main() -> None:
                     count=args.count,
                     run=slot,
                     concurrency=args.concurrency,
-                    engine=engine,
+                    # The test daemon builds with fluxd-kustomize unless told otherwise.
+                    fluxd_args=(
+                        "--log-level=warning",
+                        *(("--kustomize-engine=kubectl",) if engine == "kubectl" else ()),
+                    ),
                 )
                 slot += 1
                 print(f"run {run} {engine}: {result}", flush=True)
@@ -459,10 +451,9 @@ def main() -> None:
     rows = [
         ("creating the Kustomizations", "created", "{:.1f} s"),
         ("first creation to all Ready", "ready", "{:.1f} s"),
-        ("daemon CPU (Python)", "daemon_cpu", "{:.1f} s"),
-        ("children's CPU (kustomize)", "children_cpu", "{:.1f} s"),
+        ("CPU, daemon and children", "cpu", "{:.1f} s"),
         ("daemon peak RSS (VmHWM)", "peak_rss", "{:.1f} MiB"),
-        ("process tree peak RSS (sampled)", "tree_rss", "{:.1f} MiB"),
+        ("process tree peak RSS (sampled)", "peak_tree_rss", "{:.1f} MiB"),
         ("mean wait in the work queue", "queue_mean", "{:.3f} s"),
         *((f"{phase} phase, total", f"{phase}_total", "{:.1f} s") for phase in PHASES),
     ]
@@ -470,10 +461,7 @@ def main() -> None:
         f"| {label} | " + " | ".join(form.format(mid(e, key)) for e in engines) + " |"
         for label, key, form in rows
     )
-    per_ks = " | ".join(
-        f"{(mid(e, 'daemon_cpu') + mid(e, 'children_cpu')) / args.count * 1000:.0f} ms"
-        for e in engines
-    )
+    per_ks = " | ".join(f"{mid(e, 'cpu') / args.count * 1000:.0f} ms" for e in engines)
     body = f"""## Kustomizations: {args.count} applied from one GitRepository
 
 Command: {command}

@@ -119,6 +119,11 @@ class FluxControllers:
     # Flux's --watch-label-selector: the controllers leave every other test's objects alone.
     label_selector: str = ""
     storage_port: int = 0
+    # Extra flags per controller (the benchmarks set ``--concurrent``), and
+    # whether kustomize-controller runs at all (source-controller alone polls).
+    source_args: list[str] = field(default_factory=list)
+    kustomize_args: list[str] = field(default_factory=list)
+    kustomize: bool = True
     controllers: list[FluxController] = field(default_factory=list)
 
     def start(self) -> FluxControllers:
@@ -135,10 +140,19 @@ class FluxControllers:
                 f"--storage-addr=127.0.0.1:{self.storage_port}",
                 f"--storage-adv-addr=127.0.0.1:{self.storage_port}",
                 *scope,
+                *self.source_args,
             ],
         )
-        kustomize = FluxController("kustomize-controller", self.cluster, self.workdir, args=scope)
-        self.controllers = [source, kustomize]
+        self.controllers = [source]
+        if self.kustomize:
+            self.controllers.append(
+                FluxController(
+                    "kustomize-controller",
+                    self.cluster,
+                    self.workdir,
+                    args=[*scope, *self.kustomize_args],
+                )
+            )
         for controller in self.controllers:
             controller.start()
         for controller in self.controllers:
@@ -148,6 +162,9 @@ class FluxControllers:
     def stop(self) -> None:
         for controller in self.controllers:
             controller.stop()
+
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self.controllers if c.process is not None]
 
     def log_tails(self) -> str:
         return "\n".join(f"--- {c.name}\n{c.log_tail()}" for c in self.controllers)
