@@ -17,6 +17,7 @@ BENCHMARKS = (
     ["bench.gitea"],
     ["bench.restarter", "--write"],
     ["bench.kustomizations", "--count", "100"],
+    ["bench.realnode", "--runs", "5"],
 )
 
 
