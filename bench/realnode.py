@@ -200,6 +200,16 @@ fluxd's own peak (VmHWM) at the end: {peak_fluxd:.1f} MiB. The Deployment's memo
 {lines}
 - The first sync, from applying the seed's objects:
 {first}
+
+Reading: fluxd's VmRSS counts the interpreter's and libraries' file pages it maps, which the
+cgroup's `total_rss` (anonymous memory only) does not; the container's anonymous memory is
+what the limit is charged for on top of its page cache. Of a push's time, the Secret is
+written well within a second; fluxd then holds the app's restart until
+`restart-coalesce-window` closes (2 s by default, counted from the change, so that more
+changes within it roll the app once), and the rest is the kubelet starting the new Pod and
+kube-proxy routing the Service to it. The 2 s window is what puts the median above the 3 s
+goal; a shorter `restart-coalesce-window` in the install's ConfigMap trades coalescing for
+latency.
 """
     write_section("realnode", body)
     print(body)
