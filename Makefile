@@ -3,11 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help venv system-deps testenv lint test test-unit test-e2e demo bench crds clean
+.PHONY: help venv system-deps testenv lint test test-unit test-e2e demo demo-real-node bench crds clean
 
 help:
 	@echo "make test      install, build the test control plane, lint, run every test"
 	@echo "make demo      the seed scenario end to end on a local control plane"
+	@echo "make demo-real-node  the same with fluxd and the app as Pods on a real node (root)"
 	@echo "make lint      ruff, mypy --strict, import layers"
 	@echo "make testenv   build (or reuse) etcd, kube-apiserver, ... from Go modules"
 	@echo "make crds      regenerate manifests/crds from the Python API types"
@@ -48,6 +49,9 @@ crds: venv
 
 demo: venv system-deps testenv
 	$(BIN)/python -m demo
+
+demo-real-node: venv system-deps testenv
+	$(BIN)/python -m demo --real-node
 
 bench: venv system-deps testenv
 	$(BIN)/python -m bench

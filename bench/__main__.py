@@ -19,6 +19,7 @@ BENCHMARKS = (
     ["bench.kustomizations", "--count", "100"],
     ["bench.sidebyside", "kustomizations", "--count", "100"],
     ["bench.sidebyside", "sources"],
+    ["bench.realnode", "--runs", "5"],
 )
 
 

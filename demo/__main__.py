@@ -7,10 +7,17 @@ else ``git http-backend`` with basic auth and a delivery signed as Gitea signs
 it, and the demo says which), and fluxd runs as ``fluxd run``. The objects
 applied are the user-facing examples in ``demo/seed/`` (only the Git URL and
 the token are pointed at the local server).
+
+``--real-node`` runs the same flow with fluxd inside the cluster: a real node
+(kubelet, containerd, runc, CNI; testenv/node.py) joins the control plane,
+fluxd is installed from manifests/ with ``kubectl apply -k`` and runs as a Pod
+there, and so does the app, whose new process serving the pushed config ends
+the clock (demo/realnode.py holds the steps, which the end-to-end test runs too).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -20,30 +27,30 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from demo.realnode import SeedFlow, install_fluxd
 from demo.seedflow import (
     CRDS,
     KUSTOMIZATION,
     PATHS,
     REALM_TOML,
     SEED,
+    SEED_TOKEN,
+    SEED_URL,
+    WEBHOOK_TOKEN,
     apply_file,
     crds_established,
     ready,
     running_pods,
     secret_value,
 )
-from testenv import giteaserver
+from testenv import giteaserver, images
 from testenv.api import wait_for
 from testenv.cluster import Cluster
 from testenv.fluxd import Fluxd
 from testenv.gitea import gitea_headers, gitea_push
 from testenv.giteaserver import GiteaServer
 from testenv.gitserver import GitServer
-
-SEED_URL = "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git"
-# The placeholders of demo/seed/: the personal access token and the webhook secret.
-SEED_TOKEN = "gitea-personal-access-token"
-WEBHOOK_TOKEN = "change-me-to-a-long-random-string"
+from testenv.node import Node
 
 
 class Narrator:
@@ -65,6 +72,14 @@ class Narrator:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="run fluxd and the app as Pods on a real node (needs root, as `make test`)",
+    )
+    if parser.parse_args().real_node:
+        return real_node()
     story = Narrator()
     workdir = Path(tempfile.mkdtemp(prefix="fluxd-demo-"))
     story.say(
@@ -188,6 +203,46 @@ def main() -> int:
             daemon.stop()
         cluster.stop()
     print("\nCluster, Git server and fluxd stopped; temporary files removed.")
+    return 0
+
+
+def real_node() -> int:
+    story = Narrator()
+    workdir = Path(tempfile.mkdtemp(prefix="fluxd-demo-"))
+    story.say("Starting a real control plane (etcd, kube-apiserver, controller-manager, scheduler)")
+    cluster = Cluster(workdir=workdir / "cluster", nodes=1)
+    cluster.start()
+    print(f"   up in {cluster.started_in:.1f}s; export KUBECONFIG={cluster.kubeconfig}")
+    node: Node | None = None
+    try:
+        story.say("The node's images (fluxd from the Dockerfile's recipe, the app, pause)")
+        began = time.monotonic()
+        built = images.ensure_images()
+        print(f"   ready in {time.monotonic() - began:.1f}s in {built.directory}")
+        story.say("Joining a real node: containerd, runc, CNI, kubelet, kube-proxy")
+        began = time.monotonic()
+        node = Node(cluster=cluster, images=built, workdir=workdir / "node")
+        node.start()
+        print(f"   node {node.name} Ready in {time.monotonic() - began:.1f}s")
+
+        story.say("Installing fluxd as a user does: kubectl apply -k (manifests/ + the node)")
+        pod = install_fluxd(cluster, node, story.timed)
+        print(f"   {pod['metadata']['name']} on {pod['spec']['nodeName']}")
+        with SeedFlow.serving(cluster, node, story.timed) as flow:
+            story.say("Applying the seed's objects; fluxd in its Pod does the rest")
+            flow.start()
+            print(f"   the app serves {flow.app_url}; the Receiver is {flow.hook_url}")
+            story.say("Editing realm_ix.toml, pushing, Gitea's webhook to fluxd's Service")
+            changed = REALM_TOML.replace("203.0.113.10", "203.0.113.20")
+            pushed_at = time.monotonic()
+            flow.push_and_roll(changed, message="realm: move the ix remote")
+            total = time.monotonic() - pushed_at
+            story.say(f"End to end, push → new app process serving the new config: {total:.2f}s")
+    finally:
+        if node is not None:
+            node.stop()
+        cluster.stop()
+    print("\nNode, cluster and Git server stopped; temporary files removed.")
     return 0
 
 

@@ -16,6 +16,11 @@ import yaml
 from testenv.api import Api
 
 SEED = Path(__file__).resolve().parent / "seed"
+# What demo/seed/ points at, and its placeholders: the personal access token and the
+# webhook secret.
+SEED_URL = "http://gitea-svc.default.svc.cluster.local:3000/k3s/k3s-private.git"
+SEED_TOKEN = "gitea-personal-access-token"
+WEBHOOK_TOKEN = "change-me-to-a-long-random-string"
 CRDS = Path(__file__).resolve().parents[1] / "manifests" / "crds"
 REALM_TOML = """[log]
 level = "warn"

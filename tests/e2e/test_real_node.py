@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import urllib.request
@@ -20,8 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from demo.seedflow import KUSTOMIZATION, REALM_TOML, SEED, apply_file
+from demo.realnode import (
+    FLUXD_PODS,
+    LEASE,
+    ROOT,
+    SeedFlow,
+    container_processes,
+    fluxd_pods,
+    just_wait,
+    kubectl_apply,
+    lease_holder,
+    rollout_history,
+    the_ready_fluxd_pod,
+)
+from demo.seedflow import KUSTOMIZATION, REALM_TOML, SEED, apply_file, running_pods
 from testenv import build, images
 from testenv.api import Api, wait_for
 from testenv.cluster import Cluster, ClusterError, environ_for
@@ -462,3 +477,153 @@ def _realm_deployment() -> dict[str, Any]:
             },
         },
     }
+
+
+# -- fluxd killed and upgraded while it works --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_in_cluster(
+    cluster: Cluster, node: Node, installed_fluxd: dict[str, Any]
+) -> Iterator[SeedFlow]:
+    """The seed flow served to fluxd in the cluster, its app serving the first commit."""
+    with SeedFlow.serving(cluster, node, just_wait) as flow:
+        flow.start()
+        yield flow
+
+
+def _replacement(api: Api, *, of: str) -> dict[str, Any] | None:
+    pod = the_ready_fluxd_pod(api)
+    return pod if pod is not None and pod["metadata"]["name"] != of else None
+
+
+def _restarted(api: Api, *, name: str, restarts: int) -> dict[str, Any] | None:
+    pod = the_ready_fluxd_pod(api)
+    if pod is None or pod["metadata"]["name"] != name:
+        return None
+    (status,) = pod["status"]["containerStatuses"]
+    return pod if status["restartCount"] > restarts else None
+
+
+def test_fluxd_killed_while_applying_a_push_converges_and_rolls_the_app_once_per_push(
+    cluster: Cluster, seed_in_cluster: SeedFlow
+) -> None:
+    api, flow = cluster.api, seed_in_cluster
+    history = rollout_history(api)
+    assert history, "the app has no rollout yet"
+
+    # 1. `kubectl delete pod` at once after the webhook: the receiver has only asked for
+    # a reconcile, the fetch, build, apply and restart run while the Pod shuts down.
+    (old,) = fluxd_pods(api)
+    old_name = old["metadata"]["name"]
+    first = REALM_TOML + "# change 1: fluxd's Pod deleted during the apply\n"
+    before = running_pods(api)
+    sha = flow.push(first)
+    api.delete(f"{FLUXD_PODS}/{old_name}")
+    replacement = wait_for(
+        lambda: _replacement(api, of=old_name), timeout=180, what="a replacement fluxd Pod Ready"
+    )
+    new_name = replacement["metadata"]["name"]
+    wait_for(
+        lambda: lease_holder(api).startswith(f"{new_name}_"),
+        timeout=120,
+        what="the replacement holding the leader Lease",
+    )
+    wait_for(
+        lambda: flow.applied(sha) and flow.rolled_out(first, before),
+        timeout=120,
+        what="the push applied and a new app Pod serving it",
+    )
+    assert flow.secret_holds(first)
+    assert rollout_history(api) == [*history, history[-1] + 1]
+
+    # 2. SIGKILL of fluxd's process (as the OOM killer does) during the next apply: no
+    # drain, no Lease release; the kubelet restarts the container, which takes the Lease
+    # over when the dead holder's term runs out.
+    (pod,) = fluxd_pods(api)
+    (status,) = pod["status"]["containerStatuses"]
+    holder = lease_holder(api)
+    second = REALM_TOML + "# change 2: fluxd killed during the apply\n"
+    before = running_pods(api)
+    sha = flow.push(second)
+    os.kill(container_processes(pod)[0], signal.SIGKILL)
+    wait_for(
+        lambda: _restarted(api, name=new_name, restarts=status["restartCount"]),
+        timeout=180,
+        what="fluxd's container restarted and Ready",
+    )
+    wait_for(
+        lambda: lease_holder(api) not in ("", holder),
+        timeout=120,
+        what="the restarted process holding the leader Lease",
+    )
+    wait_for(
+        lambda: flow.applied(sha) and flow.rolled_out(second, before),
+        timeout=120,
+        what="the push applied and a new app Pod serving it",
+    )
+    assert flow.secret_holds(second)
+    assert rollout_history(api) == [*history, history[-1] + 1, history[-1] + 2]
+
+
+def _settings_overlay(directory: Path, *, lease_duration: str) -> Path:
+    """A user's overlay of the install that changes one setting in fluxd's ConfigMap."""
+    settings = (ROOT / "manifests" / "fluxd.yaml").read_text()
+    assert "\nlease-duration: 35s\n" in settings
+    directory.mkdir()
+    (directory / "fluxd.yaml").write_text(
+        settings.replace("\nlease-duration: 35s\n", f"\nlease-duration: {lease_duration}\n")
+    )
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(OVERLAY, directory)],
+        "configMapGenerator": [
+            {"name": "fluxd-config", "namespace": NAMESPACE, "behavior": "replace",
+             "files": ["fluxd.yaml"]}
+        ],
+    }  # fmt: skip
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return directory
+
+
+def test_a_settings_change_rolls_fluxd_and_a_push_during_the_roll_arrives_once(
+    cluster: Cluster, seed_in_cluster: SeedFlow, tmp_path: Path
+) -> None:
+    api, flow = cluster.api, seed_in_cluster
+    history = rollout_history(api)
+    (old,) = fluxd_pods(api)
+    old_name = old["metadata"]["name"]
+    assert lease_holder(api).startswith(f"{old_name}_")
+
+    # The ConfigMap's name carries a hash of its content, so the change rolls the Deployment.
+    kubectl_apply(cluster, _settings_overlay(tmp_path / "overlay", lease_duration="45s"))
+
+    def old_terminating() -> bool:
+        pod = api.get_or_none(f"{FLUXD_PODS}/{old_name}")
+        return pod is None or bool(pod["metadata"].get("deletionTimestamp"))
+
+    # Pushed while the old Pod drains and the new one, Ready, waits for the Lease.
+    wait_for(old_terminating, timeout=180, interval=0.05, what="the roll to stop the old fluxd Pod")
+    content = REALM_TOML + "# pushed during fluxd's own roll\n"
+    before = running_pods(api)
+    sha = flow.push(content)
+
+    new = wait_for(
+        lambda: _replacement(api, of=old_name), timeout=180, what="the roll finished, one Pod Ready"
+    )
+    new_name = new["metadata"]["name"]
+    wait_for(
+        lambda: lease_holder(api).startswith(f"{new_name}_"),
+        timeout=120,
+        what="the leader Lease moved to the new Pod",
+    )
+    wait_for(
+        lambda: flow.applied(sha) and flow.rolled_out(content, before),
+        timeout=120,
+        what="the push applied and a new app Pod serving it",
+    )
+    assert flow.secret_holds(content)
+    assert rollout_history(api) == [*history, history[-1] + 1]
+    # The new Pod runs with the changed setting: it renews the Lease for 45 s terms.
+    assert api.get(LEASE)["spec"]["leaseDurationSeconds"] == 45
