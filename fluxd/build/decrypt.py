@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from fluxd.build.engine import kill_group, strip_workspace
+from fluxd.build.engine import kill_group, spawn_session, strip_workspace
 from fluxd.build.errors import BuildError
 from fluxd.build.manifests import ManifestLoader, load_object, object_id
 from fluxd.build.remote import find_kustomization_file
@@ -416,14 +416,13 @@ async def _all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 async def _run(
     command: Sequence[str], *, stdin: bytes, env: Mapping[str, str], cwd: Path, timeout: float
 ) -> tuple[int, bytes, bytes]:
-    process = await asyncio.create_subprocess_exec(
+    process = await spawn_session(
         *command,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(cwd),
         env=dict(env),
-        start_new_session=True,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout=timeout)

@@ -29,6 +29,7 @@ import signal
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 from fluxd.aio.backoff import Backoff
 from fluxd.build.errors import EngineError, EngineTimeoutError
@@ -158,14 +159,13 @@ async def _run_once(
 ) -> str:
     """One engine process for one build."""
     command = engine_command(binary=binary, settings=settings, directory=directory)
-    process = await asyncio.create_subprocess_exec(
+    process = await spawn_session(
         *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(workspace),
         env=_engine_environment(),
-        start_new_session=True,
     )
     try:
         stdout, stderr = await asyncio.wait_for(
@@ -307,13 +307,12 @@ class LongLivedEngine:
             delay = self._not_before - asyncio.get_running_loop().time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            process = await asyncio.create_subprocess_exec(
+            process = await spawn_session(
                 str(self.binary),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=_engine_environment(),
-                start_new_session=True,
                 limit=_REPLY_LIMIT,
             )
             child = _Child(process)
@@ -419,6 +418,26 @@ async def close_engines() -> None:
     loop_id = id(asyncio.get_running_loop())
     for key in [key for key in _ENGINES if key[0] == loop_id]:
         await _ENGINES.pop(key).aclose()
+
+
+async def spawn_session(*command: str, **options: Any) -> asyncio.subprocess.Process:
+    """Start ``command`` in a session of its own, so ``kill_group`` reaches its children.
+
+    A cancel that arrives while asyncio is still setting the process up would
+    make asyncio kill the process alone, leaving its children (a remote
+    base's git) running; the spawn is finished first, then the group killed.
+    """
+    spawning = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(*command, start_new_session=True, **options)
+    )
+    try:
+        return await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            process = await spawning
+            kill_group(process)
+            await process.wait()
+        raise
 
 
 def kill_group(process: asyncio.subprocess.Process) -> None:

@@ -507,3 +507,52 @@ async def test_cancelling_a_build_kills_the_engines_children(tree: Tree, tmp_pat
     else:
         os.kill(pid, 9)
         pytest.fail(f"the engine's child {pid} outlived the cancelled build")
+
+
+async def test_a_build_cancelled_while_its_engine_is_being_set_up_leaves_no_child(
+    tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load asyncio can still be connecting the pipes when a cancel arrives; the
+    # engine and what it started must go all the same.
+    child_pid = tmp_path / "child.pid"
+    engine = tmp_path / "forking-kubectl"
+    engine.write_text(
+        f"#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {child_pid}.tmp\n"
+        f"mv {child_pid}.tmp {child_pid}\nwait\n"
+    )
+    engine.chmod(0o755)
+    spawn = asyncio.create_subprocess_exec
+    set_up = asyncio.Event()
+
+    async def slow_set_up(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        process = await spawn(*args, **kwargs)
+        await set_up.wait()
+        return process
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_set_up)
+    building = asyncio.create_task(
+        build(
+            artifact_root=app_tree(tree),
+            path="apps/realm",
+            options=BuildOptions(),
+            settings=BuildSettings(engine_binary=str(engine), timeout_seconds=300),
+        )
+    )
+    for _ in range(200):
+        if child_pid.exists():
+            break
+        await asyncio.sleep(0.05)
+    pid = int(child_pid.read_text())
+
+    building.cancel()
+    set_up.set()
+    with pytest.raises(asyncio.CancelledError):
+        await building
+
+    for _ in range(200):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail(f"the engine's child {pid} outlived the build cancelled during set-up")
