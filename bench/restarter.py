@@ -12,6 +12,12 @@ the pods), runs the restarter service in this process, and reports:
   and for a burst of simultaneous updates.
 
 Run: ``.venv/bin/python -m bench.restarter`` (``--help`` for sizes). Not a test.
+
+``--reloader-binary PATH`` also runs stakater Reloader (a binary built from its
+source; the module proxy does not serve it, see bench/RESULTS.md) on the same
+workload, each system on a fresh cluster, interleaved, and writes the
+side-by-side section: Reloader writes the same ``STAKATER_<NAME>_SECRET``
+digest as fluxd's env-vars strategy, so one watch measures both.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ import base64
 import gc
 import hashlib
 import os
+import subprocess
 import sys
 import time
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
+import anyio.abc
 import structlog
 
 from bench.common import machine, median, percentile, rss_mib, write_section
@@ -217,6 +226,59 @@ def summary(latencies: list[float]) -> str:
     )
 
 
+RELOADER_METRICS = "http://127.0.0.1:9090/metrics"
+
+
+async def _reloader_started(process: anyio.abc.Process) -> None:
+    """Wait until Reloader serves its metrics, i.e. its controllers are set up."""
+    async with aiohttp.ClientSession() as session:
+        with anyio.fail_after(120):
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"reloader exited with {process.returncode}")
+                try:
+                    async with session.get(RELOADER_METRICS, timeout=aiohttp.ClientTimeout(1)):
+                        return
+                except (aiohttp.ClientError, TimeoutError):
+                    await anyio.sleep(0.2)
+
+
+async def measure_reloader(
+    kubeconfig: Path, args: argparse.Namespace
+) -> tuple[list[float], list[float], float]:
+    """One-at-a-time and burst latencies with Reloader doing the restarts, and its RSS."""
+    kube = await Kube.connect(kubeconfig=str(kubeconfig))
+    try:
+        await populate(
+            kube, objects=args.objects, workloads=args.workloads, secret_size=args.secret_size
+        )
+        process = await anyio.open_process(
+            [str(args.reloader_binary), "--log-level=error"],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await _reloader_started(process)
+            # Its informers list before they handle updates; metrics come up first.
+            await anyio.sleep(5)
+            watch = PatchWatch(kube)
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch.run)
+                await anyio.sleep(1)
+                one = await sequential(kube, watch, samples=args.samples, size=args.secret_size)
+                many = await burst(kube, watch, samples=args.samples, size=args.secret_size)
+                group.cancel_scope.cancel()
+            rss = rss_mib(process.pid)
+        finally:
+            process.terminate()
+            with anyio.fail_after(30):
+                await process.wait()
+    finally:
+        await kube.close()
+    return one, many, rss
+
+
 async def measure(kubeconfig: Path, args: argparse.Namespace) -> list[str]:
     kube = await Kube.connect(kubeconfig=str(kubeconfig))
     lines: list[str] = []
@@ -251,6 +313,7 @@ async def measure(kubeconfig: Path, args: argparse.Namespace) -> list[str]:
             lines.append(f"latency, one update at a time: {summary(one)}")
             many = await burst(kube, watch, samples=args.samples, size=args.secret_size)
             lines.append(f"latency, {args.samples} updates at once: {summary(many)}")
+            args.latencies = (one, many)
             gc.collect()
             lines.append(f"RSS after the runs: +{rss_mib(os.getpid()) - before:.1f} MiB")
             group.cancel_scope.cancel()
@@ -269,8 +332,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="restart-concurrency")
     parser.add_argument("--kubeconfig", type=Path, help="an existing cluster instead of testenv")
     parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
+    parser.add_argument("--reloader-binary", type=Path, help="also run this Reloader, side by side")
+    parser.add_argument("--rounds", type=int, default=2, help="side-by-side rounds per system")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    if args.reloader_binary:
+        return side_by_side(args)
     with ExitStack() as stack:
         kubeconfig = args.kubeconfig
         if kubeconfig is None:
@@ -295,6 +362,61 @@ def main() -> int:
     print(body)
     if args.write:
         write_section("restarter", body)
+    return 0
+
+
+def side_by_side(args: argparse.Namespace) -> int:
+    """fluxd's restarter and Reloader on the same workload, interleaved, each on a fresh cluster."""
+    runs: dict[str, list[tuple[list[float], list[float]]]] = {"fluxd": [], "Reloader": []}
+    loads: list[str] = []
+    for round_ in range(args.rounds):
+        order = ("fluxd", "Reloader") if round_ % 2 == 0 else ("Reloader", "fluxd")
+        for system in order:
+            with running(nodes=1) as cluster:
+                loads.append(f"{system}: {os.getloadavg()[0]:.2f}")
+                if system == "fluxd":
+                    asyncio.run(measure(cluster.kubeconfig, args))
+                    one, many = args.latencies
+                else:
+                    one, many, _ = asyncio.run(measure_reloader(cluster.kubeconfig, args))
+                runs[system].append((one, many))
+                print(system, summary(one), "|", summary(many), flush=True)
+
+    def figures(system: str) -> tuple[float, float, float]:
+        ones = [percentile(one, 0.99) for one, _ in runs[system]]
+        medians = [median(one) for one, _ in runs[system]]
+        bursts = [max(many) for _, many in runs[system]]
+        return median(medians) * 1000, median(ones) * 1000, median(bursts)
+
+    fluxd, reloader = figures("fluxd"), figures("Reloader")
+    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
+    body = "\n".join(
+        [
+            "## Restarts side by side with Reloader",
+            "",
+            f"Command: `{command}`",
+            f"Machine: {machine()}",
+            f"Date: {time.strftime('%Y-%m-%d')}. {args.objects} Secrets/ConfigMaps, "
+            f"{args.workloads} Deployments with `reloader.stakater.com/auto`, "
+            f"{args.samples} updates per phase; fluxd's restarter with "
+            f"restart-coalesce-window {args.window:g} s and restart-concurrency "
+            f"{args.concurrency}, Reloader with its defaults (env-vars); each system on a fresh "
+            f"cluster, interleaved, {args.rounds} runs each (medians of the runs). "
+            f"Load average (1 min) at each start: {', '.join(loads)}.",
+            "",
+            "| | fluxd | Reloader | fluxd / Reloader |",
+            "| --- | --- | --- | --- |",
+            f"| one update at a time, median | {fluxd[0]:.0f} ms | {reloader[0]:.0f} ms "
+            f"| {fluxd[0] / reloader[0]:.2f} |",
+            f"| one update at a time, p99 | {fluxd[1]:.0f} ms | {reloader[1]:.0f} ms "
+            f"| {fluxd[1] / reloader[1]:.2f} |",
+            f"| {args.samples} updates at once, all patched | {fluxd[2]:.1f} s | "
+            f"{reloader[2]:.1f} s | {fluxd[2] / reloader[2]:.2f} |",
+        ]
+    )
+    print(body)
+    if args.write:
+        write_section("restarter-reloader", body)
     return 0
 
 
