@@ -36,6 +36,7 @@ from demo.realnode import (
     memory_cgroup,
 )
 from demo.seedflow import REALM_TOML
+from fluxd.settings import Settings
 from testenv import images
 from testenv.cluster import running
 from testenv.node import Node
@@ -51,6 +52,9 @@ class Memory:
     fluxd_rss: float
     container_rss: float
     container_usage: float
+
+
+WINDOW = Settings().restart_coalesce_window
 
 
 def read_memory(pid: int, cgroup: Path) -> Memory:
@@ -205,11 +209,9 @@ Reading: fluxd's VmRSS counts the interpreter's and libraries' file pages it map
 cgroup's `total_rss` (anonymous memory only) does not; the container's anonymous memory is
 what the limit is charged for on top of its page cache. Of a push's time, the Secret is
 written well within a second; fluxd then holds the app's restart until
-`restart-coalesce-window` closes (2 s by default, counted from the change, so that more
-changes within it roll the app once), and the rest is the kubelet starting the new Pod and
-kube-proxy routing the Service to it. The 2 s window is what puts the median above the 3 s
-goal; a shorter `restart-coalesce-window` in the install's ConfigMap trades coalescing for
-latency.
+`restart-coalesce-window` closes ({WINDOW:g} s by default, counted from the change, so that
+more changes within it roll the app once), and the rest is the kubelet starting the new Pod
+and kube-proxy routing the Service to it.
 """
     write_section("realnode", body)
     print(body)

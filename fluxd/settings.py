@@ -257,7 +257,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("namespaces-to-ignore", "list", [], "namespaces the restarter leaves alone"),
     Setting("namespace-selector", "str", "", "only namespaces with these labels (restarter)"),
     Setting("resource-label-selector", "str", "", "only Secrets/ConfigMaps with these labels"),
-    Setting("restart-coalesce-window", "duration", 2.0, "changes within this window roll once"),
+    Setting(
+        "restart-coalesce-window",
+        "duration",
+        1.0,
+        "changes within this window roll once (one Kustomization's apply lands well within it)",
+    ),
     Setting(
         "restart-argo-rollouts",
         "bool",
@@ -391,7 +396,7 @@ class Settings:
     namespaces_to_ignore: tuple[str, ...] = ()
     namespace_selector: str = ""
     resource_label_selector: str = ""
-    restart_coalesce_window: float = 2.0
+    restart_coalesce_window: float = 1.0
     restart_argo_rollouts: bool = False
     metrics_count_by_namespace: bool = False
     enable_csi_integration: bool = False
