@@ -170,13 +170,14 @@ HELM = Group(
         ),
     ),
 )
-# CoreDNS, the real node's cluster DNS (testenv/node.py runs it as a Pod): its
-# main package with the plugins its release compiles in.
+# CoreDNS, the real node's cluster DNS (testenv/node.py runs it as a Pod): a
+# main of our own (testenv/go/coredns/main.go) linking only the plugins the
+# node's Corefile uses, not the release's every plugin and their cloud SDKs.
 COREDNS_VERSION = "1.15.0"
 COREDNS = Group(
     "CoreDNS",
-    f"coredns-{COREDNS_VERSION}_b1",
-    (Component("coredns", "coredns", "github.com/coredns/coredns"),),
+    f"coredns-{COREDNS_VERSION}_b2",
+    (Component("coredns", "coredns", "fluxd.dev/testenv/coredns"),),
 )
 
 
