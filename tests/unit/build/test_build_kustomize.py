@@ -472,7 +472,8 @@ async def test_engine_timeout_kills_the_engines_children(tree: Tree, tmp_path: P
         pytest.fail(f"the engine's child {pid} outlived the timeout")
 
 
-async def test_cancelling_a_build_kills_the_engines_children(tree: Tree, tmp_path: Path) -> None:
+def _forking_engine(tmp_path: Path) -> tuple[Path, Path]:
+    """An engine that starts a child, announces its pid by renaming a file into place, waits."""
     child_pid = tmp_path / "child.pid"
     engine = tmp_path / "forking-kubectl"
     engine.write_text(
@@ -480,33 +481,48 @@ async def test_cancelling_a_build_kills_the_engines_children(tree: Tree, tmp_pat
         f"mv {child_pid}.tmp {child_pid}\nwait\n"
     )
     engine.chmod(0o755)
-    root = app_tree(tree)
-    building = asyncio.create_task(
+    return engine, child_pid
+
+
+async def _announced(child_pid: Path) -> int:
+    # A tiny local file, polled by a test: no need to leave the event loop for it.
+    for _ in range(200):
+        if child_pid.exists():  # noqa: ASYNC240
+            break
+        await asyncio.sleep(0.05)
+    return int(child_pid.read_text())  # noqa: ASYNC240
+
+
+async def _gone(pid: int, after: str) -> None:
+    # SIGKILL is delivered at once but the exit is asynchronous: wait for it, bounded.
+    for _ in range(200):
+        if not _alive(pid):
+            return
+        await asyncio.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail(f"the engine's child {pid} outlived {after}")
+
+
+def _building(tree: Tree, engine: Path) -> asyncio.Task[object]:
+    return asyncio.create_task(
         build(
-            artifact_root=root,
+            artifact_root=app_tree(tree),
             path="apps/realm",
             options=BuildOptions(),
             settings=BuildSettings(engine_binary=str(engine), timeout_seconds=300),
         )
     )
-    # The engine announces its child by renaming the pid file into place.
-    for _ in range(200):
-        if child_pid.exists():
-            break
-        await asyncio.sleep(0.05)
-    pid = int(child_pid.read_text())
+
+
+async def test_cancelling_a_build_kills_the_engines_children(tree: Tree, tmp_path: Path) -> None:
+    engine, child_pid = _forking_engine(tmp_path)
+    building = _building(tree, engine)
+    pid = await _announced(child_pid)
 
     building.cancel()
     with pytest.raises(asyncio.CancelledError):
         await building
-
-    for _ in range(200):
-        if not _alive(pid):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        pytest.fail(f"the engine's child {pid} outlived the cancelled build")
+    await _gone(pid, "the cancelled build")
 
 
 async def test_a_build_cancelled_while_its_engine_is_being_set_up_leaves_no_child(
@@ -514,13 +530,7 @@ async def test_a_build_cancelled_while_its_engine_is_being_set_up_leaves_no_chil
 ) -> None:
     # Under load asyncio can still be connecting the pipes when a cancel arrives; the
     # engine and what it started must go all the same.
-    child_pid = tmp_path / "child.pid"
-    engine = tmp_path / "forking-kubectl"
-    engine.write_text(
-        f"#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {child_pid}.tmp\n"
-        f"mv {child_pid}.tmp {child_pid}\nwait\n"
-    )
-    engine.chmod(0o755)
+    engine, child_pid = _forking_engine(tmp_path)
     spawn = asyncio.create_subprocess_exec
     set_up = asyncio.Event()
 
@@ -530,29 +540,11 @@ async def test_a_build_cancelled_while_its_engine_is_being_set_up_leaves_no_chil
         return process
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_set_up)
-    building = asyncio.create_task(
-        build(
-            artifact_root=app_tree(tree),
-            path="apps/realm",
-            options=BuildOptions(),
-            settings=BuildSettings(engine_binary=str(engine), timeout_seconds=300),
-        )
-    )
-    for _ in range(200):
-        if child_pid.exists():
-            break
-        await asyncio.sleep(0.05)
-    pid = int(child_pid.read_text())
+    building = _building(tree, engine)
+    pid = await _announced(child_pid)
 
     building.cancel()
     set_up.set()
     with pytest.raises(asyncio.CancelledError):
         await building
-
-    for _ in range(200):
-        if not _alive(pid):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        pytest.fail(f"the engine's child {pid} outlived the build cancelled during set-up")
+    await _gone(pid, "the build cancelled during set-up")
