@@ -28,6 +28,7 @@ from demo.realnode import (
     LEASE,
     ROOT,
     SeedFlow,
+    app_deployment,
     container_processes,
     fluxd_pods,
     just_wait,
@@ -389,7 +390,7 @@ def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
                 path: (api.get_or_none(path) or {}).get("status") for path in (REPO_PATH, KS_PATH)
             }
             raise AssertionError(f"{error}\n{json.dumps(statuses, indent=1)}") from None
-        api.apply("/apis/apps/v1/namespaces/realm/deployments/realm", _realm_deployment())
+        api.apply("/apis/apps/v1/namespaces/realm/deployments/realm", app_deployment())
         service = api.apply(
             "/api/v1/namespaces/realm/services/realm",
             {"apiVersion": "v1", "kind": "Service",
@@ -440,43 +441,6 @@ def test_the_seed_flow_in_cluster_push_webhook_secret_then_the_app_serves_it(
                 what="the seed's Flux objects finalized",
             )
             api.delete("/api/v1/namespaces/realm")
-
-
-def _realm_deployment() -> dict[str, Any]:
-    """The seed's realm Deployment with the test's app image, placed on the real node."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "realm",
-            "namespace": "realm",
-            "annotations": {"reloader.stakater.com/auto": "true"},
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "realm"}},
-            "template": {
-                "metadata": {"labels": {"app": "realm"}},
-                "spec": {
-                    "tolerations": [TOLERATION],
-                    "nodeSelector": NODE_SELECTOR,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
-                    "containers": [
-                        {
-                            "name": "realm",
-                            "image": images.APP_IMAGE,
-                            "imagePullPolicy": "Never",
-                            "args": ["/etc/realm/realm_ix.toml", "8080"],
-                            "volumeMounts": [
-                                {"name": "config", "mountPath": "/etc/realm", "readOnly": True}
-                            ],
-                        }
-                    ],
-                    "volumes": [{"name": "config", "secret": {"secretName": "realm-config-ix"}}],
-                },
-            },
-        },
-    }
 
 
 # -- fluxd killed and upgraded while it works --------------------------------------------
