@@ -38,6 +38,7 @@ from typing import Any
 
 import anyio
 
+from fluxd.apply.applied import AppliedMemory, Owner, digest
 from fluxd.apply.cel import HealthCheckExprs
 from fluxd.apply.changeset import Action, ChangeSet, ChangeSetEntry
 from fluxd.apply.health import Health, Status, health
@@ -166,6 +167,17 @@ def is_immutable_error(error: kube_errors.ApiError) -> bool:
     return any(marker in text for marker in _IMMUTABLE_MARKERS)
 
 
+class _Unread:
+    """The live object has not been read (yet)."""
+
+
+_UNREAD = _Unread()
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
 @dataclass
 class _Planned:
     """One object of a stage after its dry run: what to do with it."""
@@ -176,6 +188,8 @@ class _Planned:
     recreate: bool = False
     #: What is sent when it differs from ``obj`` (ignored fields keep their live values).
     payload: dict[str, Any] | None = None
+    #: The object's digest for the applied memory (``None`` without one).
+    digest: bytes | None = None
 
 
 @dataclass
@@ -186,6 +200,9 @@ class ResourceManager:
     every request runs with the permissions of that account. ``ignore`` holds
     the Kustomization's ``spec.ignore`` rules; ``override_managers`` the extra
     field managers whose fields are taken over (``--override-manager``).
+    With ``applied`` (the caller's, for objects of its own cluster only), an
+    object applied or verified before is not dry-run again while neither it
+    nor its live version has changed (see ``fluxd.apply.applied``).
     """
 
     kube: Kube
@@ -196,12 +213,28 @@ class ResourceManager:
     stage_timeout: float = STAGE_TIMEOUT_SECONDS
     ignore: Sequence[IgnoreRule] = ()
     override_managers: Sequence[str] = ()
+    applied: AppliedMemory | None = None
     _limiter: asyncio.Semaphore = field(init=False, repr=False)
     _takeover: tuple[FieldManager, ...] = field(init=False, repr=False)
+    _context: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._limiter = asyncio.Semaphore(self.concurrency)
         self._takeover = takeover_managers(self.field_manager, self.override_managers)
+        self._context = repr((self.field_manager, self._takeover))
+        if self.ignore:
+            # Ignored fields keep live values: what is sent depends on the live object.
+            self.applied = None
+
+    @property
+    def _owner(self) -> Owner:
+        return self.owner_namespace, self.owner_name
+
+    def _remember(self, plan: _Planned, written: Mapping[str, Any]) -> None:
+        if self.applied is not None and plan.digest is not None:
+            version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+            ref = ObjectRef.from_object(plan.obj)
+            self.applied.remember(self._owner, ref, plan.digest, version)
 
     # -- apply ---------------------------------------------------------------
 
@@ -247,17 +280,32 @@ class ResourceManager:
             # Cluster-scoped kinds have no namespace; kustomize may have set one anyway.
             del metadata["namespace"]
             subject = subject_of(obj)
+        known = None if self.applied is None else digest(obj, self._context)
         async with self._limiter:
-            live = await self.kube.get_or_none(
-                resource, metadata["name"], namespace=metadata.get("namespace")
-            )
-            if live is not None and policy.apply is ApplyPolicy.IF_NOT_PRESENT:
-                return _Planned(obj=obj, resource=resource, action=Action.SKIPPED)
+            # Read first only when the answer may make the dry run unneeded; otherwise
+            # the dry run comes first and tells whether the object exists.
+            live: Object | _Unread | None = _UNREAD
+            if policy.apply is ApplyPolicy.IF_NOT_PRESENT or self._remembered(obj, known):
+                live = await self.kube.get_or_none(
+                    resource, metadata["name"], namespace=metadata.get("namespace")
+                )
+                if live is not None and policy.apply is ApplyPolicy.IF_NOT_PRESENT:
+                    return _Planned(obj=obj, resource=resource, action=Action.SKIPPED)
+                if (
+                    live is not None
+                    and known is not None
+                    and self.applied is not None
+                    and self.applied.unchanged(
+                        self._owner, ObjectRef.from_object(obj), known, _version(live)
+                    )
+                ):
+                    return _Planned(obj=obj, resource=resource, action=Action.UNCHANGED)
             try:
                 dry_run = await self.kube.apply(
                     resource, obj, field_manager=self.field_manager, force=True, dry_run=True
                 )
             except kube_errors.ApiError as error:
+                # Only an update can touch an immutable field: the object exists.
                 if live is not None and is_immutable_error(error):
                     if policy.force:
                         return _Planned(
@@ -272,13 +320,22 @@ class ResourceManager:
                 raise DryRunError(
                     f"{subject} dry-run failed ({_reason(error)}): {error}", subject=subject
                 ) from error
+            if isinstance(live, _Unread):
+                # A dry run that would create the object has no resourceVersion yet.
+                live = None
+                if _version(dry_run):
+                    live = await self.kube.get_or_none(
+                        resource, metadata["name"], namespace=metadata.get("namespace")
+                    )
             if live is None:
-                return _Planned(obj=obj, resource=resource, action=Action.CREATED)
+                return _Planned(obj=obj, resource=resource, action=Action.CREATED, digest=known)
             taken_over = await self._take_over(resource, obj, live)
         if taken_over is not None:
             live = taken_over
         elif not has_drifted(live, dry_run, ignore=self.ignore):
-            return _Planned(obj=obj, resource=resource, action=Action.UNCHANGED)
+            unchanged = _Planned(obj=obj, resource=resource, action=Action.UNCHANGED, digest=known)
+            self._remember(unchanged, live)
+            return unchanged
         payload = None
         if self.ignore:
             payload = copy.deepcopy(obj)
@@ -289,7 +346,17 @@ class ResourceManager:
                 rules=self.ignore,
                 field_manager=self.field_manager,
             )
-        return _Planned(obj=obj, resource=resource, action=Action.CONFIGURED, payload=payload)
+        return _Planned(
+            obj=obj, resource=resource, action=Action.CONFIGURED, payload=payload, digest=known
+        )
+
+    def _remembered(self, obj: Mapping[str, Any], known: bytes | None) -> bool:
+        """Whether ``obj`` was applied or verified in this form (its live version decides)."""
+        return (
+            self.applied is not None
+            and known is not None
+            and self.applied.known(self._owner, ObjectRef.from_object(obj), known)
+        )
 
     async def _take_over(
         self, resource: Resource, obj: Mapping[str, Any], live: Mapping[str, Any]
@@ -328,7 +395,7 @@ class ResourceManager:
                         propagation="Foreground",
                     )
                     await self._wait_gone(plan.resource, plan.obj)
-                await self.kube.apply(
+                written = await self.kube.apply(
                     plan.resource,
                     plan.obj if plan.payload is None else plan.payload,
                     field_manager=self.field_manager,
@@ -338,6 +405,7 @@ class ResourceManager:
                 raise ApplyError(
                     f"{subject} apply failed ({_reason(error)}): {error}", subject=subject
                 ) from error
+        self._remember(plan, written)
 
     async def _wait_gone(self, resource: Resource, obj: Mapping[str, Any]) -> None:
         metadata = obj["metadata"]
@@ -425,6 +493,8 @@ class ResourceManager:
         return changes
 
     async def _delete_one(self, ref: ObjectRef) -> Action | None:
+        if self.applied is not None:
+            self.applied.discard(self._owner, ref)
         try:
             resource = await self.kube.resource_for(ref.api_version, ref.kind)
         except kube_errors.NotFound:

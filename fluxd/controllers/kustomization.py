@@ -50,6 +50,7 @@ from fluxd.apply import (
     stale_objects,
     stamp_owner,
 )
+from fluxd.apply.applied import AppliedMemory
 from fluxd.apply.cel import (
     EvaluationError,
     ExpressionError,
@@ -214,6 +215,10 @@ class KustomizationReconciler(Reconciler):
         # Asks a source to reconcile now, by kind (set by ``wire``): it stores a missing
         # artifact again.
         self.request_source: dict[str, Callable[[str, str], None]] = {}
+        # The controllers' caches of sources and of Kustomizations, by kind (set by
+        # ``wire``): a source or a dependency is read from them, as Flux reads its cache.
+        self.caches: dict[str, Informer] = {}
+        self.applied = AppliedMemory()
 
     # -- indexes ----------------------------------------------------------------
 
@@ -238,6 +243,7 @@ class KustomizationReconciler(Reconciler):
         if interrupt:
             self.missing_since.pop(key, None)
             self.remotes.discard(key)
+            self.applied.forget(key)
         for members in self.by_source.values():
             members.discard(key)
         for members in self.dependents.values():
@@ -298,6 +304,8 @@ class KustomizationReconciler(Reconciler):
                 owner_namespace=namespace,
                 ignore=_ignore_rules(obj.get("spec") or {}, attempted),
                 override_managers=self.settings.override_manager,
+                # Versions are only comparable within one cluster, as the same account sees it.
+                applied=self.applied if target is self.kube else None,
             )
             try:
                 result = await self._apply(
@@ -400,7 +408,7 @@ class KustomizationReconciler(Reconciler):
                 meta.Reason.ARTIFACT_FAILED,
                 f"source '{source_name}' kind '{kind}' not supported",
             )
-        source = await self.kube.get_or_none(resource, source_name, namespace=source_namespace)
+        source = await self._read(resource, source_name, source_namespace)
         if source is None:
             raise Waiting(
                 meta.Reason.ARTIFACT_FAILED,
@@ -418,6 +426,12 @@ class KustomizationReconciler(Reconciler):
             )
         return dict(artifact)
 
+    async def _read(self, resource: Resource, name: str, namespace: str) -> Object | None:
+        cache = self.caches.get(resource.kind)
+        if cache is not None:
+            return await cache.read(namespace, name)
+        return await self.kube.get_or_none(resource, name, namespace=namespace)
+
     async def _check_dependencies(self, obj: Object, artifact: Mapping[str, Any]) -> None:
         """Wait until every dependency is ready, as kustomize-controller's checkDependencies.
 
@@ -432,9 +446,7 @@ class KustomizationReconciler(Reconciler):
             dep_namespace = str(entry.get("namespace") or namespace)
             dep_name = str(entry.get("name", ""))
             reference = f"{dep_namespace}/{dep_name}"
-            dependency = await self.kube.get_or_none(
-                self.resource, dep_name, namespace=dep_namespace
-            )
+            dependency = await self._read(self.resource, dep_name, dep_namespace)
             ready_expr = str(entry.get("readyExpr") or "")
             problem: str | None = None
             if dependency is None:
@@ -957,6 +969,7 @@ async def wire(
     )
     controller = Controller(kube=kube, reconciler=reconciler, recorder=recorder, settings=settings)
     controller.informer.add_handler(reconciler.index)
+    reconciler.caches[controller.kind] = controller.informer
 
     def became_ready(old: Object, new: Object) -> None:
         # Dependents wait on Ready + an up-to-date revision: tell them at once.
@@ -981,6 +994,7 @@ async def wire(
             continue
         sources.after_reconcile.append(_new_artifact_hook(source_kind, reconciler, controller))
         reconciler.request_source[source_kind] = sources.request
+        reconciler.caches[source_kind] = sources.informer
 
     for resource in (CONFIG_MAP, SECRET):
         watcher = _config_watcher(kube, resource, settings, reconciler, controller)

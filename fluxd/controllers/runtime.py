@@ -190,19 +190,15 @@ class Controller:
     async def _run_one(self, key: Key) -> Result:
         namespace, name = key
         bound = log
-        cached = self.informer.current(namespace, name)
-        if cached is not None:
-            obj = cached
-        else:
-            try:
-                obj = await self.kube.get(self.resource, name, namespace=namespace or None)
-            except kube_errors.NotFound:
-                self.reconciler.forget(key)
-                return Result.stop()
-            except kube_errors.KubeError as error:
-                bound.warning("cannot read object", error=str(error))
-                return Result.retry()
-            self.informer.settle(obj)
+        try:
+            found = await self.informer.read(namespace, name)
+        except kube_errors.KubeError as error:
+            bound.warning("cannot read object", error=str(error))
+            return Result.retry()
+        if found is None:
+            self.reconciler.forget(key)
+            return Result.stop()
+        obj = found
         obj.setdefault("apiVersion", self.resource.api_version)
         obj.setdefault("kind", self.kind)
         metadata = obj["metadata"]

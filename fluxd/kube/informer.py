@@ -135,6 +135,23 @@ class Informer:
         cached = self.store.get(key)
         return json_copy(cached) if cached is not None else None
 
+    async def read(self, namespace: str, name: str) -> Object | None:
+        """The object as :meth:`current` has it, or else as the API server does (``None``: gone).
+
+        Only a full cache can stand in for the server: a transformed or
+        metadata-only one is always read through.
+        """
+        if self.transform is None and not self.metadata_only:
+            cached = self.current(namespace, name)
+            if cached is not None:
+                return cached
+        try:
+            live = await self.kube.get(self.resource, name, namespace=namespace or None)
+        except errors.NotFound:
+            return None
+        self.settle(live)
+        return live
+
     def settle(self, live: Object) -> None:
         """A live read agrees with the cache: stop waiting for an older write of ours."""
         key = key_of(live)

@@ -183,6 +183,32 @@ def test_ignored_replicas_keep_the_hand_set_value_and_others_are_corrected(
     assert api_deployment["spec"]["replicas"] == 1, "without a rule, drift is corrected"
 
 
+def test_a_hand_edit_is_undone_at_every_reconcile_after_it(
+    api: Api, cluster: Cluster, daemon: Fluxd, git: GitServer, namespace: str
+) -> None:
+    # Without spec.ignore: the applier remembers what it applied, and must still see edits.
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}}
+    files = {
+        "app/kustomization.yaml": _kustomization_yaml("settings.yaml", "web.yaml"),
+        "app/settings.yaml": yaml.safe_dump({**config, "data": {"mode": "git"}}),
+        "app/web.yaml": yaml.safe_dump(_deployment("web")),
+    }
+    _, sha = _source(api, git, namespace, files)
+    kustomization(api, namespace, "app", _spec(namespace))
+    _applied(api, namespace, sha)
+    config_path = f"/api/v1/namespaces/{namespace}/configmaps/settings"
+
+    for round_ in range(2):
+        api.merge_patch(config_path, {"data": {"mode": f"hand-{round_}"}})
+        _kubectl(cluster, "-n", namespace, "scale", "deployment/web", f"--replicas={3 + round_}")
+        _reconciled(api, namespace)
+        assert api.get(config_path)["data"] == {"mode": "git"}, f"edit {round_} stayed"
+        assert api.get(_deployment_path(namespace, "web"))["spec"]["replicas"] == 1
+        # Nothing changed since: a reconcile leaves both as they are.
+        _reconciled(api, namespace)
+        assert api.get(config_path)["data"] == {"mode": "git"}
+
+
 # -- field-manager takeover ---------------------------------------------------------
 
 

@@ -105,7 +105,11 @@ def test_merge_policy_keeps_other_managers_fields() -> None:
 
 
 class _Cluster:
-    """The few calls the applier makes, on one Deployment; dry runs echo what was sent."""
+    """The few calls the applier makes, on one existing Deployment.
+
+    Dry runs echo what was sent, at the live object's resourceVersion, as the API
+    server answers for an object that exists.
+    """
 
     def __init__(self, live: dict[str, Any]) -> None:
         self.live = live
@@ -128,7 +132,10 @@ class _Cluster:
     ) -> dict[str, Any]:
         if not dry_run:
             self.applied.append(copy.deepcopy(body))
-        return {**copy.deepcopy(body), "status": {}}
+        answer = {**copy.deepcopy(body), "status": {}}
+        version = self.live["metadata"].get("resourceVersion", "1")
+        answer["metadata"] = {**answer.get("metadata", {}), "resourceVersion": version}
+        return answer
 
 
 async def test_an_ignored_field_kubectl_applied_keeps_its_live_value_after_the_takeover() -> None:

@@ -45,6 +45,8 @@ class FakeCluster:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.writes: list[tuple[str, str]] = []
+        # Every read and dry run, as ("get" | "dry-run", "Kind/name").
+        self.asked: list[tuple[str, str]] = []
         self.dry_run_errors: dict[str, kube_errors.ApiError] = {}
         self.delete_errors: dict[str, kube_errors.ApiError] = {}
         self.discovery_forgotten = 0
@@ -71,6 +73,7 @@ class FakeCluster:
     async def get_or_none(
         self, resource: Resource, name: str, *, namespace: str | None = None
     ) -> dict[str, Any] | None:
+        self.asked.append(("get", f"{resource.kind}/{name}"))
         found = self.objects.get((resource.kind, namespace or "", name))
         return copy.deepcopy(found) if found is not None else None
 
@@ -96,12 +99,15 @@ class FakeCluster:
             metadata["uid"] = live["metadata"]["uid"]
             metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
         else:
+            # As the API server's dry-run create: no version until it is stored.
             metadata["uid"] = f"uid-{name}"
-            metadata["resourceVersion"] = "0"
+            metadata["resourceVersion"] = ""
         metadata["managedFields"] = [{"manager": field_manager, "time": "now"}]
         if resource.kind == "CustomResourceDefinition":
             result["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
-        if not dry_run:
+        if dry_run:
+            self.asked.append(("dry-run", f"{resource.kind}/{name}"))
+        else:
             metadata["resourceVersion"] = str(next(self._versions))
             self.objects[key] = result
             self.writes.append(("apply", f"{resource.kind}/{name}"))
@@ -131,6 +137,12 @@ class FakeCluster:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind, namespace, name))
+
+    def edit(self, kind: str, namespace: str, name: str, **fields: Any) -> None:
+        """Another client writes the object: new fields, a new resourceVersion."""
+        obj = self.objects[(kind, namespace, name)]
+        obj.update(copy.deepcopy(fields))
+        obj["metadata"]["resourceVersion"] = str(next(self._versions))
 
 
 @pytest.fixture

@@ -42,6 +42,8 @@ class SourceController:
     kind: str = "GitRepository"
     after_reconcile: list[Any] = field(default_factory=list)
     requested: list[Key] = field(default_factory=list)
+    # Its cache, which wire hands to the Kustomizations; these tests never read through it.
+    informer: object = field(default_factory=object)
 
     def request(self, namespace: str, name: str) -> None:
         self.requested.append((namespace, name))
