@@ -8,9 +8,10 @@ list/watch stream per namespace, all feeding one store. Objects pass through a
 reconciler needs (the restarter keeps digests, not Secret data); with
 ``metadata_only`` the API server sends only each object's metadata
 (``PartialObjectMetadata``), so data never crosses the wire. Handlers hear
-every change, and ``synced`` is set once every stream has listed. A list of
-thousands of objects is transformed and announced in slices, giving the event
-loop back between them so webhooks, probes and other watches are not starved.
+every change, and ``synced`` is set once every stream has listed. No cache
+keeps ``metadata.managedFields``. A list of thousands of objects is transformed
+and announced in slices, giving the event loop back between them so webhooks,
+probes and other watches are not starved.
 """
 
 from __future__ import annotations
@@ -293,6 +294,10 @@ class Informer:
         return {"metadata_only": True} if self.metadata_only else {}
 
     def _slim(self, obj: Object) -> Object:
+        # Who wrote which field is never read from a cache, and is often half an object.
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)
         return self.transform(obj) if self.transform else obj
 
     async def _notify(self, change: Change, obj: Object, old: Object | None) -> None:

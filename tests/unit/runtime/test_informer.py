@@ -181,3 +181,20 @@ async def test_the_cache_answers_for_an_object_only_once_the_watch_brought_our_o
     kube.watches[None] = [None]
     await _run_until(informer, lambda s: len(s) >= 1)
     assert informer.current("a", "w") == _obj("a", "w", "2")
+
+
+async def test_the_cache_keeps_no_managed_fields() -> None:
+    listed = _obj("a", "listed", "1")
+    watched = _obj("a", "watched", "2")
+    for obj in (listed, watched):
+        obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}]
+        obj["data"] = {"k": "v"}
+    kube = ScriptedKube()
+    kube.lists[None] = [([listed], "1")]
+    kube.watches[None] = [[{"type": "ADDED", "object": watched}], None]
+    informer = Informer(kube, SECRET)  # type: ignore[arg-type]
+    await _run_until(informer, lambda s: len(s) >= 2)
+    for key in (("a", "listed"), ("a", "watched")):
+        cached = informer.store[key]
+        assert "managedFields" not in cached["metadata"]
+        assert cached["data"] == {"k": "v"}
