@@ -11,9 +11,14 @@ caches Google's key set (its address is a setting, so tests serve their own).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import jwt
+from fluxd.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import jwt
+else:
+    jwt = lazy_module("jwt")
 
 ISSUERS: Final = frozenset({"accounts.google.com", "https://accounts.google.com"})
 

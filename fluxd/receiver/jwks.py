@@ -11,11 +11,17 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
-import jwt
 import structlog
+
+from fluxd.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import jwt
+else:
+    jwt = lazy_module("jwt")
 
 log = structlog.get_logger("fluxd.receiver.jwks")
 

@@ -21,14 +21,19 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
-import jwt
 
 from fluxd.api.notification import DEFAULT_OIDC_AUDIENCE
 from fluxd.apply.cel import EvaluationError, Expression, ExpressionError
+from fluxd.lazy import lazy_module
 from fluxd.receiver.jwks import FETCH_TIMEOUT, JsonWebKeys
+
+if TYPE_CHECKING:
+    import jwt
+else:
+    jwt = lazy_module("jwt")
 
 GENERIC_OIDC: Final = "generic-oidc"
 VALIDATION_FAILED: Final = "ValidationFailed"

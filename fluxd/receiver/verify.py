@@ -41,12 +41,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-from jwt import PyJWKSet
-
 from fluxd.receiver.google import id_token_problem
+
+if TYPE_CHECKING:
+    from jwt import PyJWKSet
 
 # Event names that only test the connection, per source.
 _PINGS: Final = frozenset({"ping", "diagnostics:ping"})

@@ -15,12 +15,19 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
+from fluxd.lazy import lazy_module
 from fluxd.source.errors import InvalidSource, redact_url
+
+if TYPE_CHECKING:
+    from cryptography import exceptions, x509
+    from cryptography.hazmat.primitives import serialization
+else:
+    # Only Secrets with certificates or SSH keys need them.
+    exceptions = lazy_module("cryptography.exceptions")
+    x509 = lazy_module("cryptography.x509")
+    serialization = lazy_module("cryptography.hazmat.primitives.serialization")
 
 __all__ = ["GitAuth", "ProxySettings", "url_scheme"]
 
@@ -188,7 +195,7 @@ def _check_private_key(pem: bytes, passphrase: str | None, secret: str) -> None:
                 "(wrong 'password' or malformed key)",
                 reason="AuthenticationFailed",
             ) from None
-        except UnsupportedAlgorithm:
+        except exceptions.UnsupportedAlgorithm:
             # e.g. a bcrypt-encrypted OpenSSH key without the bcrypt module: libssh2 judges it.
             return
     raise InvalidSource(

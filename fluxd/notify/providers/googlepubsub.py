@@ -19,15 +19,19 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import quote
 
-import jwt
-
+from fluxd.lazy import lazy_module
 from fluxd.notify.errors import ProviderConfigError
 from fluxd.notify.event import Event
 from fluxd.notify.providers.base import ChatProvider
 from fluxd.notify.transport import encode_json, exchange
+
+if TYPE_CHECKING:
+    import jwt
+else:
+    jwt = lazy_module("jwt")
 
 # A module constant so tests can reach a local stand-in.
 PUBSUB_ENDPOINT: Final = "https://pubsub.googleapis.com"
