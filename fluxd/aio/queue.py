@@ -189,6 +189,9 @@ class WorkQueue(Generic[K]):
         self._rerun: dict[K, float] = {}
 
         self._scheduled_changed = _Signal()
+        # When the scheduler wakes by itself (its earliest timer); a key due later need not
+        # wake it, which spares a wake-up per requeue at an interval.
+        self._wakes_at = float("inf")
         self._ready_changed = _Signal()
         self._work_finished = _Signal()
         self._stopped = _Signal()
@@ -309,7 +312,8 @@ class WorkQueue(Generic[K]):
         # The entry for the later due time stays in the heap and is skipped.
         self._scheduled[key] = due
         heapq.heappush(self._timers, (due, next(self._sequence), key))
-        self._scheduled_changed.fire()
+        if due < self._wakes_at:
+            self._scheduled_changed.fire()
 
     def _promote_due(self) -> None:
         now = self._clock.now() + _DUE_TOLERANCE
@@ -331,9 +335,11 @@ class WorkQueue(Generic[K]):
             self._promote_due()
             changed = self._scheduled_changed.arm()
             if not self._timers:
+                self._wakes_at = float("inf")
                 await changed.wait()
                 continue
-            delay = self._timers[0][0] - self._clock.now()
+            self._wakes_at = self._timers[0][0]
+            delay = self._wakes_at - self._clock.now()
             with suppress(TimeoutError):
                 await run_with_timeout(self._clock, delay, changed.wait)
 

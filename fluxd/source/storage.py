@@ -37,6 +37,7 @@ __all__ = ["DEFAULT_RETENTION", "Storage", "resolve_safe"]
 DEFAULT_RETENTION = 2
 _ARCHIVE_SUFFIX = ".tar.gz"
 _TEMP_PREFIX = ".tmp-"
+_RESOLVED_LIMIT = 4096
 
 
 def resolve_safe(root: Path, relpath: str, *, real_root: Path | None = None) -> Path:
@@ -70,6 +71,9 @@ class Storage:
         self.base_url = base_url.rstrip("/")
         self.retention = retention
         self._real_root: Path | None = None
+        # Paths already found safe: fluxd alone writes under the root, so a path that
+        # resolved inside it stays inside, and a poll is one stat instead of a realpath.
+        self._resolved: dict[str, Path] = {}
 
     # naming
 
@@ -85,10 +89,17 @@ class Storage:
         return f"{self.base_url}/{relpath.lstrip('/')}"
 
     def local_path(self, relpath: str) -> Path:
+        known = self._resolved.get(relpath)
+        if known is not None:
+            return known
         if self._real_root is None:
             # Resolved once: every poll checks its artifact is still here.
             self._real_root = Path(os.path.realpath(self.root))
-        return resolve_safe(self.root, relpath, real_root=self._real_root)
+        resolved = resolve_safe(self.root, relpath, real_root=self._real_root)
+        if len(self._resolved) >= _RESOLVED_LIMIT:
+            self._resolved.clear()
+        self._resolved[relpath] = resolved
+        return resolved
 
     def exists(self, artifact: Artifact) -> bool:
         """Whether the artifact's file is in the storage (e.g. after a restart)."""

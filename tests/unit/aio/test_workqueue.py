@@ -222,6 +222,29 @@ async def test_success_resets_the_backoff(clock: FakeClock) -> None:
     assert worker.times("a") == [0.0, 1.0, 3.0, 10.0, 11.0, 13.0, 17.0]
 
 
+async def test_requeues_at_an_interval_do_not_each_wake_the_scheduler(clock: FakeClock) -> None:
+    # 20 objects polled every minute: one wake-up per due time, none per requeue.
+    queue = make_queue(clock, concurrency=4)
+    worker = Recorder(clock, verdict=lambda key, run: Result.done(requeue_after=60.0))
+    wakes = 0
+    arm = queue._scheduled_changed.arm
+
+    def counting_arm() -> Any:
+        nonlocal wakes
+        wakes += 1
+        return arm()
+
+    queue._scheduled_changed.arm = counting_arm  # type: ignore[method-assign]
+    for index in range(20):
+        queue.add_after(f"k{index}", float(index))
+    async with running(queue, worker):
+        await clock.run_for(599.0)
+    assert worker.times("k3") == [3.0 + 60.0 * n for n in range(10)]
+    runs = len(worker.starts)
+    assert runs == 200
+    assert wakes <= runs + 2
+
+
 async def test_done_requeues_after_the_interval(clock: FakeClock) -> None:
     queue = make_queue(clock)
     worker = Recorder(clock, duration=2.0, verdict=lambda key, run: Result.done(60.0))

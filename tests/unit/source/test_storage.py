@@ -75,6 +75,30 @@ async def test_remove_all(tmp_path: Path) -> None:
     assert not await storage.remove_all(namespace="flux-system", name="k3s-private-repo")
 
 
+async def test_checking_a_known_artifact_again_resolves_no_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage(tmp_path / "store", base_url="http://h")
+    artifact = await _store(storage, _checkout(tmp_path / "co", "a"), COMMIT)
+    assert storage.exists(artifact)  # type: ignore[arg-type]
+    resolved: list[str] = []
+    real = os.path.realpath
+
+    def counting_realpath(path: str, **options: bool) -> str:
+        resolved.append(str(path))
+        return real(path, **options)
+
+    monkeypatch.setattr(os.path, "realpath", counting_realpath)
+
+    for _ in range(3):
+        assert storage.exists(artifact)  # type: ignore[arg-type]
+    assert resolved == []
+
+    # Gone from the disk is gone, cached or not.
+    assert await storage.remove_all(namespace="flux-system", name="k3s-private-repo")
+    assert not storage.exists(artifact)  # type: ignore[arg-type]
+
+
 class TestResolveSafe:
     @pytest.fixture
     def root(self, tmp_path: Path) -> Path:
