@@ -188,6 +188,12 @@ class EventRecorder:
             note,
         )
         now = recorded.timestamp
+        previous = self._seen.get(key)
+        if recorded.type == TRACE and previous is not None and now - previous[3] < self.window:
+            # A repeated trace (an unchanged poll) is only counted: nothing to write or wait for.
+            name, ns, count, first = previous
+            self._seen[key] = (name, ns, count + 1, first)
+            return
         async with self._exclusive(key):
             previous = self._seen.get(key)
             if previous is not None and now - previous[3] < self.window:
