@@ -232,9 +232,8 @@ class ResourceManager:
 
     def _remember(self, plan: _Planned, written: Mapping[str, Any]) -> None:
         if self.applied is not None and plan.digest is not None:
-            version = str((written.get("metadata") or {}).get("resourceVersion") or "")
             ref = ObjectRef.from_object(plan.obj)
-            self.applied.remember(self._owner, ref, plan.digest, version)
+            self.applied.remember(self._owner, ref, plan.digest, _version(written))
 
     # -- apply ---------------------------------------------------------------
 
