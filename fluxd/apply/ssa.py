@@ -279,24 +279,28 @@ class ResourceManager:
             # Cluster-scoped kinds have no namespace; kustomize may have set one anyway.
             del metadata["namespace"]
             subject = subject_of(obj)
-        known = None if self.applied is None else digest(obj, self._context)
+        known: bytes | None = None
+        remembered = False
+        if self.applied is not None:
+            known = digest(obj, self._context)
+            ref = ObjectRef.from_object(obj)
+            remembered = self.applied.known(self._owner, ref, known)
         async with self._limiter:
             # Read first only when the answer may make the dry run unneeded; otherwise
             # the dry run comes first and tells whether the object exists.
             live: Object | _Unread | None = _UNREAD
-            if policy.apply is ApplyPolicy.IF_NOT_PRESENT or self._remembered(obj, known):
+            if policy.apply is ApplyPolicy.IF_NOT_PRESENT or remembered:
                 live = await self.kube.get_or_none(
                     resource, metadata["name"], namespace=metadata.get("namespace")
                 )
                 if live is not None and policy.apply is ApplyPolicy.IF_NOT_PRESENT:
                     return _Planned(obj=obj, resource=resource, action=Action.SKIPPED)
                 if (
-                    live is not None
-                    and known is not None
+                    remembered
+                    and live is not None
                     and self.applied is not None
-                    and self.applied.unchanged(
-                        self._owner, ObjectRef.from_object(obj), known, _version(live)
-                    )
+                    and known is not None
+                    and self.applied.unchanged(self._owner, ref, known, _version(live))
                 ):
                     return _Planned(obj=obj, resource=resource, action=Action.UNCHANGED)
             try:
@@ -347,14 +351,6 @@ class ResourceManager:
             )
         return _Planned(
             obj=obj, resource=resource, action=Action.CONFIGURED, payload=payload, digest=known
-        )
-
-    def _remembered(self, obj: Mapping[str, Any], known: bytes | None) -> bool:
-        """Whether ``obj`` was applied or verified in this form (its live version decides)."""
-        return (
-            self.applied is not None
-            and known is not None
-            and self.applied.known(self._owner, ObjectRef.from_object(obj), known)
         )
 
     async def _take_over(
