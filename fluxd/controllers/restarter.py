@@ -109,6 +109,7 @@ from fluxd.restarter.slim import (
     DIGEST_FIELD,
     compared_digest,
     config_change_of,
+    same_but_version,
     slim_config,
     slim_pod_status,
     slim_provider_class,
@@ -345,15 +346,18 @@ class Restarter:
                 # A restart waiting to retry finds the workload gone at once.
                 wake.set()
         else:
-            self.index.upsert(obj)
+            if old is None or not same_but_version(old, obj):
+                # Most workload events are status writes, which the slim form drops:
+                # the profile and the pause moment are then what they were.
+                self.index.upsert(obj)
+                if key.kind is WorkloadKind.DEPLOYMENT:
+                    pause_changed = self.pauses.observe(obj)
             self._catch_up(key, obj)
             version = str(obj.get("metadata", {}).get("resourceVersion", ""))
             if self._resuming.get(key, version) != version:
                 # The resume (or a later write) has arrived: look at this key again.
                 del self._resuming[key]
                 pause_changed = True
-            if key.kind is WorkloadKind.DEPLOYMENT:
-                pause_changed = self.pauses.observe(obj) or pause_changed
         if pause_changed:
             self._pause_changed.set()
 

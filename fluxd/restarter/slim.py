@@ -23,6 +23,7 @@ restart itself is planned on a freshly read full object.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,6 +177,24 @@ def slim_workload(
     return slim
 
 
+def same_but_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True when two slim objects differ at most in their resourceVersion."""
+    if old.keys() != new.keys():
+        return False
+    for field, value in new.items():
+        if field != "metadata":
+            if old[field] != value:
+                return False
+            continue
+        before = old[field]
+        if before.keys() != value.keys():
+            return False
+        if any(before[key] != item for key, item in value.items() if key != "resourceVersion"):
+            return False
+    return True
+
+
+@functools.cache
 def _workload_keys(names: RestarterAnnotations) -> frozenset[str]:
     return frozenset(
         {
@@ -198,6 +217,7 @@ def _workload_keys(names: RestarterAnnotations) -> frozenset[str]:
     )
 
 
+@functools.cache
 def _template_keys(names: RestarterAnnotations) -> frozenset[str]:
     return frozenset(
         {

@@ -26,6 +26,7 @@ from fluxd.kube.events import EventRecorder, Recorded
 from fluxd.kube.resources import Resource
 from fluxd.metrics import REGISTRY
 from fluxd.restarter import WorkloadKind, pause
+from fluxd.restarter.annotations import profile_workload
 from fluxd.settings import Settings
 from tests.unit.restarter.restarter_objects import (
     NAMESPACE,
@@ -728,3 +729,34 @@ async def test_only_one_shard_runs_the_restarter(
         components=components,
     )
     assert ("restarter" in components.services) is runs
+
+
+async def test_a_status_write_is_not_profiled_again_and_changes_still_are(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workload event whose slim form only moved its version leaves the index as it was."""
+    api.put(secret())
+    api.put(secret("other"))
+    deployment = workload(annotations=AUTO)
+    api.put(deployment)
+    profiled: list[str] = []
+
+    def counting(obj: Object, **kwargs: Any) -> Any:
+        profiled.append(obj["metadata"]["name"])
+        return profile_workload(obj, **kwargs)
+
+    monkeypatch.setattr("fluxd.restarter.index.profile_workload", counting)
+    async with running(api):
+        profiled.clear()
+        deployment["status"] = {"observedGeneration": 1, "replicas": 0}
+        await api.emit("MODIFIED", deployment)
+        await settle()
+        assert profiled == []
+        # A spec change is looked at: the Deployment now mounts "other" too.
+        pod = deployment["spec"]["template"]["spec"]
+        pod["volumes"].append({"name": "other", "secret": {"secretName": "other"}})
+        pod["containers"][0]["volumeMounts"].append({"name": "other", "mountPath": "/etc/other"})
+        await api.emit("MODIFIED", deployment)
+        await eventually(lambda: profiled, what="profile")
+        await api.emit("MODIFIED", secret("other", data={"x": b"2"}))
+        await eventually(lambda: api.patches("realm-ix"), what="patch")
