@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from fluxd.kube import _lean, errors
+from fluxd.kube.codec import decode_json
 from fluxd.kube.resources import BUILT_IN, Resource, split_api_version
 
 k8s_client, k8s_config = _lean.load()
@@ -30,9 +31,9 @@ from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: 
 Object = dict[str, Any]
 
 _DEFAULT_TIMEOUT = 30.0
-# Bodies above this size are decoded off the event loop: json.loads runs at
-# roughly 100-300 MB/s, so 256 KiB costs a millisecond or two on the loop while
-# a thread hand-off costs about a tenth of that; a 10 MB page would take 50 ms+.
+# Bodies above this size are decoded off the event loop: the decoder runs at a
+# few hundred MB/s, so 256 KiB costs about a millisecond on the loop while a
+# thread hand-off costs about a tenth of that; a 10 MB page would take 20 ms+.
 _OFF_LOOP_BYTES = 256 * 1024
 
 # Metadata-only reads: the API server sends names, labels and versions, never the data.
@@ -50,9 +51,9 @@ class PatchType(StrEnum):
 async def _decode_body(payload: bytes) -> Object:
     """A JSON response body as a dict; large ones decoded in a thread."""
     if len(payload) > _OFF_LOOP_BYTES:
-        decoded: Object = await asyncio.to_thread(json.loads, payload)
+        decoded: Object = await asyncio.to_thread(decode_json, payload)
     else:
-        decoded = json.loads(payload)
+        decoded = decode_json(payload)
     return decoded
 
 
@@ -416,7 +417,7 @@ class Kube:
                 async for line in response.content:
                     if not line.strip():
                         continue
-                    event: Object = json.loads(line)
+                    event: Object = decode_json(line)
                     if event.get("type") == "ERROR":
                         status = event.get("object", {})
                         raise errors.from_response(

@@ -21,8 +21,9 @@ catch these and decide what happens next from the type::
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from fluxd.kube.codec import decode_json
 
 
 class KubeError(Exception):
@@ -129,7 +130,7 @@ def from_response(
 ) -> ApiError:
     """Decode an error response (normally a ``Status`` object) into an ``ApiError``."""
     try:
-        decoded = json.loads(body) if body else {}
+        decoded = decode_json(body) if body else {}
     except ValueError:
         decoded = {}
     if not isinstance(decoded, dict):
