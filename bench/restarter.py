@@ -18,6 +18,13 @@ source; the module proxy does not serve it, see bench/RESULTS.md) on the same
 workload, each system on a fresh cluster, interleaved, and writes the
 side-by-side section: Reloader writes the same ``STAKATER_<NAME>_SECRET``
 digest as fluxd's env-vars strategy, so one watch measures both.
+
+``--churn`` (with ``--reloader-binary``) measures instead what Deployments that
+change without any config change cost each system: ``kubectl`` (its own
+process) creates as many new annotated Deployments again, the
+controller-manager settles their status, and ``kubectl annotate`` touches every
+one of them once; the CPU each system spends from the first creation until the
+cluster is quiet is compared, next to what it spends idle over as long.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import asyncio
 import base64
 import gc
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import time
-from contextlib import ExitStack, suppress
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +49,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from bench.common import machine, median, percentile, rss_mib, write_section
+from bench.common import cpu_seconds, machine, median, percentile, rss_mib, write_section
 from fluxd.controllers.restarter import Restarter
 from fluxd.kube import errors as kube_errors
 from fluxd.kube.client import Kube
@@ -219,6 +228,61 @@ async def burst(kube: Kube, watch: PatchWatch, *, samples: int, size: int) -> li
     return list(watch.latencies)
 
 
+CHURN_LABEL = {"bench.fluxd.io/churn": "true"}
+
+
+def churn_manifest(args: argparse.Namespace) -> str:
+    """New annotated Deployments, each mounting an existing Secret and ConfigMap, as a List."""
+    secrets = args.objects // 2
+    items = []
+    for index in range(args.workloads):
+        item = deployment(index, secrets=secrets, config_maps=args.objects - secrets)
+        item["metadata"]["name"] = f"churn-{index}"
+        item["metadata"]["labels"] = CHURN_LABEL
+        items.append(item)
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+async def kubectl(kubeconfig: Path, *arguments: str, stdin: bytes | None = None) -> None:
+    kubectl = Path(sys.executable).with_name("kubectl")
+    await anyio.run_process(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", f"--namespace={NAMESPACE_NAME}", *arguments],
+        input=stdin,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def churn(kubeconfig: Path, pid: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    """CPU seconds ``pid`` spends through a Deployment churn without config changes, then idle.
+
+    Everything that makes the churn runs in kubectl processes, so that when ``pid``
+    is this process (fluxd's restarter in-process) only the restarter's own work
+    is counted. Returns (churn CPU, churn wall seconds, CPU over ``args.idle``
+    seconds afterwards).
+    """
+    manifest = churn_manifest(args).encode()
+    started, wall = cpu_seconds(pid), time.monotonic()
+    await kubectl(kubeconfig, "create", "-f", "-", stdin=manifest)
+    selector = "--selector=bench.fluxd.io/churn=true"
+    await settled(kubeconfig, selector)
+    await kubectl(kubeconfig, "annotate", "deployment", selector, "bench.fluxd.io/touched=1")
+    await anyio.sleep(args.quiet)
+    spent, took = cpu_seconds(pid) - started, time.monotonic() - wall
+    idle_started = cpu_seconds(pid)
+    await anyio.sleep(args.idle)
+    return spent, took, cpu_seconds(pid) - idle_started
+
+
+async def settled(kubeconfig: Path, selector: str) -> None:
+    """Wait until the controller-manager has made every selected Deployment Available.
+
+    With 0 replicas that is once it has created the ReplicaSet and written the status.
+    """
+    await kubectl(
+        kubeconfig, "wait", "deployment", selector, "--for=condition=Available", "--timeout=900s"
+    )
+
+
 def summary(latencies: list[float]) -> str:
     return (
         f"n={len(latencies)}, median {median(latencies) * 1000:.0f} ms, "
@@ -243,6 +307,26 @@ async def _reloader_started(process: anyio.abc.Process) -> None:
                     await anyio.sleep(0.2)
 
 
+@asynccontextmanager
+async def reloader_running(kubeconfig: Path, binary: Path) -> AsyncIterator[anyio.abc.Process]:
+    """Reloader started on ``kubeconfig``'s cluster, its informers listed; stopped on exit."""
+    process = await anyio.open_process(
+        [str(binary), "--log-level=error"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await _reloader_started(process)
+        # Its informers list before they handle updates; metrics come up first.
+        await anyio.sleep(5)
+        yield process
+    finally:
+        process.terminate()
+        with anyio.fail_after(30):
+            await process.wait()
+
+
 async def measure_reloader(
     kubeconfig: Path, args: argparse.Namespace
 ) -> tuple[list[float], list[float], float]:
@@ -252,16 +336,7 @@ async def measure_reloader(
         await populate(
             kube, objects=args.objects, workloads=args.workloads, secret_size=args.secret_size
         )
-        process = await anyio.open_process(
-            [str(args.reloader_binary), "--log-level=error"],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            await _reloader_started(process)
-            # Its informers list before they handle updates; metrics come up first.
-            await anyio.sleep(5)
+        async with reloader_running(kubeconfig, args.reloader_binary) as process:
             watch = PatchWatch(kube)
             async with anyio.create_task_group() as group:
                 group.start_soon(watch.run)
@@ -270,13 +345,34 @@ async def measure_reloader(
                 many = await burst(kube, watch, samples=args.samples, size=args.secret_size)
                 group.cancel_scope.cancel()
             rss = rss_mib(process.pid)
-        finally:
-            process.terminate()
-            with anyio.fail_after(30):
-                await process.wait()
     finally:
         await kube.close()
     return one, many, rss
+
+
+async def churn_one(system: str, kubeconfig: Path, args: argparse.Namespace) -> tuple[float, ...]:
+    """Populate a fresh cluster, start ``system`` and measure a churn on it."""
+    kube = await Kube.connect(kubeconfig=str(kubeconfig))
+    try:
+        await populate(
+            kube, objects=args.objects, workloads=args.workloads, secret_size=args.secret_size
+        )
+        await settled(kubeconfig, "--all")
+        if system == "Reloader":
+            async with reloader_running(kubeconfig, args.reloader_binary) as process:
+                return await churn(kubeconfig, process.pid, args)
+        settings = Settings(
+            restart_coalesce_window=args.window, restart_concurrency=args.concurrency
+        )
+        service = Restarter(kube=kube, recorder=EventRecorder(kube), settings=settings)
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.run)
+            await service.ready.wait()
+            result = await churn(kubeconfig, os.getpid(), args)
+            group.cancel_scope.cancel()
+        return result
+    finally:
+        await kube.close()
 
 
 async def measure(kubeconfig: Path, args: argparse.Namespace) -> list[str]:
@@ -334,8 +430,17 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
     parser.add_argument("--reloader-binary", type=Path, help="also run this Reloader, side by side")
     parser.add_argument("--rounds", type=int, default=2, help="side-by-side rounds per system")
+    parser.add_argument(
+        "--churn", action="store_true", help="side by side: Deployment churn, no config change"
+    )
+    parser.add_argument("--quiet", type=float, default=10.0, help="churn: seconds after the last")
+    parser.add_argument("--idle", type=float, default=30.0, help="churn: idle seconds measured")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    if args.churn and not args.reloader_binary:
+        parser.error("--churn compares with Reloader: give --reloader-binary")
+    if args.churn:
+        return churn_side_by_side(args)
     if args.reloader_binary:
         return side_by_side(args)
     with ExitStack() as stack:
@@ -417,6 +522,59 @@ def side_by_side(args: argparse.Namespace) -> int:
     print(body)
     if args.write:
         write_section("restarter-reloader", body)
+    return 0
+
+
+def churn_side_by_side(args: argparse.Namespace) -> int:
+    """The Deployment churn on fluxd's restarter and on Reloader, interleaved, fresh clusters."""
+    runs: dict[str, list[tuple[float, ...]]] = {"fluxd": [], "Reloader": []}
+    loads: list[str] = []
+    for round_ in range(args.rounds):
+        order = ("fluxd", "Reloader") if round_ % 2 == 0 else ("Reloader", "fluxd")
+        for system in order:
+            with running(nodes=1) as cluster:
+                loads.append(f"{system}: {os.getloadavg()[0]:.2f}")
+                spent, took, idle = asyncio.run(churn_one(system, cluster.kubeconfig, args))
+                runs[system].append((spent, took, idle))
+                print(f"{system}: churn {spent:.2f} s CPU in {took:.1f} s, idle {idle:.2f} s")
+
+    def figure(system: str, column: int) -> float:
+        return median([run[column] for run in runs[system]])
+
+    def row(label: str, column: int, unit: str = "s") -> str:
+        fluxd, reloader = figure("fluxd", column), figure("Reloader", column)
+        ratio = f"{fluxd / reloader:.2f}" if reloader else "n/a"
+        return f"| {label} | {fluxd:.2f} {unit} | {reloader:.2f} {unit} | {ratio} |"
+
+    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
+    body = "\n".join(
+        [
+            "## Deployment churn side by side with Reloader",
+            "",
+            f"Command: `{command}`",
+            f"Machine: {machine()}",
+            f"Date: {time.strftime('%Y-%m-%d')}. {args.objects} Secrets/ConfigMaps and "
+            f"{args.workloads} Deployments with `reloader.stakater.com/auto` in place; then "
+            f"`kubectl create` adds {args.workloads} more such Deployments, `kubectl wait` "
+            f"waits until the controller-manager has made each Available, `kubectl annotate` "
+            f"touches each once, and {args.quiet:g} s pass: no Secret or ConfigMap changes. "
+            f"CPU is utime+stime of the system's process over that stretch (fluxd's restarter "
+            f"runs in the benchmark's process, which does nothing else meanwhile), and idle is "
+            f"the same process over the {args.idle:g} s after it. The system starts once the "
+            f"first Deployments have settled. Each system on a fresh cluster, "
+            f"interleaved, {args.rounds} runs each (medians). Load average (1 min) at each "
+            f"start: {', '.join(loads)}.",
+            "",
+            "| | fluxd | Reloader | fluxd / Reloader |",
+            "| --- | --- | --- | --- |",
+            row("CPU through the churn", 0),
+            row(f"CPU idle, {args.idle:g} s", 2),
+            row("length of the churn", 1),
+        ]
+    )
+    print(body)
+    if args.write:
+        write_section("restarter-churn", body)
     return 0
 
 
