@@ -16,14 +16,17 @@ lease semantics users know:
   replica takes over at its next attempt instead of waiting for expiry.
 
 Writes are optimistic: each update names the resource version it was based on
-and the store raises ``LeaseConflict`` when the lease moved meanwhile.
+and the store raises ``LeaseConflict`` when the lease moved meanwhile. While it
+leads and its lease is valid, the leader renews by writing against the version
+it last wrote, without reading the lease first (client-go's fast path), and
+reads only when that write fails.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -262,8 +265,10 @@ class LeaderElector:
         return _Attempt.FAILED
 
     async def _try_acquire_or_renew(self) -> _Attempt:
-        current = await self._store.get()
         now = self._wall_clock()
+        if await self._renew_as_observed(now):
+            return _Attempt.LEADING
+        current = await self._store.get()
         if current is None:
             created = await self._store.create(
                 LeaseRecord(
@@ -293,6 +298,32 @@ class LeaderElector:
         )
         self._observe(updated)
         return _Attempt.LEADING
+
+    async def _renew_as_observed(self, now: datetime) -> bool:
+        """Renew a valid lease of ours against the version last seen; False to read first."""
+        observed = self._observed
+        if (
+            not self._leader
+            or observed is None
+            or observed.holder_identity != self.identity
+            or self._observed_at + observed.lease_duration_seconds <= self._clock.now()
+        ):
+            return False
+        renewal = replace(
+            observed, lease_duration_seconds=round(self.lease_duration), renew_time=now
+        )
+        try:
+            self._observe(
+                await self._store.update(renewal, resource_version=observed.resource_version)
+            )
+        except Exception as error:
+            _log.debug(
+                "renewing without reading failed; reading the lease",
+                identity=self.identity,
+                error=str(error),
+            )
+            return False
+        return True
 
     def _observe(self, record: LeaseRecord) -> None:
         # Expiry is judged from when this replica saw the lease change, never

@@ -34,6 +34,7 @@ class LeaseConnection:
     def __init__(self, server: LeaseServer) -> None:
         self.server = server
         self.reachable = True
+        self.reads = 0
 
     async def _round_trip(self) -> None:
         # yield like a real request would, so replicas interleave
@@ -43,6 +44,7 @@ class LeaseConnection:
 
     async def get(self) -> LeaseRecord | None:
         await self._round_trip()
+        self.reads += 1
         return self.server.record
 
     async def create(self, record: LeaseRecord) -> LeaseRecord:
@@ -142,6 +144,23 @@ async def test_the_leader_renews_every_retry_period(clock: FakeClock, server: Le
         group.cancel_scope.cancel()
     # created at 0, renewed at 2, 4, ..., 20, then released
     assert server.version == 1 + 10 + 1
+    # Renewing a valid lease of its own, the leader writes without reading first.
+    assert a.connection.reads == 1
+
+
+async def test_a_renewal_after_someone_else_wrote_reads_the_lease_again(
+    clock: FakeClock, server: LeaseServer
+) -> None:
+    a = Replica("a", server, clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(a.run)
+        await clock.settle()
+        server.conflicting_writes = 1
+        await clock.run_for(2.0)
+        assert a.elector.is_leader
+        assert a.connection.reads == 2
+        group.cancel_scope.cancel()
+    assert server.record is not None and server.record.holder_identity == ""
 
 
 async def test_when_the_leader_stops_renewing_the_other_takes_over_after_expiry(
@@ -177,7 +196,9 @@ async def test_when_the_leader_stops_renewing_the_other_takes_over_after_expiry(
     ("conflicts", "still_leading"),
     [
         pytest.param(2, True, id="brief-conflicts-are-retried"),
-        pytest.param(6, False, id="conflicts-past-renew-deadline-lose-leadership"),
+        # Each failed renewal meets two conflicts: its write without reading, then
+        # the write after reading.
+        pytest.param(12, False, id="conflicts-past-renew-deadline-lose-leadership"),
     ],
 )
 async def test_renewal_conflicts(
