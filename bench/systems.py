@@ -69,7 +69,8 @@ def start(
     process either way. Both log at their default level, as a user runs them.
     """
     if system == "fluxd":
-        args = [f"--lease-name={lease}", *fluxd_args]
+        # Flux's controllers run with leader election off (testenv/flux.py): so does fluxd.
+        args = [f"--lease-name={lease}", "--leader-election=false", *fluxd_args]
         if concurrency is not None:
             args.append(f"--kustomization-concurrency={concurrency}")
         return Controllers(system, daemon=Fluxd(cluster, workdir, extra_args=args).start())
