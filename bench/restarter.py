@@ -39,10 +39,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -59,6 +59,7 @@ from fluxd.settings import Settings
 from testenv.cluster import running
 
 NAMESPACE_NAME = "bench-restarter"
+_T = TypeVar("_T")
 AUTO = {"reloader.stakater.com/auto": "true"}
 
 
@@ -283,6 +284,12 @@ async def settled(kubeconfig: Path, selector: str) -> None:
     )
 
 
+def heading(title: str) -> list[str]:
+    """A section's title, the command that wrote it and the machine."""
+    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
+    return [f"## {title}", "", f"Command: `{command}`", f"Machine: {machine()}"]
+
+
 def summary(latencies: list[float]) -> str:
     return (
         f"n={len(latencies)}, median {median(latencies) * 1000:.0f} ms, "
@@ -449,13 +456,9 @@ def main() -> int:
             cluster = stack.enter_context(running(nodes=1))
             kubeconfig = cluster.kubeconfig
         lines = asyncio.run(measure(kubeconfig, args))
-    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
     body = "\n".join(
         [
-            "## Restarter: cache memory and Secret-to-patch latency",
-            "",
-            f"Command: `{command}`",
-            f"Machine: {machine()}",
+            *heading("Restarter: cache memory and Secret-to-patch latency"),
             f"Date: {time.strftime('%Y-%m-%d')}. {args.objects} Secrets/ConfigMaps "
             f"({args.secret_size} B Secrets), {args.workloads} Deployments with "
             f"`reloader.stakater.com/auto`, restart-coalesce-window {args.window:g} s, "
@@ -470,22 +473,38 @@ def main() -> int:
     return 0
 
 
-def side_by_side(args: argparse.Namespace) -> int:
-    """fluxd's restarter and Reloader on the same workload, interleaved, each on a fresh cluster."""
-    runs: dict[str, list[tuple[list[float], list[float]]]] = {"fluxd": [], "Reloader": []}
+def interleaved(
+    rounds: int, run: Callable[[str, Path], _T]
+) -> tuple[dict[str, list[_T]], list[str]]:
+    """``run(system, kubeconfig)`` for fluxd and Reloader in turn, each on a fresh cluster.
+
+    The first system alternates from round to round. Returns the results per
+    system and the 1-minute load average at each start.
+    """
+    runs: dict[str, list[_T]] = {"fluxd": [], "Reloader": []}
     loads: list[str] = []
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         order = ("fluxd", "Reloader") if round_ % 2 == 0 else ("Reloader", "fluxd")
         for system in order:
             with running(nodes=1) as cluster:
                 loads.append(f"{system}: {os.getloadavg()[0]:.2f}")
-                if system == "fluxd":
-                    asyncio.run(measure(cluster.kubeconfig, args))
-                    one, many = args.latencies
-                else:
-                    one, many, _ = asyncio.run(measure_reloader(cluster.kubeconfig, args))
-                runs[system].append((one, many))
-                print(system, summary(one), "|", summary(many), flush=True)
+                runs[system].append(run(system, cluster.kubeconfig))
+    return runs, loads
+
+
+def side_by_side(args: argparse.Namespace) -> int:
+    """fluxd's restarter and Reloader on the same workload, interleaved, each on a fresh cluster."""
+
+    def run(system: str, kubeconfig: Path) -> tuple[list[float], list[float]]:
+        if system == "fluxd":
+            asyncio.run(measure(kubeconfig, args))
+            one, many = args.latencies
+        else:
+            one, many, _ = asyncio.run(measure_reloader(kubeconfig, args))
+        print(system, summary(one), "|", summary(many), flush=True)
+        return one, many
+
+    runs, loads = interleaved(args.rounds, run)
 
     def figures(system: str) -> tuple[float, float, float]:
         ones = [percentile(one, 0.99) for one, _ in runs[system]]
@@ -494,13 +513,9 @@ def side_by_side(args: argparse.Namespace) -> int:
         return median(medians) * 1000, median(ones) * 1000, median(bursts)
 
     fluxd, reloader = figures("fluxd"), figures("Reloader")
-    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
     body = "\n".join(
         [
-            "## Restarts side by side with Reloader",
-            "",
-            f"Command: `{command}`",
-            f"Machine: {machine()}",
+            *heading("Restarts side by side with Reloader"),
             f"Date: {time.strftime('%Y-%m-%d')}. {args.objects} Secrets/ConfigMaps, "
             f"{args.workloads} Deployments with `reloader.stakater.com/auto`, "
             f"{args.samples} updates per phase; fluxd's restarter with "
@@ -527,16 +542,13 @@ def side_by_side(args: argparse.Namespace) -> int:
 
 def churn_side_by_side(args: argparse.Namespace) -> int:
     """The Deployment churn on fluxd's restarter and on Reloader, interleaved, fresh clusters."""
-    runs: dict[str, list[tuple[float, ...]]] = {"fluxd": [], "Reloader": []}
-    loads: list[str] = []
-    for round_ in range(args.rounds):
-        order = ("fluxd", "Reloader") if round_ % 2 == 0 else ("Reloader", "fluxd")
-        for system in order:
-            with running(nodes=1) as cluster:
-                loads.append(f"{system}: {os.getloadavg()[0]:.2f}")
-                spent, took, idle = asyncio.run(churn_one(system, cluster.kubeconfig, args))
-                runs[system].append((spent, took, idle))
-                print(f"{system}: churn {spent:.2f} s CPU in {took:.1f} s, idle {idle:.2f} s")
+
+    def run(system: str, kubeconfig: Path) -> tuple[float, ...]:
+        spent, took, idle = asyncio.run(churn_one(system, kubeconfig, args))
+        print(f"{system}: churn {spent:.2f} s CPU in {took:.1f} s, idle {idle:.2f} s", flush=True)
+        return spent, took, idle
+
+    runs, loads = interleaved(args.rounds, run)
 
     def figure(system: str, column: int) -> float:
         return median([run[column] for run in runs[system]])
@@ -546,13 +558,9 @@ def churn_side_by_side(args: argparse.Namespace) -> int:
         ratio = f"{fluxd / reloader:.2f}" if reloader else "n/a"
         return f"| {label} | {fluxd:.2f} {unit} | {reloader:.2f} {unit} | {ratio} |"
 
-    command = " ".join([".venv/bin/python -m bench.restarter", *sys.argv[1:]])
     body = "\n".join(
         [
-            "## Deployment churn side by side with Reloader",
-            "",
-            f"Command: `{command}`",
-            f"Machine: {machine()}",
+            *heading("Deployment churn side by side with Reloader"),
             f"Date: {time.strftime('%Y-%m-%d')}. {args.objects} Secrets/ConfigMaps and "
             f"{args.workloads} Deployments with `reloader.stakater.com/auto` in place; then "
             f"`kubectl create` adds {args.workloads} more such Deployments, `kubectl wait` "
