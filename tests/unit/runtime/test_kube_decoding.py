@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fluxd.kube.client import Kube
+from fluxd.kube.codec import decode_json
 from fluxd.kube.resources import SECRET
 
 
@@ -55,13 +56,12 @@ async def test_list_page_decoding_thread(
     monkeypatch: pytest.MonkeyPatch, count: int, off_loop: bool
 ) -> None:
     decoded_on: list[int] = []
-    real_loads = json.loads
 
-    def recording_loads(payload: Any, **kwargs: Any) -> Any:
+    def recording_decode(payload: Any) -> Any:
         decoded_on.append(threading.get_ident())
-        return real_loads(payload, **kwargs)
+        return decode_json(payload)
 
-    monkeypatch.setattr(json, "loads", recording_loads)
+    monkeypatch.setattr("fluxd.kube.client.decode_json", recording_decode)
     kube = Kube(_ApiClient(_secret_list(count)), headers={})
 
     page = await kube.list_page(SECRET, namespace="apps")
