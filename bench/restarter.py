@@ -24,7 +24,8 @@ change without any config change cost each system: ``kubectl`` (its own
 process) creates as many new annotated Deployments again, the
 controller-manager settles their status, and ``kubectl annotate`` touches every
 one of them once; the CPU each system spends from the first creation until the
-cluster is quiet is compared, next to what it spends idle over as long.
+cluster is quiet is compared, next to what it spends idle in the ``--idle``
+seconds after.
 """
 
 from __future__ import annotations
