@@ -188,20 +188,16 @@ class EventRecorder:
             note,
         )
         now = recorded.timestamp
-        previous = self._seen.get(key)
-        if recorded.type == TRACE and previous is not None and now - previous[3] < self.window:
+        if recorded.type == TRACE and self._count_repeat(key, now) is not None:
             # A repeated trace (an unchanged poll) is only counted: nothing to write or wait for.
-            name, ns, count, first = previous
-            self._seen[key] = (name, ns, count + 1, first)
             return
         async with self._exclusive(key):
-            previous = self._seen.get(key)
-            if previous is not None and now - previous[3] < self.window:
-                name, ns, count, first = previous
-                self._seen[key] = (name, ns, count + 1, first)
+            repeat = self._count_repeat(key, now)
+            if repeat is not None:
                 if recorded.type == TRACE:
                     return
-                series = {"count": count + 1, "lastObservedTime": _micro_time(now)}
+                name, ns, count = repeat
+                series = {"count": count, "lastObservedTime": _micro_time(now)}
                 try:
                     await self.kube.patch(
                         EVENT, name, {"series": series}, namespace=ns, patch_type=PatchType.MERGE
@@ -234,6 +230,15 @@ class EventRecorder:
             await self.kube.create(EVENT, body, namespace=namespace)
             self._seen[key] = (name, namespace, 1, now)
             self._forget_old(now)
+
+    def _count_repeat(self, key: _DedupKey, now: float) -> tuple[str, str, int] | None:
+        """Count a repeat of an Event written within the window: its name, namespace, count."""
+        previous = self._seen.get(key)
+        if previous is None or now - previous[3] >= self.window:
+            return None
+        name, namespace, count, first = previous
+        self._seen[key] = (name, namespace, count + 1, first)
+        return name, namespace, count + 1
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, key: _DedupKey) -> AsyncIterator[None]:
